@@ -1,0 +1,301 @@
+"""Recording one backward pass: the graph, the gradient along every edge, local derivatives.
+
+A `PassRecorder` is made when the user's code calls `backward`/`autograd.grad` inside a
+trace. It snapshots the graph, puts a pre-hook and a post-hook on each op node for the
+length of the call, and turns what flowed into plain model objects when the call ends.
+
+Hook rules that keep the user's numbers untouched (../shared/DESIGN.md): every hook returns
+None, runs under no_grad, and swallows its own exceptions. AccumulateGrad nodes, custom
+Python Functions and nodes whose saved tensors carry unpack hooks (checkpoint) are never
+called; everything else may be called with one-hot gradients to get its local Jacobian.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from ..model import Edge, Pass, Source
+from .recorder import META_KEY
+from .summaries import Box, PendingBatch
+from .walk import BACKWARD_TAG, GraphIndex, finish_leaf_values, walk
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
+
+log = logging.getLogger("gradscope")
+
+BACKWARD_APIS: dict[Callable, str] = {
+    torch.Tensor.backward: "Tensor.backward",
+    torch.autograd.backward: "torch.autograd.backward",
+    torch.autograd.grad: "torch.autograd.grad",
+}
+
+_signatures: dict[Callable, inspect.Signature] = {}
+
+
+@dataclass
+class BackwardCall:
+    """The arguments of one backward call, normalised across the three APIs."""
+
+    api: str
+    roots: list[torch.Tensor]
+    seeds: list[torch.Tensor | None]
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    retain_graph: bool = False
+    create_graph: bool = False
+
+
+def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
+    sig = _signatures.get(func)
+    if sig is None:
+        sig = _signatures[func] = inspect.signature(func)
+    bound = sig.bind(*args, **kwargs).arguments
+    api = BACKWARD_APIS[func]
+    if api == "Tensor.backward":
+        roots, seeds = [bound["self"]], [bound.get("gradient")]
+    elif api == "torch.autograd.backward":
+        roots, seeds = _as_list(bound["tensors"]), _as_list(bound.get("grad_tensors"))
+    else:
+        roots, seeds = _as_list(bound["outputs"]), _as_list(bound.get("grad_outputs"))
+    create = bool(bound.get("create_graph", False))
+    retain = bound.get("retain_graph")
+    return BackwardCall(
+        api=api,
+        roots=[r for r in roots if isinstance(r, torch.Tensor)],
+        seeds=(seeds + [None] * len(roots))[: len(roots)],
+        inputs=[t for t in _as_list(bound.get("inputs")) if isinstance(t, torch.Tensor)],
+        retain_graph=create if retain is None else bool(retain),
+        create_graph=create,
+    )
+
+
+def _as_list(v) -> list:
+    if v is None:
+        return []
+    if isinstance(v, torch.Tensor) or not isinstance(v, (list, tuple, dict)):
+        return [v]
+    return list(v.values()) if isinstance(v, dict) else list(v)
+
+
+@dataclass(frozen=True)
+class GradientOptions:
+    """What a pass records: gradients on/off, local Jacobians up to `max_jacobian` elements."""
+
+    gradients: bool = True
+    max_jacobian: int = 64
+
+
+class PassRecorder:
+    """Records one backward call. Use: `before()`, run the call, `after(result, error)`."""
+
+    def __init__(self, tracer: "Tracer", call: BackwardCall, source: Source | None):
+        self.tracer = tracer
+        self.call = call
+        self.source = source
+        self.options: GradientOptions = tracer.gradient_options
+        self.batch = PendingBatch(tracer.summary_options)
+        # (model object, attribute, pending value, unwrap to a number) to set once resolved
+        self._fill: list[tuple[object, str, Any, bool]] = []
+        self._handles: list = []
+        self._tagged: set[int] = set()
+        self.index: GraphIndex | None = None
+
+    # -- before the call -------------------------------------------------------------
+    def before(self) -> GraphIndex:
+        with torch.no_grad():
+            index = self.index = walk(self.call.roots, self.tracer, self.batch)
+            self._record_seeds(index)
+            for node_id, leaf in index.leaf_tensors.items():
+                self._later(index.graph.node(node_id), "grad_before", self.batch.summarize(leaf.grad))
+        if self.options.gradients:
+            self._install_hooks(index)
+        return index
+
+    def _record_seeds(self, index: GraphIndex) -> None:
+        for root, seed in zip(self.call.roots, self.call.seeds):
+            node_id = _node_id_of(root, index)
+            if node_id is None:
+                continue
+            if seed is None and root.numel() == 1:
+                seed = torch.ones_like(root)  # the implicit gradient of a scalar's backward()
+            if isinstance(seed, torch.Tensor):
+                self._later(index.graph.node(node_id), "seed", self.batch.summarize(seed))
+
+    def _install_hooks(self, index: GraphIndex) -> None:
+        edges_into: dict[str, dict[int, Edge]] = {}
+        for e in index.graph.edges:
+            edges_into.setdefault(e.dst, {})[e.index] = e
+        for node_id, fn in index.node_of.items():
+            if node_id in index.leaf_tensors:
+                continue
+            node = index.graph.node(node_id)
+            self._handles.append(fn.register_prehook(self._make_prehook(node)))
+            self._handles.append(fn.register_hook(self._make_posthook(fn, node, edges_into.get(node_id, {}))))
+
+    def _make_prehook(self, node):
+        def prehook(grad_outputs):
+            try:
+                with torch.no_grad():
+                    self._later(node, "grad_outputs", [self.batch.summarize(g) for g in grad_outputs])
+            except Exception:  # a hook must never break the user's backward
+                log.debug("gradscope pre-hook failed", exc_info=True)
+            return None
+
+        return prehook
+
+    def _make_posthook(self, fn, node, edges: dict[int, Edge]):
+        def posthook(grad_inputs, grad_outputs):
+            try:
+                with torch.no_grad():
+                    for i, edge in edges.items():
+                        if i < len(grad_inputs):
+                            self._later(edge, "grad", self.batch.summarize(grad_inputs[i]))
+                    if self.options.max_jacobian and edges:
+                        self._local_derivatives(fn, grad_inputs, edges)
+                if self.call.create_graph:
+                    self._tag_created(fn, grad_inputs)
+            except Exception:
+                log.debug("gradscope post-hook failed", exc_info=True)
+            return None
+
+        return posthook
+
+    # -- local derivatives -------------------------------------------------------------
+    def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
+        """d output / d input for each small edge, by calling the node with one-hot gradients."""
+        if not _callable(fn):
+            return
+        limit = self.options.max_jacobian
+        outputs = [(tuple(m.shape), m.dtype, m.device) for m in fn._input_metadata]
+        sizes = [_numel(shape) for shape, _, _ in outputs]
+        total = sum(sizes)
+        wanted = [
+            i for i, g in enumerate(grad_inputs)
+            if i in edges and isinstance(g, torch.Tensor) and 0 < g.numel() <= limit
+        ]
+        if not wanted or total == 0 or total > limit:
+            return
+        rows: list[tuple] = []
+        for k in range(total):
+            one_hot = []
+            offset = 0
+            for (shape, dtype, device), size in zip(outputs, sizes):
+                z = torch.zeros(shape, dtype=dtype, device=device)
+                if offset <= k < offset + size:
+                    z.view(-1)[k - offset] = 1
+                one_hot.append(z)
+                offset += size
+            result = fn(*one_hot)
+            rows.append(result if isinstance(result, tuple) else (result,))
+        for i in wanted:
+            width = grad_inputs[i].numel()
+            jac = torch.stack([
+                r[i].reshape(-1) if i < len(r) and r[i] is not None
+                else torch.zeros(width, dtype=grad_inputs[i].dtype, device=grad_inputs[i].device)
+                for r in rows
+            ])
+            self._later(edges[i], "local", self.batch.keep(jac), scalar=(total == 1 and width == 1))
+
+    # -- create_graph: mark what backward built ------------------------------------------
+    def _tag_created(self, fn, grad_inputs) -> None:
+        info = fn.metadata.get(META_KEY)
+        label = f"{info.op} at {info.source.short}" if info and info.source else type(fn).__name__
+        known = self.index.id_of if self.index else {}
+        stack = [g.grad_fn for g in grad_inputs if isinstance(g, torch.Tensor) and g.grad_fn is not None]
+        while stack:
+            n = stack.pop()
+            if id(n) in known or id(n) in self._tagged or type(n).__name__ == "AccumulateGrad":
+                continue
+            meta = n.metadata
+            if META_KEY in meta or BACKWARD_TAG in meta:
+                continue
+            meta[BACKWARD_TAG] = label
+            self._tagged.add(id(n))
+            stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+
+    # -- after the call ------------------------------------------------------------------
+    def after(self, result: Any, error: BaseException | None, pass_index: int) -> Pass:
+        """Remove the hooks and turn everything recorded into a `Pass` (one device sync)."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        index = self.index
+        assert index is not None
+        results = []
+        with torch.no_grad():
+            for node_id, leaf in index.leaf_tensors.items():
+                self._later(index.graph.node(node_id), "grad_after", self.batch.summarize(leaf.grad))
+            if self.call.api == "torch.autograd.grad" and error is None:
+                results = [self.batch.summarize(r) for r in result]
+        self.batch.resolve()
+        finish_leaf_values(index.pending_values)
+        for obj, attr, pending, scalar in self._fill:
+            setattr(obj, attr, _resolved(pending, scalar))
+        self._fill.clear()
+        p = Pass(
+            index=pass_index,
+            api=self.call.api,
+            graph=index.graph,
+            source=self.source,
+            retain_graph=self.call.retain_graph,
+            create_graph=self.call.create_graph,
+            step=self.tracer.optimizer_steps,
+            inputs=[i for i in (_node_id_of(t, index) for t in self.call.inputs) if i is not None],
+            results=[_resolved(r) for r in results],
+            error=None if error is None else f"{type(error).__name__}: {error}",
+        )
+        self.index = None  # drop every autograd node and tensor of the pass
+        return p
+
+    def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
+        self._fill.append((obj, attr, pending, scalar))
+
+
+def _resolved(pending: Any, scalar: bool = False) -> Any:
+    """A resolved Pending -> TensorSummary; a Box -> its value (a number if `scalar`); lists element-wise."""
+    if pending is None:
+        return None
+    if isinstance(pending, Box):
+        value = pending.value
+        while scalar and isinstance(value, list):
+            value = value[0]
+        return value
+    if isinstance(pending, list):
+        return [_resolved(p) for p in pending]
+    return pending.result
+
+
+def _node_id_of(t: torch.Tensor, index: GraphIndex) -> str | None:
+    fn = t.grad_fn
+    if fn is None:
+        if not t.requires_grad:
+            return None
+        fn = torch.autograd.graph.get_gradient_edge(t).node
+    return index.id_of.get(id(fn))
+
+
+def _callable(fn) -> bool:
+    """May gradscope call this node to get its local Jacobian? (DESIGN: never AccumulateGrad,
+    never a custom Python Function — its backward is the user's code, maybe with side effects —
+    never a node whose saved tensors have unpack hooks, never compiled-function nodes.)"""
+    if isinstance(fn, torch.autograd.function.BackwardCFunction):
+        return False
+    name = type(fn).__name__
+    if name == "AccumulateGrad" or "CompiledFunction" in name:
+        return False
+    if not hasattr(fn, "_input_metadata"):
+        return False
+    info = fn.metadata.get(META_KEY)
+    return info is None or not info.saved_hooks
+
+
+def _numel(shape: tuple) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

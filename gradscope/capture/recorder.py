@@ -1,0 +1,163 @@
+"""The forward recorder: a TorchFunctionMode that tags every grad_fn with where it came from.
+
+For each torch function the user's code calls, the mode runs it unchanged and then writes an
+`OpInfo` (op name, the user's line, module path, statement id) into the output's
+`grad_fn.metadata`, which lives and dies with the graph. It also notices in-place edits
+(an argument's `_version` moved) and leaves that start requiring grad, and hands calls of
+`backward`/`autograd.grad` to the tracer. Per op it does as little Python as it can: the
+training loop of a small-op model pays for every microsecond here.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from .source import assignment_target, source_of, user_frame
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
+
+META_KEY = "gradscope"
+
+_Tensor = torch.Tensor
+_is_compiling = torch.compiler.is_compiling
+_top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
+_GRAD_GETTER = torch.Tensor.grad.__get__
+
+
+class OpInfo:
+    """What gradscope knows of the forward op behind one grad_fn (stored in its metadata)."""
+
+    __slots__ = ("op", "source", "module", "stmt", "seq", "inputs", "saved_hooks")
+
+    def __init__(self, op, source, module, stmt, seq, inputs, saved_hooks):
+        self.op: str = op
+        self.source = source
+        self.module: str | None = module
+        self.stmt: int = stmt  # ops of one execution of one statement share this
+        self.seq: int = seq  # order of creation within the trace
+        # (weakref to argument tensor, its _version when the op ran) for tensor arguments
+        self.inputs: tuple = inputs
+        # saved-tensor hooks were active (checkpoint, save_on_cpu): never call or unpack this node
+        self.saved_hooks: bool = saved_hooks
+
+
+def op_name(func: Callable) -> str:
+    """`torch.add` -> "add"; `Tensor.__mul__` -> "mul"; `Tensor.add_` -> "add_"."""
+    name = getattr(func, "__name__", None) or str(func)
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name.startswith(("r", "i")) and name[1:] in _BINARY:
+            name = name[1:] + ("_" if name[0] == "i" else "")
+    return name
+
+
+_BINARY = {"add", "sub", "mul", "truediv", "floordiv", "matmul", "pow", "mod", "and", "or", "xor"}
+
+
+class RecordingMode(TorchFunctionMode):
+    """Sees every torch function call inside a trace and reports it to the tracer."""
+
+    def __init__(self, tracer: "Tracer") -> None:
+        super().__init__()
+        self.tracer = tracer
+        self._seq = 0
+        self._stmt = 0
+        self._last_stmt_key: tuple = ()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if _is_compiling():  # Dynamo must see straight through us, or it falls back to eager
+            return func(*args, **(kwargs or {}))
+        if kwargs is None:
+            kwargs = {}
+        special = self.tracer.intercepted.get(func)
+        if special is not None:
+            return special(func, args, kwargs)
+        if func is _GRAD_GETTER:
+            return self.tracer.on_grad_read(func, args)
+
+        tensors = _tensor_args(args, kwargs)
+        versions = [t._version for t in tensors]
+        try:
+            out = func(*args, **kwargs)
+        except RuntimeError as exc:
+            self.tracer.on_op_error(op_name(func), tensors, exc)
+            raise
+
+        for t, v in zip(tensors, versions):
+            if t._version != v:
+                self.tracer.on_inplace(op_name(func), t, v)
+        if isinstance(out, _Tensor):
+            if out.requires_grad:
+                self._tag(out, func, tensors, versions)
+        elif isinstance(out, (tuple, list)):
+            for o in out:
+                if isinstance(o, _Tensor) and o.requires_grad:
+                    self._tag(o, func, tensors, versions)
+        return out
+
+    def _tag(self, out: torch.Tensor, func, tensors, versions) -> None:
+        grad_fn = out.grad_fn
+        if grad_fn is None:  # a leaf that requires grad: created here, or requires_grad_()
+            self.tracer.on_new_leaf(out)
+            return
+        meta = grad_fn.metadata
+        if META_KEY in meta:  # an op that returned an existing tensor (e.g. contiguous())
+            return
+        frame = user_frame()
+        source = source_of(frame)
+        self._seq += 1
+        meta[META_KEY] = OpInfo(
+            op=op_name(func),
+            source=source,
+            module=self.tracer.modules.current,
+            stmt=self._statement(frame),
+            seq=self._seq,
+            inputs=tuple(zip(map(weakref.ref, tensors), versions)),
+            saved_hooks=_top_saved_hooks(False) is not None,
+        )
+        self.tracer.note_output(out)
+
+    def _statement(self, frame) -> int:
+        """An id shared by the ops of one execution of one statement.
+
+        A statement runs again when its line changes or the bytecode offset goes back
+        (a loop came round): `h = torch.tanh(W @ h)` in a loop gives one id per iteration.
+        """
+        if frame is None:
+            return 0
+        key = (id(frame), frame.f_lineno)
+        lasti = frame.f_lasti
+        last = self._last_stmt_key
+        if not last or last[0] != key or lasti < last[1]:
+            self._stmt += 1
+        self._last_stmt_key = (key, lasti)
+        return self._stmt
+
+
+def _tensor_args(args: tuple, kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    """Tensor arguments, one level into lists/tuples (torch.cat's list, `out=`)."""
+    found = []
+    for a in args:
+        if isinstance(a, _Tensor):
+            found.append(a)
+        elif isinstance(a, (list, tuple)):
+            found.extend(x for x in a if isinstance(x, _Tensor))
+    if kwargs:
+        for a in kwargs.values():
+            if isinstance(a, _Tensor):
+                found.append(a)
+            elif isinstance(a, (list, tuple)):
+                found.extend(x for x in a if isinstance(x, _Tensor))
+    return found
+
+
+def assigned_name(info: OpInfo | None) -> str | None:
+    """The assignment target of the line that ran this op, if it assigns one."""
+    if info is None or info.source is None:
+        return None
+    return assignment_target(info.source.code)

@@ -1,0 +1,84 @@
+"""Finding the user's line of code behind an op, cheaply.
+
+Every op the recorder sees asks "which line of the user's code ran this?". The answer is
+the first frame, walking out from the op, whose file is neither torch nor gradscope.
+Frames are walked, never kept, and `f_locals` is never read (that would keep graphs alive).
+Each (file, line) becomes one shared `Source`, so the text is read once per line.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sys
+from types import FrameType
+
+import torch
+
+from ..model import Source
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INTERNAL_DIRS = (
+    os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
+    _PACKAGE_DIR + os.sep,
+)
+# The showcases ship inside the package but are user code.
+_USER_DIRS = (os.path.join(_PACKAGE_DIR, "examples") + os.sep,)
+
+_internal_by_file: dict[str, bool] = {}
+_sources: dict[tuple[str, int], Source] = {}
+
+# `a = ...`, `self.h = ...`, `x: Tensor = ...`, `x += ...`; not `a == b` nor `f(a=1)`.
+_ASSIGNMENT = re.compile(
+    r"^\s*(?:self\.)?([A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)*)\s*"
+    r"(?::[^=]+)?(?:\+|-|\*|/|//|@|%|\*\*)?=(?!=)"
+)
+
+
+def _is_internal(filename: str) -> bool:
+    internal = _internal_by_file.get(filename)
+    if internal is None:
+        path = os.path.abspath(filename) if not filename.startswith("<") else filename
+        internal = (
+            filename.startswith("<frozen")
+            or (path.startswith(_INTERNAL_DIRS) and not path.startswith(_USER_DIRS))
+        )
+        _internal_by_file[filename] = internal
+    return internal
+
+
+def user_frame(depth: int = 1) -> FrameType | None:
+    """The innermost frame outside torch and gradscope, or None."""
+    frame: FrameType | None = sys._getframe(depth + 1)
+    while frame is not None and _is_internal(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def source_of(frame: FrameType | None) -> Source | None:
+    """The shared `Source` for a frame's current line."""
+    if frame is None:
+        return None
+    key = (frame.f_code.co_filename, frame.f_lineno)
+    src = _sources.get(key)
+    if src is None:
+        src = Source(
+            file=key[0],
+            line=key[1],
+            code=linecache.getline(key[0], key[1]).strip(),
+            function=frame.f_code.co_name,
+        )
+        _sources[key] = src
+    return src
+
+
+def user_source(depth: int = 1) -> Source | None:
+    """The user's line that is running now."""
+    return source_of(user_frame(depth + 1))
+
+
+def assignment_target(code: str) -> str | None:
+    """`a = torch.add(w, x)` -> "a"; `self.h = ...` -> "h"; None when the line assigns nothing."""
+    m = _ASSIGNMENT.match(code)
+    return m.group(1) if m else None

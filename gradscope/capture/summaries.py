@@ -1,0 +1,210 @@
+"""Tensor statistics computed on the tensor's device, brought to the host once per pass.
+
+During backward, gradients are summarised as they flow: a few reductions launched on the
+gradient's own device, never a `.item()` (on a GPU that would synchronise once per edge).
+Every summary of a pass is queued here and `resolve()` copies them all to the host in one
+transfer per device when the pass ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..model import TensorSummary
+
+# Statistics stored per tensor, in this order, in one float64 row.
+_STATS = ("norm", "max_abs", "sum", "nan", "inf")
+
+
+@dataclass(frozen=True)
+class SummaryOptions:
+    """What to keep of each tensor: statistics (`stats`) and values up to `max_values` elements."""
+
+    stats: bool = True
+    max_values: int = 16
+
+
+class Pending:
+    """A summary whose numbers are still on the device. `resolve()` of its batch fills `.result`."""
+
+    __slots__ = ("shape", "dtype", "device", "stats", "values", "result")
+
+    def __init__(self, shape, dtype, device, stats, values):
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.stats = stats
+        self.values = values
+        self.result: TensorSummary | None = None
+
+
+class Box:
+    """A small tensor's values as nested lists, filled in by `PendingBatch.resolve()`."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+
+class PendingBatch:
+    """Queue of device-side summaries and small tensors, resolved together."""
+
+    def __init__(self, options: SummaryOptions):
+        self.options = options
+        self._items: list[Pending] = []
+        self._raw: list[tuple[torch.Tensor, Box]] = []
+
+    def summarize(self, tensor: torch.Tensor | None) -> Pending | None:
+        """Queue a summary of `tensor` (gradients: call under `torch.no_grad()`)."""
+        if tensor is None or not isinstance(tensor, torch.Tensor):
+            return None
+        t = tensor.detach()
+        numel = t.numel()
+        values = t.clone() if numel <= self.options.max_values else None
+        stats = None
+        if self.options.stats and numel > 0 and (t.is_floating_point() or t.is_complex()):
+            stats = _device_stats(t)
+        item = Pending(list(t.shape), _dtype_name(t.dtype), str(t.device), stats, values)
+        self._items.append(item)
+        return item
+
+    def keep(self, tensor: torch.Tensor) -> Box:
+        """Queue a small tensor whose values are wanted as nested lists."""
+        box = Box()
+        self._raw.append((tensor.detach(), box))
+        return box
+
+    def resolve(self) -> None:
+        """Bring every queued number to the host: one copy per device."""
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        # (owner, what, device, start, length, shape) per queued tensor
+        parts: list[tuple[Any, str, torch.device, int, int, list[int]]] = []
+        offsets: dict[torch.device, int] = {}
+
+        def queue(owner, what, t):
+            shape = _real_shape(t)
+            flat = t.reshape(-1)
+            if flat.is_complex():
+                flat = torch.view_as_real(flat).reshape(-1)
+            flat = flat.to(torch.float64)
+            dev = flat.device
+            start = offsets.get(dev, 0)
+            by_device.setdefault(dev, []).append(flat)
+            offsets[dev] = start + flat.numel()
+            parts.append((owner, what, dev, start, flat.numel(), shape))
+
+        with torch.no_grad():
+            for item in self._items:
+                if item.stats is not None:
+                    queue(item, "stats", item.stats)
+                if item.values is not None:
+                    queue(item, "values", item.values)
+            for t, box in self._raw:
+                queue(box, "raw", t)
+            host = {dev: torch.cat(chunks).cpu().tolist() for dev, chunks in by_device.items()}
+
+        stats_of: dict[int, list[float]] = {}
+        values_of: dict[int, list[float]] = {}
+        for owner, what, dev, start, length, shape in parts:
+            numbers = host[dev][start : start + length]
+            if what == "stats":
+                stats_of[id(owner)] = numbers
+            elif what == "values":
+                values_of[id(owner)] = numbers
+            else:
+                owner.value = _nest(numbers, shape)
+        for item in self._items:
+            item.result = _finish(item, stats_of.get(id(item)), values_of.get(id(item)))
+            item.stats = item.values = None  # drop device memory now
+        self._items.clear()
+        self._raw.clear()
+
+
+def _device_stats(t: torch.Tensor) -> torch.Tensor:
+    """[norm, max|x|, sum, #nan, #inf] as one small tensor on t's device (no sync)."""
+    if t.is_complex():
+        t = t.abs()
+    elif t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    finite = torch.isfinite(t)
+    nan = torch.isnan(t).sum()
+    inf = t.numel() - finite.sum() - nan
+    return torch.stack(
+        (
+            torch.linalg.vector_norm(t),
+            torch.linalg.vector_norm(t, float("inf")),
+            t.sum(),
+            nan.to(t.dtype),
+            inf.to(t.dtype),
+        )
+    )
+
+
+def _finish(item: Pending, stats: list[float] | None, values: list[float] | None) -> TensorSummary:
+    summary = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device)
+    numel = 1
+    for s in item.shape:
+        numel *= s
+    if stats is not None:
+        norm, max_abs, total, nan, inf = stats
+        summary.norm, summary.max_abs = norm, max_abs
+        summary.mean = total / numel if numel else None
+        summary.nan, summary.inf = int(nan), int(inf)
+    if values is not None:
+        shape = list(item.shape) + ([2] if item.dtype.startswith("complex") else [])
+        summary.value = _nest(_as_python(values, item.dtype), shape)
+        if stats is None:
+            _stats_from_values(summary)
+    return summary
+
+
+def _stats_from_values(summary: TensorSummary) -> None:
+    flat = _flatten(summary.value)
+    if not flat or not all(isinstance(v, (int, float)) for v in flat):
+        return
+    import math
+
+    summary.nan = sum(1 for v in flat if v != v)
+    summary.inf = sum(1 for v in flat if v in (math.inf, -math.inf))
+    summary.norm = math.sqrt(sum(float(v) * float(v) for v in flat))
+    summary.max_abs = max(abs(float(v)) for v in flat)
+    summary.mean = sum(float(v) for v in flat) / len(flat)
+
+
+def _as_python(numbers: list[float], dtype: str) -> list:
+    if dtype == "bool":
+        return [bool(v) for v in numbers]
+    if dtype.startswith(("int", "uint")):
+        return [int(v) for v in numbers]
+    return numbers
+
+
+def _nest(flat: list, shape: list[int]) -> Any:
+    """Reshape a flat list to nested lists of `shape` ([] -> a plain number)."""
+    if not shape:
+        return flat[0] if flat else None
+    if len(shape) == 1:
+        return list(flat)
+    step = len(flat) // shape[0] if shape[0] else 0
+    return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _flatten(v: Any) -> list:
+    if isinstance(v, list):
+        out: list = []
+        for x in v:
+            out.extend(_flatten(x))
+        return out
+    return [] if v is None else [v]
+
+
+def _real_shape(t: torch.Tensor) -> list[int]:
+    return list(t.shape) + ([2] if t.is_complex() else [])
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

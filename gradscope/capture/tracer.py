@@ -1,0 +1,213 @@
+"""The Tracer: installs the recorder and hooks, records passes and events, removes it all.
+
+Everything the tracer installs (a TorchFunctionMode, global module hooks, an optimizer
+step hook) is removed in `stop()`, on success and on failure alike. Only one tracer is
+active at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections import deque
+from typing import Any
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..model import Event, Trace
+from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
+from .checks import LiveChecks
+from .modules import ModuleTracker
+from .recorder import RecordingMode
+from .source import assignment_target, user_source
+from .summaries import SummaryOptions
+from .walk import walk
+
+log = logging.getLogger("gradscope")
+
+_active: "Tracer | None" = None
+
+LEAF_INPLACE_MESSAGE = "a leaf Variable that requires grad"
+
+
+class NestedTraceError(RuntimeError):
+    """A gradscope.trace() block was entered inside another one."""
+
+
+class Tracer:
+    """Records every backward pass while started. `trace` holds what was recorded."""
+
+    def __init__(
+        self,
+        gradients: bool = True,
+        stats: bool = True,
+        max_values: int = 16,
+        max_jacobian: int = 64,
+    ) -> None:
+        self.summary_options = SummaryOptions(stats=stats, max_values=max_values)
+        self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian)
+        self.trace = Trace()
+        self.modules = ModuleTracker()
+        self.leaf_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.leaf_sources: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.optimizer_steps = 0
+        self.checks = LiveChecks(self)
+        # calls the recorder hands to the tracer instead of recording as ops
+        self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
+        # recent op outputs, weakly: the graph "as it stood" when an op fails
+        self._recent: deque = deque(maxlen=64)
+        self._mode: RecordingMode | None = None
+        self._step_hook = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        global _active
+        if _active is not None:
+            raise NestedTraceError(
+                "gradscope.trace() is already active; traces cannot be nested (end the outer block first)"
+            )
+        _active = self
+        try:
+            self.modules.install()
+            self._step_hook = register_optimizer_step_post_hook(self._on_optimizer_step)
+            self._mode = RecordingMode(self)
+            self._mode.__enter__()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Remove everything installed by `start()`. Safe to call more than once."""
+        global _active
+        try:
+            if self._mode is not None:
+                self._mode.__exit__(None, None, None)
+                self._mode = None
+        finally:
+            self.modules.remove()
+            if self._step_hook is not None:
+                self._step_hook.remove()
+                self._step_hook = None
+            self._recent.clear()
+            if _active is self:
+                _active = None
+
+    # -- events from the recorder -------------------------------------------------------
+    def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
+        event = Event(
+            kind=kind,
+            source=source if source is not None else user_source(),
+            pass_index=len(self.trace.passes),
+            data=data or {},
+            graph=graph,
+        )
+        self.trace.events.append(event)
+        return event
+
+    def on_new_leaf(self, tensor: torch.Tensor) -> None:
+        """A tensor became a leaf that requires grad: name it after the line that made it."""
+        if tensor in self.leaf_names:
+            return
+        source = user_source()
+        name = assignment_target(source.code) if source else None
+        if name:
+            self.leaf_names[tensor] = name
+        if source:
+            self.leaf_sources[tensor] = source
+
+    def note_output(self, tensor: torch.Tensor) -> None:
+        self._recent.append(weakref.ref(tensor))
+
+    def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
+        self.checks.on_inplace(op, tensor, old_version)
+
+    def on_op_error(self, op: str, tensors: list[torch.Tensor], exc: RuntimeError) -> None:
+        try:
+            if LEAF_INPLACE_MESSAGE in str(exc) and tensors:
+                leaf = tensors[0]
+                self.emit(
+                    "leaf-inplace-error",
+                    {"op": op, "leaf": self._leaf_label(leaf), "message": str(exc).splitlines()[0]},
+                    graph=self._graph_as_it_stands(leaf),
+                )
+        except Exception:
+            log.debug("gradscope: recording an op error failed", exc_info=True)
+
+    def on_grad_read(self, func, args) -> Any:
+        result = func(*args)
+        t = args[0] if args else None
+        if isinstance(t, torch.Tensor) and t.grad_fn is not None and not t.retains_grad:
+            self.emit("nonleaf-grad-read", {"shape": list(t.shape), "op": type(t.grad_fn).__name__})
+        return result
+
+    def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if torch.compiler.is_compiling():
+            return
+        self.optimizer_steps += 1
+        self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
+
+    # -- backward -----------------------------------------------------------------------
+    def _on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
+        source = user_source()
+        recorder = None
+        try:
+            recorder = PassRecorder(self, parse_call(func, args, kwargs), source)
+            index = recorder.before()
+            self.checks.before_pass(recorder, index)
+        except Exception:  # never let gradscope stop the user's backward
+            log.debug("gradscope: preparing a pass failed", exc_info=True)
+            recorder = None
+        result, error = None, None
+        try:
+            result = func(*args, **kwargs)
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            pass_index = len(self.trace.passes)
+            if recorder is not None and recorder.index is not None:
+                try:
+                    self.trace.passes.append(recorder.after(result, error, pass_index))
+                except Exception:
+                    log.debug("gradscope: finishing a pass failed", exc_info=True)
+            if error is not None and isinstance(error, Exception):
+                self.emit(
+                    "backward-error",
+                    {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                    source=source,
+                )
+
+    # -- helpers ------------------------------------------------------------------------
+    def _leaf_label(self, tensor: torch.Tensor) -> str:
+        return self.modules.parameter_names.get(tensor) or self.leaf_names.get(tensor) or ""
+
+    def _graph_as_it_stands(self, leaf: torch.Tensor):
+        """The graph of the recent outputs that still exist (and reach `leaf`, if any do)."""
+        alive = [r() for r in self._recent]
+        alive = [t for t in alive if t is not None and t.grad_fn is not None]
+        if not alive:
+            return None
+        return walk(_tops(alive), self).graph
+
+
+def _tops(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Tensors whose grad_fn no other tensor in the list consumes."""
+    consumed = set()
+    for t in tensors:
+        for nxt, _ in t.grad_fn.next_functions:
+            if nxt is not None:
+                consumed.add(id(nxt))
+    seen, tops = set(), []
+    for t in tensors:
+        key = id(t.grad_fn)
+        if key not in consumed and key not in seen:
+            seen.add(key)
+            tops.append(t)
+    return tops
+
+
+def active_tracer() -> Tracer | None:
+    return _active

@@ -1,0 +1,393 @@
+"""The plain data model of a trace: what capture produces and everything else reads.
+
+Nothing here imports torch. A trace saved as JSON loads back into these same classes,
+so renderers and diagnostics work on a saved trace exactly as on a live one.
+
+Shape of a trace::
+
+    Trace
+      passes: [Pass]           one per backward / autograd.grad call, in order
+        graph: Graph           the autograd graph as it stood when backward started
+          nodes: [Node]        "op" nodes (grad_fns) and "leaf" nodes (tensors that get .grad)
+          edges: [Edge]        input -> consumer, with the gradient that flowed back along it
+      events: [Event]          what happened between passes (optimizer steps, in-place edits, ...)
+      diagnostics: [Diagnostic]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+FORMAT = "gradscope-trace"
+VERSION = 1
+
+
+class TraceFormatError(ValueError):
+    """A file that cannot be read as a gradscope trace. The message is one line for the user."""
+
+
+@dataclass
+class Source:
+    """A place in the user's code."""
+
+    file: str
+    line: int
+    code: str = ""
+    function: str = ""
+
+    @property
+    def short(self) -> str:
+        """`name.py:12`, the form shown on graphs."""
+        return f"{Path(self.file).name}:{self.line}"
+
+
+@dataclass
+class TensorSummary:
+    """What gradscope keeps of a tensor: its statistics, and its values when it is small.
+
+    `value` is a nested list (a plain number for a 0-d tensor) or None when the tensor
+    was larger than the trace's value limit. `norm` is the 2-norm, `max_abs` the largest
+    absolute value, `nan`/`inf` the number of NaN and infinite elements.
+    """
+
+    shape: list[int]
+    dtype: str
+    device: str = "cpu"
+    norm: float | None = None
+    max_abs: float | None = None
+    mean: float | None = None
+    nan: int = 0
+    inf: int = 0
+    value: Any = None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def finite(self) -> bool:
+        return self.nan == 0 and self.inf == 0
+
+    def scalar(self) -> float | None:
+        """The single number this tensor holds, when it holds exactly one, else None."""
+        v = self.value
+        while isinstance(v, list) and len(v) == 1:
+            v = v[0]
+        return v if isinstance(v, (int, float, bool)) else None
+
+
+@dataclass
+class Node:
+    """One node of an autograd graph.
+
+    kind "op": a grad_fn (`grad_fn="MulBackward0"`, forward `op="mul"`), with the user's
+    source line that ran the forward op and the module path when inside an nn.Module.
+    kind "leaf": a tensor that requires grad and has no grad_fn (`grad_fn="AccumulateGrad"`),
+    with its value when small and its `.grad` before and after the pass.
+    """
+
+    id: str
+    kind: str
+    name: str
+    grad_fn: str
+    op: str | None = None
+    source: Source | None = None
+    module: str | None = None
+    shape: list[int] | None = None
+    dtype: str | None = None
+    device: str | None = None
+    requires_grad: bool = True
+    # leaves
+    is_parameter: bool = False
+    value: Any = None
+    grad_before: TensorSummary | None = None
+    grad_after: TensorSummary | None = None
+    # roots: the tensors backward started from, with the gradient they were seeded with
+    is_root: bool = False
+    seed: TensorSummary | None = None
+    # gradients that arrived at this node during the pass, one per forward output
+    # (None for an output that received no gradient)
+    grad_outputs: list[TensorSummary | None] = field(default_factory=list)
+    # nodes that a create_graph=True backward built: `created_by` names the op whose
+    # backward made them (e.g. "pow at lesson.py:3")
+    created_by_backward: bool = False
+    created_by: str | None = None
+
+    @property
+    def grad(self) -> TensorSummary | None:
+        """The gradient that arrived at this node (its first output's)."""
+        for g in self.grad_outputs:
+            if g is not None:
+                return g
+        return None
+
+    @property
+    def label(self) -> str:
+        """The short text that identifies this node to a person: its name, else its op."""
+        return self.name or self.op or self.grad_fn
+
+
+@dataclass
+class Edge:
+    """Input `src` feeds consumer `dst` as its `index`-th input (grad_fn.next_functions[index]).
+
+    During backward the gradient flows the other way: `grad` is what `dst` sent to `src`,
+    `local` the local derivative d dst / d src (a number for scalars, a nested list Jacobian
+    with one row per element of dst's output, or None when not computed).
+    """
+
+    src: str
+    dst: str
+    index: int
+    grad: TensorSummary | None = None
+    local: Any = None
+
+
+@dataclass
+class Graph:
+    """An autograd graph: op and leaf nodes, and the edges between them."""
+
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+    def node(self, node_id: str) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def find(self, name: str) -> Node:
+        """The node named `name` (a tensor name such as "w" or "features.weight")."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node named {name!r}; names: {sorted(n.name for n in self.nodes)}")
+
+    def edge(self, src: str, dst: str) -> Edge:
+        """The edge from node (or name) `src` into node (or name) `dst`."""
+        src_id, dst_id = self._id(src), self._id(dst)
+        for e in self.edges:
+            if e.src == src_id and e.dst == dst_id:
+                return e
+        raise KeyError(f"no edge {src} -> {dst}")
+
+    def _id(self, key: str) -> str:
+        if any(n.id == key for n in self.nodes):
+            return key
+        return self.find(key).id
+
+    @property
+    def roots(self) -> list[Node]:
+        return [n for n in self.nodes if n.is_root]
+
+    @property
+    def leaves(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind == "leaf"]
+
+    def inputs_of(self, node_id: str) -> list[Edge]:
+        """Edges into `node_id`, ordered by input index."""
+        return sorted((e for e in self.edges if e.dst == node_id), key=lambda e: e.index)
+
+    def signature(self) -> str:
+        """A string equal for two graphs of the same structure (ops, sources, names, wiring).
+
+        Training loops build the same graph every step; renderers draw one of each.
+        """
+        parts = [
+            f"{n.id}|{n.kind}|{n.grad_fn}|{n.name}|{n.source.short if n.source else ''}|{n.shape}"
+            for n in self.nodes
+        ]
+        parts += [f"{e.src}>{e.dst}#{e.index}" for e in self.edges]
+        return "\n".join(parts)
+
+    def to_networkx(self):
+        """A `networkx.DiGraph` with one node per graph node (attributes: the node's fields)
+        and one edge per graph edge, directed input -> consumer (attributes: index, grad, local)."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for n in self.nodes:
+            g.add_node(n.id, **_to_plain(n))
+        for e in self.edges:
+            g.add_edge(e.src, e.dst, index=e.index, grad=_to_plain(e.grad), local=e.local)
+        return g
+
+    def _repr_svg_(self) -> str:
+        from .render.svg import graph_to_svg
+
+        return graph_to_svg(self)
+
+
+@dataclass
+class Pass:
+    """One backward pass: a `Tensor.backward`, `torch.autograd.backward` or `torch.autograd.grad` call."""
+
+    index: int
+    api: str  # "Tensor.backward" | "torch.autograd.backward" | "torch.autograd.grad"
+    graph: Graph
+    source: Source | None = None  # the user's line that called backward
+    retain_graph: bool = False
+    create_graph: bool = False
+    step: int = 0  # optimizer steps taken before this pass
+    inputs: list[str] = field(default_factory=list)  # node ids of `inputs=` (grad / backward)
+    results: list[TensorSummary | None] = field(default_factory=list)  # what autograd.grad returned
+    error: str | None = None  # the exception backward raised, as "Type: message"
+
+    @property
+    def kind(self) -> str:
+        return "grad" if self.api == "torch.autograd.grad" else "backward"
+
+
+@dataclass
+class Event:
+    """Something capture saw between passes that diagnostics may need.
+
+    kinds: "optimizer-step", "inplace" (an op modified a tensor in place), "leaf-inplace-error",
+    "saved-tensor-modified", "backward-error", "nonleaf-grad-read", "no-grad-cut", ...
+    `data` holds kind-specific plain values.
+    """
+
+    kind: str
+    source: Source | None = None
+    pass_index: int | None = None  # the number of passes recorded before this event
+    data: dict[str, Any] = field(default_factory=dict)
+    graph: Graph | None = None  # the graph as it stood, for events that happen outside a pass
+
+
+@dataclass
+class Diagnostic:
+    """An autograd mistake found in a trace, explained."""
+
+    code: str
+    severity: str  # "error" | "warning" | "info"
+    title: str
+    message: str
+    hint: str = ""
+    sources: list[Source] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    pass_index: int | None = None
+
+
+@dataclass
+class Trace:
+    """Everything recorded by one `gradscope.trace()` block or `gradscope trace` run."""
+
+    passes: list[Pass] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- saving and loading ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, **_to_plain(self)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write this trace as versioned JSON and return the path."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=True))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Trace":
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise TraceFormatError("not a gradscope trace (no 'format': 'gradscope-trace' field)")
+        version = data.get("version")
+        if not isinstance(version, int):
+            raise TraceFormatError("gradscope trace has no valid 'version' field")
+        if version > VERSION:
+            raise TraceFormatError(
+                f"trace format version {version} is newer than this gradscope reads ({VERSION}); upgrade gradscope"
+            )
+        try:
+            return _from_plain(cls, data)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise TraceFormatError(f"gradscope trace is malformed: {exc}") from None
+
+    # -- convenience -------------------------------------------------------------------
+    def render(self, path: str | Path, pass_index: int = -1, **options: Any) -> Path:
+        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension."""
+        from .render import render
+
+        return render(self, path, pass_index=pass_index, **options)
+
+    def iter_nodes(self) -> Iterator[tuple[Pass, Node]]:
+        for p in self.passes:
+            for n in p.graph.nodes:
+                yield p, n
+
+    def _repr_html_(self) -> str:
+        from .render.html import trace_to_html
+
+        return trace_to_html(self, standalone=False)
+
+
+def load(path: str | Path) -> Trace:
+    """Read a trace written by `Trace.save` (or `gradscope trace`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise TraceFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TraceFormatError(f"{path}: is a directory, not a trace file") from None
+    except UnicodeDecodeError:
+        raise TraceFormatError(f"{path}: not a gradscope trace (not text)") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceFormatError(f"{path}: not a gradscope trace (invalid JSON: {exc.msg} at line {exc.lineno})") from None
+    try:
+        return Trace.from_dict(data)
+    except TraceFormatError as exc:
+        raise TraceFormatError(f"{path}: {exc}") from None
+
+
+# -- plain-data conversion ---------------------------------------------------------------
+def _to_plain(obj: Any) -> Any:
+    if obj is None:
+        return None
+    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
+
+
+# Which field of which class holds which model class, for loading.
+_NESTED: dict[type, dict[str, tuple[type, str]]] = {}
+
+
+def _nested() -> dict[type, dict[str, tuple[type, str]]]:
+    if not _NESTED:
+        _NESTED.update(
+            {
+                Node: {"source": (Source, "one"), "grad_before": (TensorSummary, "one"),
+                       "grad_after": (TensorSummary, "one"), "seed": (TensorSummary, "one"),
+                       "grad_outputs": (TensorSummary, "list")},
+                Edge: {"grad": (TensorSummary, "one")},
+                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list")},
+                Pass: {"graph": (Graph, "one"), "source": (Source, "one"), "results": (TensorSummary, "list")},
+                Event: {"source": (Source, "one"), "graph": (Graph, "one")},
+                Diagnostic: {"sources": (Source, "list")},
+                Trace: {"passes": (Pass, "list"), "diagnostics": (Diagnostic, "list"), "events": (Event, "list")},
+            }
+        )
+    return _NESTED
+
+
+def _from_plain(cls: type, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    nested = _nested().get(cls, {})
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name in nested and value is not None:
+            sub, how = nested[f.name]
+            value = [None if v is None else _from_plain(sub, v) for v in value] if how == "list" else _from_plain(sub, value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
