@@ -1,0 +1,52 @@
+"""Renderers: the model in, pictures and reports out. Nothing here imports torch.
+
+`render(trace, path)` picks the output by the file's extension: `.svg`, `.png` or
+`.dot` for one pass's graph, `.html` for the report of the whole trace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..model import Trace
+from .dot import graph_to_dot
+from .html import trace_to_html
+from .layout import DEFAULT_TIMEOUT, LayoutError, layout
+from .select import pass_diagnostics, pass_title
+
+EXTENSIONS = (".svg", ".png", ".dot", ".html")
+
+__all__ = ["render", "LayoutError", "EXTENSIONS"]
+
+
+def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any) -> Path:
+    """Write one pass's graph (`.svg`, `.png`, `.dot`) or the trace's report (`.html`) to `path`.
+
+    `pass_index` picks the pass by position (negative counts from the end). Options:
+    `timeout` (seconds for layout, default 60). Raises ValueError for an unknown
+    extension or a pass that does not exist, and LayoutError when layout runs out of time
+    (the DOT is then left beside `path`).
+    """
+    path = Path(path)
+    timeout = float(options.pop("timeout", DEFAULT_TIMEOUT))
+    if options:
+        raise TypeError(f"render() got unknown options: {', '.join(sorted(options))}")
+    ext = path.suffix.lower()
+    if ext not in EXTENSIONS:
+        raise ValueError(f"cannot render to {path.name!r}: use one of {', '.join(EXTENSIONS)}")
+    if ext == ".html":
+        path.write_text(trace_to_html(trace, timeout=timeout), encoding="utf-8")
+        return path
+    if not trace.passes:
+        raise ValueError("the trace has no backward pass to draw")
+    try:
+        p = trace.passes[pass_index]
+    except IndexError:
+        raise ValueError(f"no pass {pass_index}: the trace has {len(trace.passes)} (0 to {len(trace.passes) - 1})") from None
+    source = graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p), graph_id=f"p{p.index}")
+    if ext == ".dot":
+        path.write_text(source, encoding="utf-8")
+    else:
+        path.write_bytes(layout(source, ext[1:], timeout=timeout, dot_path=path.with_suffix(".dot")))
+    return path

@@ -1,0 +1,212 @@
+"""The HTML report: one self-contained page that opens offline.
+
+Sections: diagnostics, the passes, each distinct graph (inline SVG) with its leaves'
+gradients, and per-leaf plots of `.grad` across passes. No scripts, no external files:
+styles are inline, pictures are inline SVG, every piece of user text is escaped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from ..model import Diagnostic, Node, Pass, Trace
+from . import fmt
+from .layout import DEFAULT_TIMEOUT, LayoutError
+from .plots import line_plot
+from .select import GraphGroup, graph_groups, pass_diagnostics, pass_title
+from .svg import graph_to_svg, strip_prolog
+
+CSS = Path(__file__).with_name("report.css")
+MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
+LONG_TABLE = 50  # passes shown before the rest fold away
+
+
+def trace_to_html(
+    trace: Trace,
+    standalone: bool = True,
+    *,
+    svgs: Mapping[int, str | LayoutError] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> str:
+    """The report for `trace`: a whole page when `standalone`, else a `<div>` for a notebook.
+
+    `svgs` maps pass indexes to SVG already laid out (or the LayoutError it raised);
+    other passes to draw are laid out here, each within `timeout` seconds.
+    """
+    groups = graph_groups(trace)
+    drawn = dict(svgs or {})
+    for g in groups:
+        for i in g.drawn:
+            if i not in drawn:
+                drawn[i] = _draw(trace, _pass(trace, i), timeout)
+    body = "".join([
+        _header(trace, groups),
+        _diagnostics(trace.diagnostics),
+        _passes(trace, groups),
+        _graphs(trace, groups, drawn),
+        _plots(trace),
+    ])
+    div = f'<div class="gs-report">{body}</div>'
+    style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
+    if not standalone:
+        return style + div
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
+
+
+def _pass(trace: Trace, index: int) -> Pass:
+    return next(p for p in trace.passes if p.index == index)
+
+
+def _draw(trace: Trace, p: Pass, timeout: float) -> str | LayoutError:
+    try:
+        return graph_to_svg(p.graph, pass_diagnostics(trace, p), title=pass_title(p),
+                            timeout=timeout, graph_id=f"p{p.index}")
+    except LayoutError as exc:
+        return exc
+
+
+def _title(trace: Trace) -> str:
+    script = trace.meta.get("script")
+    return f"gradscope · {Path(str(script)).name}" if script else "gradscope report"
+
+
+def _section(anchor: str, heading: str, content: str) -> str:
+    return f'<section id="{anchor}"><h2>{heading}</h2>{content}</section>'
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table; cells must already be escaped."""
+    th = "".join(f"<th>{h}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
+
+
+def _source(src) -> str:
+    if src is None:
+        return ""
+    code = f' <code>{fmt.esc(src.code.strip(), 80)}</code>' if src.code.strip() else ""
+    return f'<span class="gs-src" title="{fmt.esc(src.file)}">{fmt.esc(src.short)}</span>{code}'
+
+
+# -- sections --------------------------------------------------------------------------
+def _header(trace: Trace, groups: list[GraphGroup]) -> str:
+    counts: dict[str, int] = {}
+    for d in trace.diagnostics:
+        counts[d.severity] = counts.get(d.severity, 0) + 1
+    found = ", ".join(f"{n} {fmt.esc(sev)}{'s' if n != 1 else ''}" for sev, n in counts.items()) or "no diagnostics"
+    meta = "".join(f"<tr><th>{fmt.esc(k)}</th><td>{fmt.esc(_meta_value(v), 300)}</td></tr>"
+                   for k, v in trace.meta.items())
+    return (f"<header><h1>{fmt.esc(_title(trace))}</h1>"
+            f'<p class="gs-summary">{len(trace.passes)} pass{"es" if len(trace.passes) != 1 else ""} · '
+            f"{len(groups)} distinct graph{'s' if len(groups) != 1 else ''} · {found}</p>"
+            + (f'<table class="gs-meta">{meta}</table>' if meta else "") + "</header>")
+
+
+def _meta_value(v) -> str:
+    return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _diagnostics(diagnostics: list[Diagnostic]) -> str:
+    if not diagnostics:
+        return _section("diagnostics", "Diagnostics", '<p class="gs-ok">No autograd problems found.</p>')
+    cards = []
+    for d in diagnostics:
+        where = "".join(f"<li>{_source(s)}</li>" for s in d.sources)
+        at = f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>' if d.pass_index is not None else ""
+        hint = f'<p class="gs-hint">{fmt.esc(d.hint)}</p>' if d.hint else ""
+        cards.append(
+            f'<div class="gs-diag gs-{fmt.esc(d.severity)}"><h3><span class="gs-sev">{fmt.esc(d.severity)}</span> '
+            f"<code>{fmt.esc(d.code)}</code> {fmt.esc(d.title)}{at}</h3>"
+            f"<p>{fmt.esc(d.message)}</p>{hint}" + (f"<ul>{where}</ul>" if where else "") + "</div>"
+        )
+    return _section("diagnostics", f"Diagnostics ({len(diagnostics)})", "".join(cards))
+
+
+def _passes(trace: Trace, groups: list[GraphGroup]) -> str:
+    if not trace.passes:
+        return _section("passes", "Passes", "<p>No backward pass was recorded.</p>")
+    group_of = {i: g for g in groups for i in g.passes}
+    rows = []
+    for p in trace.passes:
+        g = group_of[p.index]
+        rows.append([
+            f'<a id="pass-{p.index}"></a>{p.index}', fmt.esc(p.api), _source(p.source),
+            _yes(p.retain_graph), _yes(p.create_graph), str(p.step),
+            f'<a href="#graph-{g.number}">graph {g.number}</a>',
+            f'<span class="gs-error">{fmt.esc(p.error, 200)}</span>' if p.error else "",
+        ])
+    head = ["#", "api", "called at", "retain_graph", "create_graph", "step", "graph", "error"]
+    table = _table(head, rows[:LONG_TABLE], "gs-passes")
+    if len(rows) > LONG_TABLE:
+        table += (f"<details><summary>all {len(rows)} passes</summary>"
+                  f"{_table(head, rows[LONG_TABLE:], 'gs-passes')}</details>")
+    return _section("passes", f"Passes ({len(rows)})", table)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else ""
+
+
+def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | LayoutError]) -> str:
+    parts = []
+    for g in groups:
+        shared = _span(g.passes)
+        parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}</small></h3>')
+        for i in g.drawn:
+            p = _pass(trace, i)
+            picture = drawn[i]
+            if isinstance(picture, LayoutError):
+                img = f'<p class="gs-error">{fmt.esc(picture)}</p>'
+            else:
+                img = f'<div class="gs-graph">{strip_prolog(picture)}</div>'
+            parts.append(f"<h4>{fmt.esc(pass_title(p))}</h4>{img}{_leaf_table(p)}")
+    return _section("graphs", "Graphs", "".join(parts) or "<p>No graphs.</p>")
+
+
+def _span(passes: list[int]) -> str:
+    """`pass 3`, `passes 0, 1, 2`, or `passes 0–999 (1000 passes)` for a run of steps."""
+    if len(passes) == 1:
+        return f"pass {passes[0]}"
+    if passes == list(range(passes[0], passes[-1] + 1)) and len(passes) > 3:
+        return f"passes {passes[0]}–{passes[-1]} ({len(passes)} passes)"
+    shown = ", ".join(map(str, passes[:12])) + (", …" if len(passes) > 12 else "")
+    return f"passes {shown} ({len(passes)} passes)"
+
+
+def _leaf_table(p: Pass) -> str:
+    leaves = p.graph.leaves
+    if not leaves:
+        return ""
+    rows = [[
+        f"<b>{fmt.esc(n.name, 60)}</b>" + (' <span class="gs-tag">parameter</span>' if n.is_parameter else ""),
+        fmt.shape(n.shape), fmt.esc(fmt.value(n.value) or ""),
+        fmt.esc(fmt.tensor(n.grad_before)), f"<b>{fmt.esc(fmt.tensor(n.grad_after))}</b>",
+    ] for n in leaves]
+    return _table(["leaf", "shape", "value", ".grad before", ".grad after"], rows, "gs-leaves")
+
+
+def _plots(trace: Trace) -> str:
+    """One chart per leaf name: its `.grad` (value if scalar, else norm) after each pass."""
+    if len(trace.passes) < 2:
+        return ""
+    series: dict[str, list[tuple[int, float | None]]] = {}
+    scalar: dict[str, bool] = {}
+    for p in trace.passes:
+        for n in p.graph.leaves:
+            if n.name:
+                series.setdefault(n.name, []).append((p.index, fmt.norm(n.grad_after)))
+                scalar[n.name] = scalar.get(n.name, True) and _is_scalar(n)
+    series = {k: v for k, v in series.items() if sum(y is not None for _, y in v) > 1}
+    if not series:
+        return ""
+    charts = [line_plot(f"{name}.grad" if scalar[name] else f"‖{name}.grad‖", pts)
+              for name, pts in list(series.items())[:MAX_PLOTS]]
+    more = (f"<p>{len(series) - MAX_PLOTS} more leaves not plotted.</p>" if len(series) > MAX_PLOTS else "")
+    return _section("gradients", "Gradients across passes", f'<div class="gs-plots">{"".join(charts)}</div>{more}')
+
+
+def _is_scalar(n: Node) -> bool:
+    return n.grad_after is not None and n.grad_after.numel == 1

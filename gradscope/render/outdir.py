@@ -1,0 +1,54 @@
+"""An output folder: `report.html` plus one `pass-NNN.svg` per drawn pass.
+
+Used by `gradscope trace`, `gradscope demo` and `gradscope render`. Each graph is laid
+out once and the same SVG goes both into its file and into the report. A graph that
+cannot be laid out in time leaves its `.dot` beside the others and the rest is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..model import Trace
+from .dot import graph_to_dot
+from .html import trace_to_html
+from .layout import DEFAULT_TIMEOUT, LayoutError, layout
+from .select import graph_groups, pass_diagnostics, pass_title, svg_name
+
+
+@dataclass
+class Written:
+    """What an output folder got: the files, and the graphs that could not be laid out."""
+
+    files: list[Path] = field(default_factory=list)
+    errors: list[LayoutError] = field(default_factory=list)
+
+
+def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+                  extra_passes: Iterable[int] = ()) -> Written:
+    """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = Written()
+    to_draw = sorted({i for g in graph_groups(trace) for i in g.drawn} | set(extra_passes))
+    by_index = {p.index: p for p in trace.passes}
+    svgs: dict[int, str | LayoutError] = {}
+    for i in to_draw:
+        p = by_index[i]
+        svg_path = out_dir / svg_name(i)
+        source = graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p), graph_id=f"p{i}")
+        try:
+            svgs[i] = layout(source, "svg", timeout=timeout, dot_path=svg_path.with_suffix(".dot")).decode("utf-8")
+        except LayoutError as exc:
+            svgs[i] = exc
+            written.errors.append(exc)
+            written.files.append(exc.dot_path)
+            continue
+        svg_path.write_text(svgs[i], encoding="utf-8")
+        svg_path.with_suffix(".dot").unlink(missing_ok=True)  # left by an earlier run that timed out
+        written.files.append(svg_path)
+    report = out_dir / "report.html"
+    report.write_text(trace_to_html(trace, svgs=svgs, timeout=timeout), encoding="utf-8")
+    written.files.insert(0, report)
+    return written

@@ -1,0 +1,50 @@
+"""Which passes get drawn: a training loop builds the same graph every step, so each
+distinct graph (`Graph.signature()`) is drawn once, at its first pass, plus every pass
+a diagnostic points at. A 1,000-step loop gives a handful of pictures, not 1,000."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model import Diagnostic, Pass, Trace
+from .dot import diagnostics_for
+
+
+@dataclass
+class GraphGroup:
+    """The passes that share one graph structure."""
+
+    number: int  # 1-based, in order of first appearance
+    passes: list[int] = field(default_factory=list)  # every pass with this graph
+    drawn: list[int] = field(default_factory=list)  # the passes that get a picture
+
+
+def graph_groups(trace: Trace) -> list[GraphGroup]:
+    """The distinct graphs of `trace`, with the passes that share each and those to draw."""
+    by_signature: dict[str, GraphGroup] = {}
+    for p in trace.passes:
+        group = by_signature.get(sig := p.graph.signature())
+        if group is None:
+            group = by_signature[sig] = GraphGroup(number=len(by_signature) + 1)
+            group.drawn.append(p.index)
+        elif pass_diagnostics(trace, p):
+            group.drawn.append(p.index)
+        group.passes.append(p.index)
+    return list(by_signature.values())
+
+
+def pass_diagnostics(trace: Trace, p: Pass) -> list[Diagnostic]:
+    """The diagnostics drawn on pass `p`'s graph."""
+    return diagnostics_for(trace.diagnostics, p.graph, p.index)
+
+
+def pass_title(p: Pass) -> str:
+    """`pass 0 · Tensor.backward at lesson.py:6 · step 3`, the caption of a pass's graph."""
+    where = f" at {p.source.short}" if p.source else ""
+    step = f" · step {p.step}" if p.step else ""
+    return f"pass {p.index} · {p.api}{where}{step}"
+
+
+def svg_name(pass_index: int) -> str:
+    """The file name of a pass's picture in an output folder."""
+    return f"pass-{pass_index:03d}.svg"
