@@ -322,3 +322,25 @@ def test_cli_logistic_regression(tmp_path):
     # Every iteration builds the same graph: a handful of pictures, not one per iteration.
     svgs = list(out.rglob("*.svg"))
     assert 1 <= len(svgs) <= 5, [s.name for s in svgs]
+
+
+# -- the docs gallery ------------------------------------------------------------------------------------
+def _gallery_refs(md: Path) -> set[str]:
+    return set(re.findall(r"\]\(gallery/([^)]+)\)", md.read_text()))
+
+
+def test_gallery_script_rebuilds_the_committed_gallery(tmp_path):
+    """docs/build_gallery.py regenerates every picture that docs/gallery.md shows, and nothing else."""
+    r = subprocess.run([sys.executable, str(ROOT / "docs" / "build_gallery.py"), "--out", str(tmp_path)],
+                       cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    built = {p.name for p in (tmp_path / "gallery").iterdir()}
+    assert built == _gallery_refs(tmp_path / "gallery.md")
+    assert built == _gallery_refs(ROOT / "docs" / "gallery.md")
+    assert built == {p.name for p in (ROOT / "docs" / "gallery").iterdir()}
+    assert (tmp_path / "gallery.md").read_text() == (ROOT / "docs" / "gallery.md").read_text()
+    for name in built:
+        data = (tmp_path / "gallery" / name).read_bytes()
+        assert data.startswith(b"\x89PNG") if name.endswith(".png") else b"<svg" in data
+    # the lesson's 5 is on the backward graph
+    assert ">5<" in (tmp_path / "gallery" / "backward.svg").read_text()
