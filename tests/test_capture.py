@@ -1,0 +1,414 @@
+"""What capture records: graphs, names, lines, passes, and the lesson's numbers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+import gradscope
+from gradscope import TraceFormatError
+
+
+def run_snippet(tmp_path, code: str, **options) -> tuple[gradscope.trace, list[str]]:
+    """Run `code` as a file under a trace, so nodes point at real lines of a real file."""
+    path = tmp_path / "snippet.py"
+    path.write_text(textwrap.dedent(code))
+    namespace: dict = {"__name__": "__main__", "__file__": str(path)}
+    with gradscope.trace(**options) as t:
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return t, path.read_text().splitlines()
+
+
+def line_of(lines: list[str], text: str) -> int:
+    matches = [i + 1 for i, line in enumerate(lines) if text in line]
+    assert len(matches) == 1, (text, matches)
+    return matches[0]
+
+
+LESSON = """\
+    import torch
+    w = torch.tensor([1.], requires_grad=True)
+    x = torch.tensor([2.], requires_grad=True)
+    a = torch.add(w, x)
+    b = torch.add(w, 1)
+    y = torch.mul(a, b)
+    y.backward()
+"""
+
+
+def test_lesson_graph_names_lines_and_gradients(tmp_path):
+    t, lines = run_snippet(tmp_path, LESSON)
+    assert len(t.passes) == 1
+    p = t.passes[0]
+    g = p.graph
+    assert p.api == "Tensor.backward" and p.source.line == line_of(lines, "y.backward()")
+    assert sorted(n.grad_fn for n in g.nodes if n.kind == "op") == ["AddBackward0", "AddBackward0", "MulBackward0"]
+    assert sorted(n.name for n in g.leaves) == ["w", "x"]
+    for name, code in [("a", "a = torch.add"), ("b", "b = torch.add"), ("y", "y = torch.mul")]:
+        node = g.find(name)
+        assert node.kind == "op" and node.source.line == line_of(lines, code)
+        assert node.source.code == code_line(lines, code)
+        assert node.shape == [1] and node.dtype == "float32" and node.device == "cpu"
+    assert g.find("y").op == "mul" and g.find("y").is_root
+    w, x = g.find("w"), g.find("x")
+    assert w.value == [1.0] and x.value == [2.0]
+    assert w.source.line == line_of(lines, "w = torch.tensor")
+    assert w.grad_before is None and w.grad_after.value == [5.0]
+    assert x.grad_after.value == [2.0]
+    # edges point from input to consumer, with the input's index
+    assert {(g.node(e.src).name, g.node(e.dst).name, e.index) for e in g.edges} == {
+        ("a", "y", 0), ("b", "y", 1), ("w", "a", 0), ("x", "a", 1), ("w", "b", 0),
+    }
+
+
+def code_line(lines, text):
+    return lines[line_of(lines, text) - 1].strip()
+
+
+def test_lesson_edge_gradients_and_local_derivatives(tmp_path):
+    t, _ = run_snippet(tmp_path, LESSON)
+    g = t.passes[0].graph
+    assert g.find("y").seed.value == [1.0]  # backward() on a scalar seeds 1
+    assert g.edge("a", "y").local == 2.0 and g.edge("a", "y").grad.value == [2.0]  # dy/da = b
+    assert g.edge("b", "y").local == 3.0 and g.edge("b", "y").grad.value == [3.0]  # dy/db = a
+    assert g.edge("w", "a").local == 1.0 and g.edge("w", "b").local == 1.0
+    assert g.edge("w", "a").grad.value == [2.0] and g.edge("w", "b").grad.value == [3.0]
+    assert g.find("a").grad.value == [2.0]  # what arrived at a
+    assert g.find("w").grad_after.value == [5.0] and g.find("x").grad_after.value == [2.0]
+    stats = g.edge("b", "y").grad
+    assert (stats.norm, stats.max_abs, stats.mean, stats.nan, stats.inf) == (3.0, 3.0, 3.0, 0, 0)
+
+
+def test_grad_tensors_seed_and_weighted_gradient(tmp_path):
+    t, _ = run_snippet(tmp_path, """\
+        import torch
+        w = torch.tensor([1.], requires_grad=True)
+        x = torch.tensor([2.], requires_grad=True)
+        a = torch.add(w, x)
+        b = torch.add(w, 1)
+        y0 = torch.mul(a, b)
+        y1 = torch.add(a, b)
+        loss = torch.cat([y0, y1], dim=0)
+        loss.backward(gradient=torch.tensor([1., 2.]))
+    """)
+    g = t.passes[0].graph
+    assert g.find("loss").is_root and g.find("loss").seed.value == [1.0, 2.0]
+    assert g.find("w").grad_after.value == [9.0]
+    # cat's Jacobian w.r.t. y0: d loss / d y0 = [[1], [0]]
+    assert g.edge("y0", "loss").local == [[1.0], [0.0]]
+    assert g.edge("y1", "loss").grad.value == [2.0]
+
+
+def test_two_backward_calls_with_retain_graph_give_two_passes(tmp_path):
+    t, lines = run_snippet(tmp_path, LESSON.replace("y.backward()", "y.backward(retain_graph=True)\n    y.backward()"))
+    assert [p.retain_graph for p in t.passes] == [True, False]
+    assert [p.graph.find("w").grad_after.value for p in t.passes] == [[5.0], [10.0]]
+    assert t.passes[1].graph.find("w").grad_before.value == [5.0]
+
+
+def test_second_order_passes(tmp_path):
+    t, lines = run_snippet(tmp_path, """\
+        import torch
+        x = torch.tensor([3.], requires_grad=True)
+        y = torch.pow(x, 2)
+        grad_1 = torch.autograd.grad(y, x, create_graph=True)
+        grad_2 = torch.autograd.grad(grad_1[0], x)
+    """)
+    first, second = t.passes
+    assert first.api == second.api == "torch.autograd.grad"
+    assert first.create_graph and first.retain_graph and not second.create_graph
+    assert first.results[0].value == [6.0] and second.results[0].value == [2.0]
+    assert first.graph.edge("x", "y").local == 6.0  # d(x^2)/dx = 2x at x = 3
+    assert first.inputs == [first.graph.find("x").id]
+    # the second pass runs over the graph the first one built: made by pow's backward
+    made = [n for n in second.graph.nodes if n.created_by_backward]
+    assert made and all(n.source is None for n in made)
+    assert any(n.grad_fn == "MulBackward0" for n in made)
+    assert made[0].created_by == f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}"
+    assert not any(n.created_by_backward for n in first.graph.nodes)
+
+
+def test_accumulation_without_and_with_zero(tmp_path):
+    loop = """\
+        import torch
+        w = torch.tensor([1.], requires_grad=True)
+        x = torch.tensor([2.], requires_grad=True)
+        for i in range(4):
+            a = torch.add(w, x)
+            b = torch.add(w, 1)
+            y = torch.mul(a, b)
+            y.backward()
+            {zero}
+    """
+    t, _ = run_snippet(tmp_path, loop.format(zero="pass"))
+    assert [p.graph.find("w").grad_after.value[0] for p in t.passes] == [5.0, 10.0, 15.0, 20.0]
+    t, _ = run_snippet(tmp_path, loop.format(zero="w.grad.zero_()"))
+    assert [p.graph.find("w").grad_after.value[0] for p in t.passes] == [5.0] * 4
+
+
+def test_parameter_and_module_names(tmp_path):
+    t, lines = run_snippet(tmp_path, """\
+        import torch
+        import torch.nn as nn
+
+        class LR(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = nn.Linear(2, 1)
+                self.sigmoid = nn.Sigmoid()
+
+            def forward(self, x):
+                x = self.features(x)
+                x = self.sigmoid(x)
+                return x
+
+        net = LR()
+        y_pred = net(torch.randn(8, 2))
+        loss = nn.BCELoss()(y_pred.squeeze(), torch.ones(8))
+        loss.backward()
+    """)
+    g = t.passes[0].graph
+    weight, bias = g.find("features.weight"), g.find("features.bias")
+    assert weight.is_parameter and bias.is_parameter and weight.shape == [1, 2]
+    addmm = next(n for n in g.nodes if n.grad_fn == "AddmmBackward0")
+    assert addmm.module == "features" and addmm.source.line == line_of(lines, "x = self.features(x)")
+    sigmoid = next(n for n in g.nodes if n.grad_fn == "SigmoidBackward0")
+    assert sigmoid.module == "sigmoid" and sigmoid.name == "x"
+    bce = next(n for n in g.nodes if n.grad_fn == "BinaryCrossEntropyBackward0")
+    assert bce.name == "loss" and bce.is_root
+    assert weight.grad_after.shape == [1, 2] and weight.grad_after.norm > 0
+
+
+def test_several_ops_on_one_line_name_only_the_last(tmp_path):
+    t, lines = run_snippet(tmp_path, """\
+        import torch
+        w = torch.tensor([1.], requires_grad=True)
+        x = torch.tensor([2.], requires_grad=True)
+        y = (x + w) * (w + 1)
+        y.backward()
+    """)
+    g = t.passes[0].graph
+    assert g.find("y").op == "mul"
+    assert sorted(n.name for n in g.nodes if n.op == "add") == ["add_1", "add_2"]
+    assert g.find("w").grad_after.value == [5.0]
+
+
+def test_explicit_names():
+    w = torch.ones(2, requires_grad=True)
+    gradscope.name(w, "weights")
+    h = gradscope.name(w * 2, "doubled")
+    g = gradscope.graph(h.sum())
+    assert g.find("weights").kind == "leaf" and g.find("doubled").op == "mul"
+
+
+def test_graph_without_backward_and_deep_chain():
+    w = torch.ones(1, requires_grad=True)
+    y = w
+    for _ in range(10_000):
+        y = y * 1.0001
+    g = gradscope.graph(y)
+    assert len(g.nodes) == 10_001 and len(g.edges) == 10_000
+    assert w.grad is None  # no backward ran
+    nxg = g.to_networkx()
+    assert nxg.number_of_nodes() == 10_001 and nxg.in_degree(g.roots[0].id) == 1
+
+
+def test_to_networkx_keeps_attributes(tmp_path):
+    t, _ = run_snippet(tmp_path, LESSON)
+    g = t.passes[0].graph
+    nxg = g.to_networkx()
+    w_id = g.find("w").id
+    assert nxg.nodes[w_id]["name"] == "w" and nxg.nodes[w_id]["grad_after"]["value"] == [5.0]
+    assert nxg.edges[w_id, g.find("a").id]["index"] == 0
+
+
+def test_save_and_load_round_trip(tmp_path):
+    t, _ = run_snippet(tmp_path, LESSON)
+    path = t.save(tmp_path / "trace.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "gradscope-trace" and data["version"] == 1
+    loaded = gradscope.load(path)
+    assert loaded.passes[0].graph.find("w").grad_after.value == [5.0]
+    assert loaded.passes[0].graph.edge("a", "y").local == 2.0
+    assert loaded.to_dict() == t.trace.to_dict()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "invalid JSON"),
+        ('{"hello": 1}', "not a gradscope trace"),
+        ('{"format": "gradscope-trace", "version": 99}', "newer than this gradscope reads"),
+        ('{"format": "gradscope-trace", "version": 1, "passes": [{"index": 0}]}', "malformed"),
+        ("[1, 2]", "not a gradscope trace"),
+    ],
+)
+def test_load_rejects_non_traces_with_one_clear_line(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(TraceFormatError, match=message) as info:
+        gradscope.load(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(TraceFormatError, match="no such file"):
+        gradscope.load(tmp_path / "nope.json")
+
+
+def test_decorator_traces_each_call():
+    tracer = gradscope.trace()
+
+    @tracer
+    def step(v):
+        w = torch.tensor([v], requires_grad=True)
+        (w * w).sum().backward()
+        return w.grad.item()
+
+    assert step(3.0) == 6.0
+    assert tracer.passes[0].graph.leaves[0].grad_after.value == [6.0]
+    assert step(4.0) == 8.0
+    assert len(tracer.passes) == 1 and tracer.passes[0].graph.leaves[0].grad_after.value == [8.0]
+
+
+def test_backward_inputs_argument_and_autograd_backward(tmp_path):
+    t, _ = run_snippet(tmp_path, """\
+        import torch
+        w = torch.tensor([1.], requires_grad=True)
+        x = torch.tensor([2.], requires_grad=True)
+        y = w * x
+        torch.autograd.backward(y, inputs=[w])
+    """)
+    p = t.passes[0]
+    assert p.api == "torch.autograd.backward" and p.inputs == [p.graph.find("w").id]
+    assert p.graph.find("w").grad_after.value == [2.0] and p.graph.find("x").grad_after is None
+
+
+def test_backward_error_still_records_the_pass():
+    t = gradscope.trace()
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        with t:
+            w = torch.ones(2, requires_grad=True)
+            v = w * 2
+            v.backward()
+    (p,) = t.passes
+    assert p.error.startswith("RuntimeError: grad can be implicitly created only for scalar outputs")
+    assert p.graph.find("v").is_root and p.graph.find("v").seed is None
+    assert [e.kind for e in t.trace.events] == ["backward-error"]
+
+
+@pytest.mark.parametrize("op", ["cat", "mm", "tanh", "sigmoid"])
+def test_recorded_jacobians_equal_autograd_functional(op):
+    torch.manual_seed(0)
+    a = torch.randn(2, 3, requires_grad=True)
+    b = torch.randn(3, 2, requires_grad=True) if op == "mm" else torch.randn(2, 3, requires_grad=True)
+    fns = {
+        "cat": lambda a, b: torch.cat([a, b]),
+        "mm": torch.mm,
+        "tanh": lambda a, b: torch.tanh(a),
+        "sigmoid": lambda a, b: torch.sigmoid(a),
+    }
+    f = fns[op]
+    with gradscope.trace() as t:
+        out = f(a, b)
+        out.backward(torch.ones_like(out))
+    g = t.passes[0].graph
+    root = g.roots[0]
+    expected = torch.autograd.functional.jacobian(f, (a.detach(), b.detach()))
+    for edge in g.inputs_of(root.id):
+        leaf = g.node(edge.src)
+        which = 0 if leaf.shape == list(a.shape) and edge.index == 0 else 1
+        want = expected[which].reshape(out.numel(), -1)
+        assert torch.allclose(torch.tensor(edge.local), want, atol=1e-6), (op, edge.index)
+
+
+def test_multi_output_nodes_with_unused_outputs():
+    torch.manual_seed(0)
+    a = torch.randn(6, requires_grad=True)
+    with gradscope.trace() as t:
+        first, _, third = torch.split(a * 2, 2)
+        rows = torch.unbind(a.view(2, 3))
+        (first.sum() + third.prod() + rows[1].sum()).backward()
+    g = t.passes[0].graph
+    split = next(n for n in g.nodes if n.grad_fn.startswith("SplitBackward"))
+    assert len(split.grad_outputs) == 3 and split.grad_outputs[1] is None
+    edge = g.inputs_of(split.id)[0]
+    assert len(edge.local) == 6 and len(edge.local[0]) == 6  # 6 outputs (3 pieces) x 6 inputs
+    assert g.leaves[0].grad_after.value == a.grad.tolist()
+
+
+def test_large_tensors_keep_statistics_not_values():
+    w = torch.full((100, 100), 0.5, requires_grad=True)
+    with gradscope.trace() as t:
+        (w * 3).sum().backward()
+    g = t.passes[0].graph
+    (leaf,) = g.leaves
+    assert leaf.value is None and leaf.grad_after.value is None and leaf.grad_after.shape == [100, 100]
+    assert leaf.grad_after.norm == pytest.approx(300.0) and leaf.grad_after.max_abs == 3.0
+    assert leaf.grad_after.mean == 3.0
+    assert g.edge(leaf.id, next(n.id for n in g.nodes if n.op == "mul")).local is None
+
+
+def test_nan_and_inf_are_counted():
+    w = torch.tensor([0.0, 1.0, -1.0, 4.0], requires_grad=True)
+    with gradscope.trace() as t:
+        torch.log(w).sum().backward()  # d log(w)/dw = 1/w: inf at 0
+        torch.sqrt(w).sum().backward()  # nan at -1 in the forward, inf grad at 0
+    first = t.passes[0].graph.leaves[0]
+    assert first.grad_after.inf == 1 and first.grad_after.nan == 0
+    second = t.passes[1].graph.leaves[0]
+    assert second.grad_after.nan == 1
+
+
+def test_no_gradients_option_records_graph_only(tmp_path):
+    t, _ = run_snippet(tmp_path, LESSON, gradients="off")
+    g = t.passes[0].graph
+    assert g.edge("a", "y").grad is None and g.edge("a", "y").local is None
+    assert g.find("w").grad_after.value == [5.0]  # .grad before/after is still shown
+
+
+def test_values_option_keeps_larger_tensors():
+    w = torch.arange(100.0, requires_grad=True)
+    with gradscope.trace(gradients="values", values=200) as t:
+        (w * 2).sum().backward()
+    assert t.passes[0].graph.leaves[0].grad_after.value == [2.0] * 100
+
+
+def test_jacobian_limit():
+    w = torch.arange(4.0, requires_grad=True)
+    with gradscope.trace(jacobian=3) as t:
+        (w * w).sum().backward()
+    g = t.passes[0].graph
+    mul = next(n for n in g.nodes if n.op == "mul")
+    assert all(e.local is None for e in g.inputs_of(mul.id))  # 4 elements > 3
+    summ = g.roots[0]
+    assert g.inputs_of(summ.id)[0].local is None  # input of 4 elements > 3
+
+
+def test_custom_function_and_checkpoint_are_never_called():
+    calls = []
+
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            calls.append(1)
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad
+
+    x = torch.tensor([3.0], requires_grad=True)
+    with gradscope.trace() as t:
+        Square.apply(x).backward()
+    assert calls == [1]  # only the engine's own call
+    g = t.passes[0].graph
+    assert g.roots[0].grad_fn == "SquareBackward" and g.edges[0].local is None
+    assert g.leaves[0].grad_after.value == [6.0]

@@ -1,0 +1,163 @@
+"""Tracing never changes a number the user computes, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+import torch.nn as nn
+
+import gradscope
+from gradscope.capture import NestedTraceError
+from zoo import CASES
+
+EVERY_OPTION = [
+    {},  # the defaults
+    {"gradients": "values", "values": 4096, "jacobian": 64},
+    {"gradients": "off", "jacobian": 0},
+]
+
+
+def assert_bitwise_equal(plain: dict, traced: dict) -> None:
+    assert plain.keys() == traced.keys()
+    for key in plain:
+        a, b = plain[key], traced[key]
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        assert torch.equal(a.view(-1).view(torch.uint8), b.view(-1).view(torch.uint8)), key
+
+
+@pytest.mark.parametrize("options", EVERY_OPTION, ids=["defaults", "values+jacobian", "off"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_traced_numbers_are_bitwise_identical(name, options):
+    plain = CASES[name]()
+    with gradscope.trace(**options) as t:
+        traced = CASES[name]()
+    assert_bitwise_equal(plain, traced)
+    assert t.passes, "the case ran backward, so the trace must hold passes"
+    assert_nothing_installed()
+
+
+def assert_nothing_installed() -> None:
+    from torch.nn.modules import module as module_mod
+    from torch.optim import optimizer as optimizer_mod
+
+    assert torch._C._len_torch_function_stack() == 0
+    assert not module_mod._global_forward_pre_hooks
+    assert not module_mod._global_forward_hooks
+    assert not optimizer_mod._global_optimizer_post_hooks
+    assert gradscope.capture.active_tracer() is None
+
+
+def test_compiled_function_stays_compiled_and_identical():
+    """Dynamo must see straight through the recorder: a function compiled inside a trace
+    gives the compiled numbers, and stays compiled (no eager fallback) after the trace."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    x = torch.randn(64, 257, requires_grad=True)
+
+    def f(t):
+        return torch.softmax(t * 1.7, dim=-1).mul(t.sin()).sum(dim=-1).logsumexp(0)
+
+    compiled = torch.compile(f, backend="inductor")
+    reference = compiled(x)
+    (ref_grad,) = torch.autograd.grad(reference, x)
+    assert not torch.equal(ref_grad, torch.autograd.grad(f(x), x)[0]), "eager must differ for this test to bite"
+
+    with gradscope.trace() as t:
+        y = compiled(x)
+        y.backward()
+    graphs_after_trace = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    after = compiled(x)
+    (after_grad,) = torch.autograd.grad(after, x)
+
+    assert torch.equal(y, reference) and torch.equal(x.grad, ref_grad)  # compiled, not eager
+    assert torch.equal(after, reference) and torch.equal(after_grad, ref_grad)
+    assert not torch._dynamo.utils.counters["graph_break"]
+    # the mode on the stack is a guard: one compile for the traced call, none after it
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_after_trace
+    assert len(t.passes) == 1
+    assert_nothing_installed()
+
+
+def test_exception_in_block_propagates_unchanged_and_cleans_up():
+    error = ValueError("boom")
+    with pytest.raises(ValueError) as info:
+        with gradscope.trace():
+            w = torch.ones(2, requires_grad=True)
+            (w * 2).sum().backward()
+            raise error
+    assert info.value is error
+    assert_nothing_installed()
+
+
+def test_autograd_error_propagates_unchanged_and_cleans_up():
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad") as info:
+        with gradscope.trace():
+            w = torch.tensor([1.0], requires_grad=True)
+            w.add_(1)
+    assert type(info.value) is RuntimeError
+    assert_nothing_installed()
+
+
+def test_nested_trace_gives_clear_error_and_outer_keeps_working():
+    with gradscope.trace() as outer:
+        with pytest.raises(NestedTraceError, match="cannot be nested"):
+            with gradscope.trace():
+                pass
+        w = torch.ones(2, requires_grad=True)
+        (w * 3).sum().backward()
+    assert len(outer.passes) == 1
+    assert outer.passes[0].graph.leaves[0].grad_after.value == [3.0, 3.0]
+    assert_nothing_installed()
+
+
+def test_trace_keeps_no_tensor_or_graph_alive():
+    with gradscope.trace(gradients="values") as t:
+        w = torch.randn(1000, requires_grad=True)
+        h = torch.tanh(w * 2)
+        loss = h.sum()
+        loss.backward(retain_graph=True)
+        refs = [weakref.ref(w), weakref.ref(h), weakref.ref(loss)]
+        del w, h, loss
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    assert len(t.passes) == 1  # ... while the trace itself is still here
+
+
+def test_hooks_are_removed_from_a_retained_graph():
+    """After the trace, a retained graph's nodes carry no gradscope hook: the recorder that
+    the hooks close over is freed, and another backward through the graph runs untouched."""
+    import gradscope.capture.backward as backward_mod
+
+    recorders = []
+    original = backward_mod.PassRecorder.__init__
+
+    def spy(self, *a, **k):
+        original(self, *a, **k)
+        recorders.append(weakref.ref(self))
+
+    backward_mod.PassRecorder.__init__ = spy
+    try:
+        with gradscope.trace():
+            w = torch.tensor([1.0, 2.0], requires_grad=True)
+            y = (w * w).sum()
+            y.backward(retain_graph=True)
+    finally:
+        backward_mod.PassRecorder.__init__ = original
+    gc.collect()
+    assert len(recorders) == 1 and recorders[0]() is None
+    y.backward()
+    assert w.grad.tolist() == [4.0, 8.0]
+
+
+def test_module_hooks_do_not_leak_after_module_raises():
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise KeyError("inside forward")
+
+    with pytest.raises(KeyError):
+        with gradscope.trace():
+            Broken()(torch.ones(1))
+    assert_nothing_installed()
