@@ -162,7 +162,8 @@ def node_label(node: Node) -> str:
     """The HTML-like label of a node. Every piece of user text is escaped here."""
     rows = [_row(_headline(node))]
     if node.kind != "leaf":
-        rows.append(_row(fmt.esc(node.grad_fn, 40), SMALL_FONT, GREY))
+        if node.grad_fn:
+            rows.append(_row(fmt.esc(node.grad_fn, 40), SMALL_FONT, GREY))
     if node.source is not None:
         where = fmt.esc(node.source.short, 40)
         code = fmt.esc(fmt.code(node.source.code), CODE_LIMIT)
@@ -188,7 +189,7 @@ def _headline(node: Node) -> str:
     op = fmt.esc(node.op or "", 30)
     tag = ' <font point-size="9">(parameter)</font>' if node.is_parameter else ""
     if node.kind == "leaf" or not op:
-        return f"<b>{name or op or fmt.esc(node.grad_fn, 40)}</b>{tag}"
+        return f"<b>{name or op or fmt.esc(node.grad_fn, 40) or '?'}</b>{tag}"
     if name and name != node.op:
         return f"<b>{name}</b> = {op}{tag}"
     return f"<b>{op}</b>{tag}"
@@ -220,9 +221,9 @@ def _red_edge(red: bool) -> dict[str, str]:
 
 # -- diagnostics and legend ------------------------------------------------------------
 def _add_note(g: graphviz.Digraph, i: int, d: Diagnostic, targets: list[str]) -> None:
-    where = f"<br/>{fmt.esc(d.sources[0].short, 40)}" if d.sources else ""
-    label = (f'<<font color="{RED}"><b>{fmt.esc(d.code, 20)}</b> {fmt.esc(d.title, 60)}</font>'
-             f'<font point-size="{SMALL_FONT}">{where}</font>>')
+    # Graphviz rejects an empty <font></font>, so the source line is added only when known.
+    where = f'<br/><font point-size="{SMALL_FONT}">{fmt.esc(d.sources[0].short, 40)}</font>' if d.sources else ""
+    label = f'<<font color="{RED}"><b>{fmt.esc(d.code, 20) or "!"}</b> {fmt.esc(d.title, 60)}</font>{where}>'
     g.node(f"diag{i}", label=label, shape="note", style="filled", fillcolor="#fee2e2", color=RED)
     for t in targets:
         g.edge(f"diag{i}", t, style="dashed", color=RED, dir="none", constraint="false")
@@ -237,5 +238,6 @@ def _legend(title: str | None, kinds: list[str], diagnostics: bool) -> str:
     cells += f'<td><font point-size="{SMALL_FONT}" color="{GRAD}">→ gradient flowing back</font></td>'
     if diagnostics:
         cells += f'<td border="1" color="{RED}"><font point-size="{SMALL_FONT}" color="{RED}">diagnostic</font></td>'
-    head = f'<tr><td colspan="{len(kinds) + 2}" align="left"><b>{fmt.esc(title, 100)}</b></td></tr>' if title else ""
+    span = len(kinds) + 1 + diagnostics
+    head = f'<tr><td colspan="{span}" align="left"><b>{fmt.esc(title, 100)}</b></td></tr>' if title else ""
     return f'<<table border="0" cellspacing="4" cellpadding="3">{head}<tr>{cells}</tr></table>>'

@@ -14,12 +14,17 @@ import subprocess
 import sys
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 DEFAULT_TIMEOUT = 60.0
 FORMATS = ("svg", "png")
 _WORKER = Path(__file__).with_name("_layout_worker.py")
+
+
+class GraphvizWarning(UserWarning):
+    """Graphviz reported an error but still drew something (a label it could not parse)."""
 
 
 class LayoutError(RuntimeError):
@@ -74,8 +79,12 @@ def layout_file(dot_path: Path, outputs: Sequence[Path], timeout: float = DEFAUL
             f"the DOT is at {kept}; raise the limit with --timeout SECONDS (Python: timeout=SECONDS)",
             kept,
         ) from None
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    if proc.returncode == 0:
+        problems = [line for line in err if line.startswith("Error")]
+        if problems:  # a bad label still gives a picture; say so instead of hiding it
+            warnings.warn(GraphvizWarning(f"Graphviz: {' / '.join(problems[:3])}"), stacklevel=3)
+    else:
         last = err[-1] if err else f"exit code {proc.returncode}"
         kept = _keep(dot_path, keep_as)
         raise LayoutError(f"gradscope: Graphviz could not lay out {kept}: {last}", kept)

@@ -30,6 +30,8 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
                   extra_passes: Iterable[int] = ()) -> Written:
     """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot")]:
+        stale.unlink()  # pictures of an earlier run would pass for this one's
     written = Written()
     to_draw = sorted({i for g in graph_groups(trace) for i in g.drawn} | set(extra_passes))
     by_index = {p.index: p for p in trace.passes}
