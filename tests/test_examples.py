@@ -68,9 +68,9 @@ def _lines(proc) -> list[str]:
 
 
 def _line_of(name: str, code: str) -> int:
-    """The 1-based line number of the line in examples/NAME.py that contains `code`."""
+    """The 1-based line number of the line in examples/NAME.py that starts with `code`."""
     lines = (EXAMPLES / f"{name}.py").read_text().splitlines()
-    hits = [i for i, text in enumerate(lines, 1) if code in text]
+    hits = [i for i, text in enumerate(lines, 1) if text.strip().startswith(code)]
     assert len(hits) == 1, f"{code!r} occurs {len(hits)} times in {name}.py"
     return hits[0]
 
@@ -297,6 +297,10 @@ def test_cli_leaf_inplace_fails_but_writes_trace(tmp_path):
     assert LEAF_MESSAGE in r.stderr
     trace = gradscope.load(tmp_path / "out" / "trace.json")
     assert trace.passes == []  # y.backward() was never reached
+    assert trace.meta["exit_code"] == 1
+    (event,) = [e for e in trace.events if e.kind == "leaf-inplace-error"]
+    assert event.source.line == _line_of("leaf_inplace", "w.add_(1)")
+    assert event.data["leaf"] == "w" and event.data["message"] == LEAF_MESSAGE
 
 
 def test_cli_logistic_regression(tmp_path):
@@ -344,3 +348,28 @@ def test_gallery_script_rebuilds_the_committed_gallery(tmp_path):
         assert data.startswith(b"\x89PNG") if name.endswith(".png") else b"<svg" in data
     # the lesson's 5 is on the backward graph
     assert ">5<" in (tmp_path / "gallery" / "backward.svg").read_text()
+
+
+# -- the guide's Python examples ---------------------------------------------------------------------
+def _guide_block(marker: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "guide.md").read_text(), re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_guide_examples_run(tmp_path, monkeypatch):
+    """The two API examples in docs/guide.md run and give the numbers their comments claim."""
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "guide_trace.py"
+    script.write_text(_guide_block('t.save("trace.json")'))
+    ns = runpy.run_path(str(script))
+    g = ns["g"]
+    assert g.find("w").grad_after.value == [5.0]
+    assert g.edge("a", "y").grad.value == [2.0]
+    assert _num(g.edge("a", "y").local) == 2.0
+    assert (tmp_path / "trace.json").exists() and (tmp_path / "graph.svg").exists()
+
+    script = tmp_path / "guide_graph.py"
+    script.write_text("import torch\nimport gradscope\n" + _guide_block("gradscope.graph(y)"))
+    ns = runpy.run_path(str(script))
+    assert [n.label for n in ns["g"].nodes] == ["y", "add_1", "add_2", "w", "x"]
