@@ -127,14 +127,31 @@ def _system_exit(exc: SystemExit) -> Outcome:
     return Outcome(1, f"{code}\n")
 
 
-# Frames of ours and of runpy at the top of a traceback: the user never wrote them.
-# (co_filename, not __file__: they differ when the package was compiled elsewhere.)
-_OUR_FILES = {_run_caught.__code__.co_filename, runpy.run_module.__code__.co_filename, runpy.__file__}
+def _is_ours(filename: str) -> bool:
+    """A frame of gradscope's own code (not its shipped examples) or of runpy."""
+    if filename in _RUNPY:
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(_PACKAGE) and not path.startswith(_EXAMPLES)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_EXAMPLES = _PACKAGE + "examples" + os.sep
+_RUNPY = {runpy.__file__, runpy.run_module.__code__.co_filename}  # "<frozen runpy>" on 3.11+
 
 
 def format_user_traceback(exc: BaseException) -> str:
-    """The traceback Python would print for `exc`, without gradscope's and runpy's frames."""
-    tb: TracebackType | None = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename in _OUR_FILES:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The traceback Python would print for `exc`, without gradscope's and runpy's frames
+    (the runner at the top, capture's wrappers in the middle), chained exceptions included."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    seen: set[int] = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list([f for f in t.stack if not _is_ours(f.filename)])
+        stack += [c for c in (t.__cause__, t.__context__) if c is not None]
+        stack += list(getattr(t, "exceptions", None) or [])  # ExceptionGroup members
+    return "".join(te.format())
