@@ -1,7 +1,7 @@
 """The HTML report: one self-contained page that opens offline.
 
-Sections: diagnostics, the passes, each distinct graph (inline SVG) with its leaves'
-gradients, and per-leaf plots of `.grad` across passes. No scripts, no external files:
+Sections: diagnostics, each distinct graph (inline SVG) with its leaves' gradients,
+per-leaf plots of `.grad` across passes, and the list of passes. No scripts, no external files:
 styles are inline, pictures are inline SVG, every piece of user text is escaped.
 """
 
@@ -19,7 +19,7 @@ from .svg import graph_to_svg, strip_prolog
 
 CSS = Path(__file__).with_name("report.css")
 MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
-LONG_TABLE = 50  # passes shown before the rest fold away
+LONG_TABLE = 10  # passes shown before the rest fold away
 
 
 def trace_to_html(
@@ -43,9 +43,9 @@ def trace_to_html(
     body = "".join([
         _header(trace, groups),
         _diagnostics(trace.diagnostics),
-        _passes(trace, groups),
         _graphs(trace, groups, drawn),
         _plots(trace),
+        _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])
     div = f'<div class="gs-report">{body}</div>'
     style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
@@ -87,7 +87,8 @@ def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
 def _source(src) -> str:
     if src is None:
         return ""
-    code = f' <code>{fmt.esc(src.code.strip(), 80)}</code>' if src.code.strip() else ""
+    text = fmt.code(src.code)
+    code = f" <code>{fmt.esc(text, 80)}</code>" if text else ""
     return f'<span class="gs-src" title="{fmt.esc(src.file)}">{fmt.esc(src.short)}</span>{code}'
 
 
