@@ -39,7 +39,8 @@ def test_one_picture_per_distinct_graph_plus_diagnosed_passes():
     trace.passes[600].graph.node("a").grad_fn = "SubBackward0"  # this one is a new structure
     trace.diagnostics.append(Diagnostic(code="GS201", severity="warning", title="gradient piles up",
                                         message="w.grad grows every step", nodes=["w"], pass_index=7))
-    groups = graph_groups(trace)
+    trace.diagnostics.append(Diagnostic(code="GS300", severity="info", title="no pass", message="", nodes=["w"]))
+    groups = graph_groups(trace)  # the diagnostic without a pass does not draw all 999
     assert [(g.drawn, len(g.passes)) for g in groups] == [([0, 7], 999), ([600], 1)]
     html = trace_to_html(trace)
     assert len(graph_svgs(html)) == 3

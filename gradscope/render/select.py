@@ -21,13 +21,16 @@ class GraphGroup:
 
 def graph_groups(trace: Trace) -> list[GraphGroup]:
     """The distinct graphs of `trace`, with the passes that share each and those to draw."""
+    # Only a diagnostic that names its pass earns that pass a picture: node ids repeat in
+    # every step of a loop, so one without a pass would otherwise draw them all.
+    diagnosed = {d.pass_index for d in trace.diagnostics if d.pass_index is not None}
     by_signature: dict[str, GraphGroup] = {}
     for p in trace.passes:
         group = by_signature.get(sig := p.graph.signature())
         if group is None:
             group = by_signature[sig] = GraphGroup(number=len(by_signature) + 1)
             group.drawn.append(p.index)
-        elif pass_diagnostics(trace, p):
+        elif p.index in diagnosed:
             group.drawn.append(p.index)
         group.passes.append(p.index)
     return list(by_signature.values())
