@@ -7,9 +7,11 @@ import xml.etree.ElementTree as ET
 import pytest
 from conftest import lesson_graph, scalar
 
-from gradscope.model import Diagnostic, Source, TensorSummary
+from gradscope.model import Diagnostic, Pass, Source, TensorSummary, Trace
 from gradscope.render import fmt
 from gradscope.render.dot import graph_to_dot
+from gradscope.render.layout import layout
+from gradscope.render.select import pass_dot
 from gradscope.render.svg import graph_to_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -131,3 +133,11 @@ def test_code_loses_its_comment_but_not_a_hash_in_a_string():
     assert fmt.code("y = a * b  # = 6") == "y = a * b"
     assert fmt.code("s = '#' + t") == "s = '#' + t"
     assert fmt.code("f(a,  # first") == "f(a,"
+
+
+def test_autograd_grad_pass_shows_what_was_returned_not_grad(lesson):
+    lesson.node("w").grad_after = None  # autograd.grad leaves .grad alone
+    trace = Trace(passes=[Pass(index=0, api="torch.autograd.grad", graph=lesson, inputs=["w"],
+                               results=[scalar(5.0)])])
+    joined = " ".join(" ".join(svg_texts(layout(pass_dot(trace, trace.passes[0])).decode())).split())
+    assert "autograd.grad returned 5" in joined and ".grad None → None" in joined

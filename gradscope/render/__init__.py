@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Trace
-from .dot import graph_to_dot
 from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
-from .select import pass_diagnostics, pass_title
+from .select import pass_dot
 
 EXTENSIONS = (".svg", ".png", ".dot", ".html")
 
@@ -44,7 +43,7 @@ def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any)
         p = trace.passes[pass_index]
     except IndexError:
         raise ValueError(f"no pass {pass_index}: the trace has {len(trace.passes)} (0 to {len(trace.passes) - 1})") from None
-    source = graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p), graph_id=f"p{p.index}")
+    source = pass_dot(trace, p)
     if ext == ".dot":
         path.write_text(source, encoding="utf-8")
     else:

@@ -11,11 +11,11 @@ other, and its box reads `.grad None → 5`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import graphviz
 
-from ..model import Diagnostic, Edge, Graph, Node
+from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
 from . import fmt
 
 FONT = "Helvetica"
@@ -75,11 +75,13 @@ def graph_to_dot(
     *,
     title: str | None = None,
     graph_id: str = "gs",
+    returned: Mapping[str, TensorSummary | None] | None = None,
 ) -> str:
     """The DOT source of `graph`, with the nodes and edges that `diagnostics` name in red.
 
     `title` goes above the legend at the bottom; `graph_id` prefixes the SVG element ids,
-    so several graphs can share one HTML page.
+    so several graphs can share one HTML page. `returned` maps node ids to what
+    `torch.autograd.grad` returned for them: that, not `.grad`, is the answer of such a pass.
     """
     g = graphviz.Digraph(name=graph_id, format="svg")
     g.attr("graph", id=graph_id, rankdir="TB", nodesep="0.35", ranksep="0.45", fontname=FONT,
@@ -91,7 +93,7 @@ def graph_to_dot(
     by_id = {n.id: n for n in graph.nodes}
     flagged = {nid for d in diagnostics for nid in d.nodes if nid in ids}
 
-    _add_nodes(g, graph.nodes, ids, flagged)
+    _add_nodes(g, graph.nodes, ids, flagged, returned or {})
     for e in graph.edges:
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
@@ -105,7 +107,8 @@ def graph_to_dot(
 
 
 # -- nodes -----------------------------------------------------------------------------
-def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flagged: set[str]) -> None:
+def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flagged: set[str],
+               returned: Mapping[str, TensorSummary | None]) -> None:
     """Add nodes, each inside the clusters of its module path (`encoder.layers.0` sits in
     `encoder` > `encoder.layers` > `encoder.layers.0`)."""
     tree: dict = {}
@@ -116,7 +119,7 @@ def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flag
             level = level.setdefault(".".join(parts[: depth + 1]), {})
         level.setdefault(None, []).append(n)
     counter = iter(range(1_000_000))
-    _add_level(g, tree, ids, flagged, counter)
+    _add_level(g, tree, ids, flagged, returned, counter)
 
 
 def forward_order(nodes: list[Node]) -> list[Node]:
@@ -130,16 +133,18 @@ def forward_order(nodes: list[Node]) -> list[Node]:
     return [n for _, _, n in sorted(keyed, key=lambda k: k[:2])]
 
 
-def _add_level(g: graphviz.Digraph, level: dict, ids: dict[str, str], flagged: set[str], counter) -> None:
+def _add_level(g: graphviz.Digraph, level: dict, ids: dict[str, str], flagged: set[str],
+               returned: Mapping[str, TensorSummary | None], counter) -> None:
     for n in level.get(None, []):
-        g.node(ids[n.id], label=node_label(n), **_node_attrs(n, n.id in flagged))
+        label = node_label(n, returned[n.id] if n.id in returned else _NOT_ASKED)
+        g.node(ids[n.id], label=label, **_node_attrs(n, n.id in flagged))
     for path, sub in level.items():
         if path is None:
             continue
         with g.subgraph(name=f"cluster_m{next(counter)}") as c:
             c.attr(label=f"<<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>>",
                    style="rounded,dashed", color="#a8a29e", labeljust="l")
-            _add_level(c, sub, ids, flagged, counter)
+            _add_level(c, sub, ids, flagged, returned, counter)
 
 
 def _node_attrs(node: Node, flagged: bool) -> dict[str, str]:
@@ -158,8 +163,14 @@ def _row(text: str, size: int | None = None, color: str | None = None) -> str:
     return f"<tr><td>{text}</td></tr>"
 
 
-def node_label(node: Node) -> str:
-    """The HTML-like label of a node. Every piece of user text is escaped here."""
+_NOT_ASKED = object()  # the node was not among autograd.grad's inputs
+
+
+def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
+    """The HTML-like label of a node. Every piece of user text is escaped here.
+
+    `returned`: what autograd.grad returned for this node, when it was one of its inputs.
+    """
     rows = [_row(_headline(node))]
     if node.kind != "leaf":
         if node.grad_fn:
@@ -172,10 +183,15 @@ def node_label(node: Node) -> str:
         text = fmt.shape(node.shape) + (" " + fmt.esc(node.dtype.replace("torch.", ""), 20) if node.dtype else "")
         value = fmt.value(node.value) if node.kind == "leaf" else None
         rows.append(_row(text + (f" = {fmt.esc(value, 40)}" if value is not None else ""), SMALL_FONT, GREY))
+    if returned is not _NOT_ASKED:  # autograd.grad leaves .grad alone: its answer is returned
+        got = fmt.esc(fmt.tensor(returned), 40)  # type: ignore[arg-type]
+        rows.append(_row(f'autograd.grad returned <font point-size="16"><b>{got}</b></font>', color=GRAD))
     if node.kind == "leaf":
         before = fmt.esc(fmt.tensor(node.grad_before), 40)
         after = fmt.esc(fmt.tensor(node.grad_after), 40)
-        rows.append(_row(f'.grad {before} → <font point-size="16"><b>{after}</b></font>', color=GRAD))
+        big = returned is _NOT_ASKED
+        after = f'<font point-size="16"><b>{after}</b></font>' if big else after
+        rows.append(_row(f".grad {before} → {after}", None if big else SMALL_FONT, GRAD))
     if node.is_root:
         rows.append(_row(f"root · seed <b>{fmt.esc(fmt.tensor(node.seed), 40)}</b>", color="#9d174d"))
     if node.created_by_backward and node.created_by:

@@ -12,10 +12,10 @@ from typing import Mapping
 
 from ..model import Diagnostic, Node, Pass, Trace
 from . import fmt
-from .layout import DEFAULT_TIMEOUT, LayoutError
+from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
-from .select import GraphGroup, graph_groups, pass_diagnostics, pass_title
-from .svg import graph_to_svg, strip_prolog
+from .select import GraphGroup, graph_groups, pass_dot, pass_title
+from .svg import strip_prolog
 
 CSS = Path(__file__).with_name("report.css")
 MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
@@ -62,8 +62,7 @@ def _pass(trace: Trace, index: int) -> Pass:
 
 def _draw(trace: Trace, p: Pass, timeout: float) -> str | LayoutError:
     try:
-        return graph_to_svg(p.graph, pass_diagnostics(trace, p), title=pass_title(p),
-                            timeout=timeout, graph_id=f"p{p.index}")
+        return layout(pass_dot(trace, p), "svg", timeout=timeout).decode("utf-8")
     except LayoutError as exc:
         return exc
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Iterable
 
 from ..model import Trace
-from .dot import graph_to_dot
 from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
-from .select import graph_groups, pass_diagnostics, pass_title, svg_name
+from .select import graph_groups, pass_dot, svg_name
 
 
 @dataclass
@@ -39,7 +38,7 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     for i in to_draw:
         p = by_index[i]
         svg_path = out_dir / svg_name(i)
-        source = graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p), graph_id=f"p{i}")
+        source = pass_dot(trace, p)
         try:
             svgs[i] = layout(source, "svg", timeout=timeout, dot_path=svg_path.with_suffix(".dot")).decode("utf-8")
         except LayoutError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Diagnostic, Pass, Trace
-from .dot import diagnostics_for
+from .dot import diagnostics_for, graph_to_dot
 
 
 @dataclass
@@ -51,3 +51,10 @@ def pass_title(p: Pass) -> str:
 def svg_name(pass_index: int) -> str:
     """The file name of a pass's picture in an output folder."""
     return f"pass-{pass_index:03d}.svg"
+
+
+def pass_dot(trace: Trace, p: Pass) -> str:
+    """The DOT of pass `p`: its graph, diagnostics, caption, and what autograd.grad returned."""
+    returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
+    return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p),
+                        graph_id=f"p{p.index}", returned=returned)
