@@ -91,7 +91,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
 
-@cli.command(context_settings=_PASS_THROUGH, epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
+@cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.", epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
              "  gradscope trace --strict -o out -m mypkg.train")
 @click.option("-m", "as_module", is_flag=True, help="SCRIPT is a module name, run like `python -m`.")
 @_run_options
@@ -101,8 +101,9 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": Fals
 def trace(as_module: bool, script: str, args: tuple[str, ...], **options: Any) -> None:
     """Run SCRIPT (with its ARGS) like `python SCRIPT ARGS` and record every backward.
 
-    Writes trace.json, report.html and one SVG per distinct graph to the output folder,
-    and exits with the script's own exit code.
+    Options go before SCRIPT; everything after SCRIPT is passed to it. Writes
+    trace.json, report.html and one SVG per distinct graph to the output folder, and
+    exits with the script's own exit code.
     """
     try:
         target = runner.module_target(script, args) if as_module else runner.script_target(script, args)
@@ -112,7 +113,7 @@ def trace(as_module: bool, script: str, args: tuple[str, ...], **options: Any) -
     _trace_and_write(target, **options)
 
 
-@cli.command(context_settings=_PASS_THROUGH)
+@cli.command(context_settings=_PASS_THROUGH, short_help="List the showcases, or trace one.")
 @_run_options
 @click.argument("name", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -130,8 +131,7 @@ def demo(name: str | None, args: tuple[str, ...], **options: Any) -> None:
         width = max((len(n) for n in examples), default=0)
         for ex_name, (_, description) in examples.items():
             click.echo(f"  {ex_name:<{width}}  {description}")
-        if not examples:
-            click.echo("no showcases found", err=True)
+        click.echo("no showcases found" if not examples else "trace one: gradscope demo NAME [ARGS]", err=True)
         return
     if name not in examples:
         raise BadInput(f"gradscope: no showcase named {name!r}; choose one of: {', '.join(examples) or 'none'}")
@@ -157,7 +157,7 @@ def list_examples() -> dict[str, tuple[Path, str]]:
     return found
 
 
-@cli.command("render")
+@cli.command("render", short_help="Re-render a saved trace.json.")
 @click.argument("trace_file", metavar="TRACE", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), metavar="OUT",
               help="A file (.svg .png .dot .html) or a folder [default: the trace's folder].")
