@@ -55,6 +55,7 @@ class trace:
     def __enter__(self) -> "trace":
         tracer = Tracer(
             gradients=self.options["gradients"] != "off",
+            stats=self.options["gradients"] != "off",
             max_values=self.options["values"],
             max_jacobian=self.options["jacobian"],
         )

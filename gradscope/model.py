@@ -108,6 +108,8 @@ class Node:
     value: Any = None
     grad_before: TensorSummary | None = None
     grad_after: TensorSummary | None = None
+    # .grad before this pass was exactly what the previous pass left (not zeroed, not replaced)
+    grad_carried_over: bool = False
     # roots: the tensors backward started from, with the gradient they were seeded with
     is_root: bool = False
     seed: TensorSummary | None = None

@@ -147,8 +147,12 @@ def test_accumulation_without_and_with_zero(tmp_path):
     """
     t, _ = run_snippet(tmp_path, loop.format(zero="pass"))
     assert [p.graph.find("w").grad_after.value[0] for p in t.passes] == [5.0, 10.0, 15.0, 20.0]
+    assert [p.graph.find("w").grad_carried_over for p in t.passes] == [False, True, True, True]
+    assert [p.graph.find("w").grad_before.value[0] for p in t.passes[1:]] == [5.0, 10.0, 15.0]
     t, _ = run_snippet(tmp_path, loop.format(zero="w.grad.zero_()"))
     assert [p.graph.find("w").grad_after.value[0] for p in t.passes] == [5.0] * 4
+    assert [p.graph.find("w").grad_carried_over for p in t.passes] == [False] * 4
+    assert [p.graph.find("w").grad_before.value[0] for p in t.passes[1:]] == [0.0] * 3
 
 
 def test_parameter_and_module_names(tmp_path):
@@ -412,3 +416,16 @@ def test_custom_function_and_checkpoint_are_never_called():
     g = t.passes[0].graph
     assert g.roots[0].grad_fn == "SquareBackward" and g.edges[0].local is None
     assert g.leaves[0].grad_after.value == [6.0]
+
+
+def test_leaf_grad_after_respects_gradient_hooks():
+    """A hook that rescales a leaf's gradient changes .grad, not the edge: both are shown as they are."""
+    w = torch.full((32,), 2.0, requires_grad=True)
+    w.register_hook(lambda g: g * 10)
+    with gradscope.trace() as t:
+        (w * 3).sum().backward()
+    g = t.passes[0].graph
+    (leaf,) = g.leaves
+    assert g.inputs_of(g.roots[0].id)[0].grad.max_abs == 1.0
+    assert g.edge(leaf.id, next(n.id for n in g.nodes if n.op == "mul")).grad.mean == 3.0
+    assert leaf.grad_after.mean == 30.0 and w.grad[0].item() == 30.0

@@ -161,3 +161,26 @@ def test_module_hooks_do_not_leak_after_module_raises():
         with gradscope.trace():
             Broken()(torch.ones(1))
     assert_nothing_installed()
+
+
+def test_lbfgs_closure_backward_is_recorded_inside_step():
+    def run():
+        torch.manual_seed(0)
+        w = torch.randn(3, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=4)
+
+        def closure():
+            opt.zero_grad()
+            loss = (w - 1.5).pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return {"w": w.detach().clone()}
+
+    plain = run()
+    with gradscope.trace() as t:
+        traced = run()
+    assert_bitwise_equal(plain, traced)
+    assert len(t.passes) >= 2 and all(p.graph.find("loss").op == "sum" for p in t.passes)
+    assert [e.kind for e in t.trace.events].count("optimizer-step") == 1

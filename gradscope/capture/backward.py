@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -103,6 +104,10 @@ class PassRecorder:
         self._fill: list[tuple[object, str, Any, bool]] = []
         self._handles: list = []
         self._tagged: set[int] = set()
+        # (node, edge, attribute): set node.attribute from edge.grad once resolved, for
+        # gradients that are the same tensor as an edge's and need no second summary
+        self._copy_later: list[tuple] = []
+        self._only_edge_into_leaf: dict[str, Edge] = {}
         self.index: GraphIndex | None = None
 
     # -- before the call -------------------------------------------------------------
@@ -111,7 +116,7 @@ class PassRecorder:
             index = self.index = walk(self.call.roots, self.tracer, self.batch)
             self._record_seeds(index)
             for node_id, leaf in index.leaf_tensors.items():
-                self._later(index.graph.node(node_id), "grad_before", self.batch.summarize(leaf.grad))
+                self._grad_before(index.graph.node(node_id), leaf)
         if self.options.gradients:
             self._install_hooks(index)
         return index
@@ -128,13 +133,23 @@ class PassRecorder:
 
     def _install_hooks(self, index: GraphIndex) -> None:
         edges_into: dict[str, dict[int, Edge]] = {}
+        edges_out: dict[str, list[Edge]] = {}
         for e in index.graph.edges:
             edges_into.setdefault(e.dst, {})[e.index] = e
+            edges_out.setdefault(e.src, []).append(e)
+        for leaf_id in index.leaf_tensors:
+            if len(edges_out.get(leaf_id, ())) == 1:
+                self._only_edge_into_leaf[leaf_id] = edges_out[leaf_id][0]
         for node_id, fn in index.node_of.items():
             if node_id in index.leaf_tensors:
                 continue
             node = index.graph.node(node_id)
-            self._handles.append(fn.register_prehook(self._make_prehook(node)))
+            out = edges_out.get(node_id, [])
+            if len(out) == 1 and not node.is_root and len(getattr(fn, "_input_metadata", ())) == 1:
+                # what arrives is what its one consumer sent: no need to summarise it twice
+                self._copy_later.append((node, out[0], "grad_outputs"))
+            else:
+                self._handles.append(fn.register_prehook(self._make_prehook(node)))
             self._handles.append(fn.register_hook(self._make_posthook(fn, node, edges_into.get(node_id, {}))))
 
     def _make_prehook(self, node):
@@ -164,6 +179,33 @@ class PassRecorder:
             return None
 
         return posthook
+
+    def _grad_before(self, node, leaf: torch.Tensor) -> None:
+        grad = leaf.grad
+        if grad is None:
+            return
+        last = self.tracer.last_grads.get(leaf)
+        if last is not None and last[0]() is grad and last[1] == grad._version:
+            # the .grad the previous pass left, untouched since: neither zeroed nor replaced
+            node.grad_carried_over = True
+            node.grad_before = last[2]
+        else:
+            self._later(node, "grad_before", self.batch.summarize(grad))
+
+    def _grad_after(self, node, leaf: torch.Tensor) -> None:
+        edge = self._only_edge_into_leaf.get(node.id)
+        if edge is not None and node.grad_before is None and not _has_grad_hooks(leaf) and leaf.grad is not None:
+            # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
+            self._copy_later.append((node, edge, "grad_after"))
+        else:
+            self._later(node, "grad_after", self.batch.summarize(leaf.grad))
+
+    def _remember_grads(self, index: GraphIndex) -> None:
+        for node_id, leaf in index.leaf_tensors.items():
+            grad = leaf.grad
+            if grad is not None:
+                node = index.graph.node(node_id)
+                self.tracer.last_grads[leaf] = (weakref.ref(grad), grad._version, node.grad_after)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
@@ -229,7 +271,7 @@ class PassRecorder:
         results = []
         with torch.no_grad():
             for node_id, leaf in index.leaf_tensors.items():
-                self._later(index.graph.node(node_id), "grad_after", self.batch.summarize(leaf.grad))
+                self._grad_after(index.graph.node(node_id), leaf)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self.batch.resolve()
@@ -237,6 +279,10 @@ class PassRecorder:
         for obj, attr, pending, scalar in self._fill:
             setattr(obj, attr, _resolved(pending, scalar))
         self._fill.clear()
+        for node, edge, attr in self._copy_later:
+            if edge.grad is not None:
+                setattr(node, attr, [edge.grad] if attr == "grad_outputs" else edge.grad)
+        self._remember_grads(index)
         p = Pass(
             index=pass_index,
             api=self.call.api,
@@ -292,6 +338,11 @@ def _callable(fn) -> bool:
         return False
     info = fn.metadata.get(META_KEY)
     return info is None or not info.saved_hooks
+
+
+def _has_grad_hooks(leaf: torch.Tensor) -> bool:
+    """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in backward)."""
+    return bool(getattr(leaf, "_backward_hooks", None)) or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
 
 
 def _numel(shape: tuple) -> int:

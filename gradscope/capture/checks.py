@@ -1,39 +1,444 @@
 """Live checks: the parts of diagnostics that must look at tensors while they exist.
 
-The recorder reports in-place edits here, and each backward pass is shown here before it
-runs. What is found becomes `Event`s on the trace; the rules in `gradscope.diagnostics`
-turn events and the model into explained `Diagnostic`s.
+The recorder reports in-place edits, `.data` aliases and ops whose output left the graph
+here, and each backward pass is shown here before it runs. What is found becomes `Event`s
+on the trace; the rules in `gradscope.diagnostics` turn events and the model into
+explained `Diagnostic`s, so a saved trace diagnoses the same as a live one.
+
+Events written here (all `data` values are plain JSON):
+
+- "saved-tensor-modified": a tensor a node saved for backward was changed in place after
+  the node's op ran. `detected_by` "version": PyTorch will refuse the backward (found early
+  by reading the node's saved tensors); "data": the edit went through a `.data` alias,
+  which PyTorch cannot see, so backward would silently use the new values.
+- "freed-graph-reused": nodes of this pass lost their saved tensors to an earlier backward.
+- "grad-carried": leaves whose `.grad` was already set when the pass started, each linked to
+  the previous pass the same tensor took part in (node ids are per pass).
+- "leaf-update": leaves changed in place (an optimizer step, `w -= lr * w.grad` under
+  no_grad, `w.data.add_`) between two passes, named by their last pass and node id.
+- "no-gradient": parameters and leaves that will get no gradient from this pass although
+  their siblings do, with the line that cut them off when it was seen.
+
+Nothing here returns a value to autograd or touches a gradient; every hook swallows its
+own errors. Per op the recorder calls in only for in-place edits and for ops whose output
+does not require grad although an input does.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import sys
+import weakref
+from collections import deque
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .source import user_source
+from .recorder import META_KEY, OpInfo, op_name
+from .source import _is_internal, user_source
 
 if TYPE_CHECKING:
     from .backward import PassRecorder
     from .tracer import Tracer
     from .walk import GraphIndex
 
-_MUTATIONS_KEPT = 8  # per tensor: enough to name the line behind a version bump
+log = logging.getLogger("gradscope")
+
+_MUTATIONS_KEPT = 4096  # in-place edits remembered (all tensors): enough to name recent lines
+_DATA_MUTATIONS_KEPT = 256  # edits through `.data` aliases
+_CUT_WALK_BUDGET = 256  # autograd nodes walked to find the leaves behind a detach
+_PASS_KEY = "gradscope.pass"  # metadata: (pass index, retain_graph) of the last pass through a node
+
+_MODIFIED = "modified by an inplace operation"
+_FREED = ("backward through the graph a second time", "after they have already been freed")
+_OPTIM_DIR = "/torch/optim/".replace("/", __import__("os").sep)
+_DETACHING = frozenset({"detach", "detach_", "data"})
+
+
+class _Mutation:
+    """One in-place edit: which storage, when (the recorder's op counter), by which line."""
+
+    __slots__ = ("ptr", "seq", "op", "source", "via_data")
+
+    def __init__(self, ptr, seq, op, source, via_data):
+        self.ptr: int | None = ptr
+        self.seq: int = seq
+        self.op: str = op
+        self.source = source
+        self.via_data: bool = via_data
 
 
 class LiveChecks:
     def __init__(self, tracer: "Tracer") -> None:
         self.tracer = tracer
-        # tensor -> [(version after the edit, op, Source)], most recent last
-        self.mutations: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # every in-place edit, most recent last (storage, op counter, op, line)
+        self.mutations: deque[_Mutation] = deque(maxlen=_MUTATIONS_KEPT)
+        self.data_mutations: deque[_Mutation] = deque(maxlen=_DATA_MUTATIONS_KEPT)
+        # `.data` alias -> weakref to the tensor it aliases (its own version counter!)
+        self.data_aliases: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # leaf -> (pass index, node id) of the last pass it took part in
+        self.leaf_last: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._update_event = None
+        self._updated: set[tuple[int, str]] = set()
+        # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
+        self._cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._walked: set[int] = set()
+        self._saved_names: dict[type, tuple[str, ...]] = {}
 
+    # -- calls the recorder hands over instead of running them as ops ----------------------
+    def intercepted(self) -> dict:
+        """{torch function: handler(func, args, kwargs)} for the tracer's interception table."""
+        return {torch.Tensor.data.__get__: self._on_data}
+
+    def _on_data(self, func, args, kwargs):
+        alias = func(*args, **kwargs)
+        try:
+            t = args[0] if args else None
+            if isinstance(t, torch.Tensor) and isinstance(alias, torch.Tensor):
+                self.data_aliases[alias] = weakref.ref(t)
+                if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
+                    self._cut_behind(t, "data")
+        except Exception:
+            log.debug("gradscope: recording a .data alias failed", exc_info=True)
+        return alias
+
+    # -- in-place edits ---------------------------------------------------------------------
     def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
-        log = self.mutations.get(tensor)
-        if log is None:
-            log = self.mutations[tensor] = []
-        log.append((tensor._version, op, user_source()))
-        del log[:-_MUTATIONS_KEPT]
+        source = user_source(2)
+        origin = self._alias_origin(tensor) if self.data_aliases else None
+        m = _Mutation(_storage_ptr(tensor), self._seq(), op, source, origin is not None)
+        self.mutations.append(m)
+        if origin is not None:
+            self.data_mutations.append(m)
+        target = origin if origin is not None else tensor
+        base = target._base
+        if base is not None:
+            target = base
+        if target.requires_grad and target.grad_fn is None:
+            self._leaf_updated(target, source)
 
+    def _alias_origin(self, tensor: torch.Tensor):
+        ref = self.data_aliases.get(tensor)
+        if ref is None and tensor._base is not None:
+            ref = self.data_aliases.get(tensor._base)
+        return ref() if ref is not None else None
+
+    def on_optimizer_step(self, optimizer) -> None:
+        """An optimizer stepped: the parameters it holds that have a .grad were updated."""
+        try:
+            source = self.tracer.trace.events[-1].source if self.tracer.trace.events else user_source()
+            for group in optimizer.param_groups:
+                for t in group.get("params", ()):
+                    if isinstance(t, torch.Tensor) and t.grad is not None:
+                        self._leaf_updated(t, source)
+        except Exception:
+            log.debug("gradscope: recording an optimizer step failed", exc_info=True)
+
+    def _leaf_updated(self, leaf: torch.Tensor, source) -> None:
+        last = self.leaf_last.get(leaf)
+        if last is None or last in self._updated:
+            return
+        self._updated.add(last)
+        if self._update_event is None:
+            self._update_event = self.tracer.emit("leaf-update", {"leaves": []}, source=source)
+        self._update_event.data["leaves"].append(list(last))
+
+    # -- ops whose output is outside autograd although an input is inside ------------------
+    def on_no_grad_output(self, func, tensors: list[torch.Tensor]) -> None:
+        """An op's output does not require grad: a detach, an op under no_grad, an argmax.
+
+        Remembers, until the next pass, the first such op on each leaf (and, for a detach
+        or an op under no_grad, on the leaves behind a non-leaf), so that a parameter that
+        gets no gradient can be traced to the line that cut it off.
+        """
+        for t in tensors:
+            if t.requires_grad:
+                break
+        else:
+            return
+        try:
+            op = op_name(func)
+            explicit = op in _DETACHING or not torch.is_grad_enabled()
+            for t in tensors:
+                if not t.requires_grad:
+                    continue
+                if t.grad_fn is None:
+                    if t not in self._cuts:
+                        source = _cut_source()
+                        if source is not None:
+                            self._cuts[t] = (op, source)
+                elif explicit:
+                    self._cut_behind(t, op)
+        except Exception:
+            log.debug("gradscope: recording a cut failed", exc_info=True)
+
+    def _cut_behind(self, t: torch.Tensor, op: str) -> None:
+        """Remember a detach of non-leaf `t` for the leaves its graph reaches (bounded walk)."""
+        fn = t.grad_fn
+        if fn is None or id(fn) in self._walked:
+            return
+        self._walked.add(id(fn))
+        source = _cut_source()
+        if source is None:
+            return
+        stack, seen, budget = [fn], {id(fn)}, _CUT_WALK_BUDGET
+        while stack and budget:
+            n = stack.pop()
+            budget -= 1
+            leaf = getattr(n, "variable", None)
+            if isinstance(leaf, torch.Tensor):
+                if leaf not in self._cuts:
+                    self._cuts[leaf] = (op, source)
+                continue
+            for nxt, _ in n.next_functions:
+                if nxt is not None and id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    stack.append(nxt)
+
+    # -- before each backward ----------------------------------------------------------------
     def before_pass(self, recorder: "PassRecorder", index: "GraphIndex") -> None:
         """Look at the graph before backward runs (saved tensors still intact or not)."""
+        p = len(self.tracer.trace.passes)
+        self._update_event = None
+        self._updated = set()
+        for name, check in (("grad links", self._link_leaves), ("saved tensors", self._check_saved),
+                            ("missing gradients", self._check_missing)):
+            try:
+                check(recorder, index, p)
+            except Exception:
+                log.debug("gradscope: checking %s failed", name, exc_info=True)
+        self._cuts = WeakIdKeyDictionary()
+        self._walked = set()
+
+    def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
+        links = []
+        leaf_last = self.leaf_last
+        for node_id, leaf in index.leaf_tensors.items():
+            prev = leaf_last.get(leaf)
+            leaf_last[leaf] = (p, node_id)
+            if prev is not None and leaf.grad is not None:
+                links.append([node_id, prev[0], prev[1]])
+        if links:
+            self.tracer.emit("grad-carried", {"leaves": links})
+
+    # saved tensors: PyTorch's version check, run early, and `.data` edits it cannot see
+    def _check_saved(self, recorder, index: "GraphIndex", p: int) -> None:
+        todo = []
+        for node_id, fn in index.node_of.items():
+            if node_id in index.leaf_tensors:
+                continue
+            info = fn.metadata.get(META_KEY)
+            if info is None or info.saved_hooks:  # never unpack what a hook would recompute
+                continue
+            names = self._saved_names.get(type(fn))
+            if names is None:
+                names = self._saved_names[type(fn)] = _saved_attributes(fn)
+            if names:
+                todo.append((node_id, fn, info, names))
+        if not todo:
+            return
+        min_seq = min(info.seq for _, _, info, _ in todo)
+        data_muts = [m for m in self.data_mutations if m.seq >= min_seq and m.ptr is not None]
+        if len(data_muts) != len(self.data_mutations):  # older edits cannot touch newer graphs
+            self.data_mutations = deque(data_muts, maxlen=_DATA_MUTATIONS_KEPT)
+        retain = recorder.call.retain_graph
+        freed: list[tuple[str, Any]] = []
+        for node_id, fn, info, names in todo:
+            meta = fn.metadata
+            for name in names:
+                try:
+                    value = getattr(fn, name)
+                except RuntimeError as exc:
+                    text = str(exc)
+                    if _MODIFIED in text:
+                        self._saved_modified(index, node_id, fn, info, name, text)
+                    elif any(s in text for s in _FREED):
+                        freed.append((node_id, meta.get(_PASS_KEY)))
+                    break
+                if data_muts:
+                    self._check_data_edit(node_id, info, name, value, data_muts)
+            meta[_PASS_KEY] = (p, retain)
+        if freed:
+            by = [m[0] for _, m in freed if m is not None]
+            self.tracer.emit(
+                "freed-graph-reused",
+                {"nodes": [n for n, _ in freed], "freed_by": max(by) if by else None},
+            )
+
+    def _saved_modified(self, index, node_id, fn, info: OpInfo, name: str, text: str) -> None:
+        modified_by = self._modifiers(index, fn, info)
+        self.tracer.emit(
+            "saved-tensor-modified",
+            {
+                "detected_by": "version",
+                "node": node_id,
+                "op": info.op,
+                "saved": _saved_label(name),
+                "saved_by": _plain(info.source),
+                "modified_by": modified_by,
+                "message": text.split(". Hint:")[0],
+            },
+            source=_source_of(modified_by[0]) if modified_by else info.source,
+        )
+
+    def _modifiers(self, index, fn, info: OpInfo) -> list[dict]:
+        """The edits, after `info`'s op ran, of the tensors it read or of its output."""
+        found: list[dict] = []
+        for ref, version in info.inputs:
+            t = ref()
+            if t is None or t._version == version:
+                continue
+            ptr = _storage_ptr(t)
+            for m in self.mutations:
+                if m.ptr == ptr and ptr is not None and m.seq >= info.seq:
+                    found.append({"op": m.op, **_plain(m.source)})
+                    break
+        if found:
+            return found
+        # its output was edited: an in-place op (in this graph) whose first input is this node
+        for other in index.node_of.values():
+            other_info = other.metadata.get(META_KEY) if hasattr(other, "metadata") else None
+            if other_info is None or not _is_inplace(other_info.op):
+                continue
+            nexts = other.next_functions
+            if nexts and nexts[0][0] is fn:
+                found.append({"op": other_info.op, **_plain(other_info.source)})
+        found.sort(key=lambda d: d.get("line") or 0)
+        return found[:1]
+
+    def _check_data_edit(self, node_id, info: OpInfo, name, value, data_muts) -> None:
+        tensors = value if isinstance(value, (list, tuple)) else (value,)
+        for t in tensors:
+            if not isinstance(t, torch.Tensor):
+                continue
+            ptr = _storage_ptr(t)
+            if ptr is None:
+                continue
+            for m in data_muts:
+                if m.ptr == ptr and m.seq >= info.seq:
+                    modified_by = [{"op": m.op, **_plain(m.source)}]
+                    self.tracer.emit(
+                        "saved-tensor-modified",
+                        {
+                            "detected_by": "data",
+                            "node": node_id,
+                            "op": info.op,
+                            "saved": _saved_label(name),
+                            "saved_by": _plain(info.source),
+                            "modified_by": modified_by,
+                            "message": "",
+                        },
+                        source=m.source,
+                    )
+                    return
+
+    # parameters that will get no gradient though their siblings do
+    def _check_missing(self, recorder, index: "GraphIndex", p: int) -> None:
+        modules = self.tracer.modules
+        ran = getattr(modules, "ran", None)
+        ran_modules = list(ran.values()) if ran else []
+        if ran:
+            ran.clear()
+        call = recorder.call
+        if call.api == "torch.autograd.grad" or call.inputs or not index.leaf_tensors:
+            return
+        in_graph = {id(t) for t in index.leaf_tensors.values()}
+        missing: dict[int, torch.Tensor] = {}
+        ran_ids = {id(m) for m in ran_modules}
+        covered: set[int] = set()
+        for root in ran_modules:  # in the order they ran: outer modules first
+            if id(root) in covered:
+                continue
+            group = []
+            for sub in root.modules():
+                covered.add(id(sub))
+                if id(sub) in ran_ids:
+                    group.extend(t for t in sub._parameters.values() if t is not None and t.requires_grad)
+            if any(id(t) in in_graph for t in group):
+                for t in group:
+                    if id(t) not in in_graph:
+                        missing[id(t)] = t
+        # leaves (parameters or not) that an op used outside autograd since the last pass
+        if self._cuts and len(in_graph) > 0:
+            for t, _ in list(self._cuts.items()):
+                if id(t) not in in_graph and t.requires_grad and t.grad_fn is None:
+                    missing.setdefault(id(t), t)
+        if not missing:
+            return
+        names = self.tracer.modules.parameter_names
+        leaves = []
+        for t in missing.values():
+            cut = self._cuts.get(t)
+            leaves.append({
+                "name": names.get(t) or self.tracer.leaf_names.get(t) or "",
+                "shape": list(t.shape),
+                "parameter": isinstance(t, torch.nn.Parameter) or t in names,
+                "cut": None if cut is None else {"op": cut[0], **_plain(cut[1])},
+            })
+        self.tracer.emit("no-gradient", {"leaves": leaves})
+
+    def _seq(self) -> int:
+        mode = self.tracer._mode
+        return mode._seq if mode is not None else 0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _storage_ptr(t: torch.Tensor) -> int | None:
+    try:
+        if t.numel() == 0:
+            return None
+        return t.untyped_storage().data_ptr() or None
+    except Exception:
+        return None
+
+
+def _saved_attributes(fn) -> tuple[str, ...]:
+    """The attributes that unpack a node's saved tensors (`_saved_self`, `saved_tensors`)."""
+    cls = type(fn).__name__
+    if cls == "AccumulateGrad" or "CompiledFunction" in cls:
+        return ()
+    names = []
+    for a in dir(fn):
+        if a.startswith("_raw_saved_"):
+            rest = a[len("_raw_saved_"):]
+            names.append("saved_tensors" if rest == "tensors" and not hasattr(fn, "_saved_tensors") else "_saved_" + rest)
+    return tuple(names)
+
+
+def _saved_label(attr: str) -> str:
+    return attr[len("_saved_"):] if attr.startswith("_saved_") else attr
+
+
+def _is_inplace(op: str) -> bool:
+    return (op.endswith("_") and not op.endswith("__")) or op == "setitem"
+
+
+def _cut_source():
+    """The user's line running now, or None inside an optimizer step (its own no_grad ops)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _is_internal(filename):
+            break
+        if _OPTIM_DIR in filename:
+            return None
+        frame = frame.f_back
+    if frame is None:
+        return None
+    from .source import source_of
+
+    return source_of(frame)
+
+
+def _plain(source) -> dict:
+    return asdict(source) if source is not None else {}
+
+
+def _source_of(d: dict):
+    from ..model import Source
+
+    if not d or "file" not in d:
+        return None
+    return Source(file=d["file"], line=d.get("line", 0), code=d.get("code", ""), function=d.get("function", ""))

@@ -23,6 +23,8 @@ class ModuleTracker:
         self._paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.parameter_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._handles: list = []
+        # modules whose forward ran since the checks last looked (id -> module), in call order
+        self.ran: dict[int, torch.nn.Module] = {}
 
     @property
     def current(self) -> str | None:
@@ -40,6 +42,7 @@ class ModuleTracker:
             h.remove()
         self._handles = []
         self._stack.clear()
+        self.ran.clear()
 
     def _enter(self, module: torch.nn.Module, args) -> None:
         if torch.compiler.is_compiling():
@@ -52,6 +55,7 @@ class ModuleTracker:
                 self._adopt(module)
                 path = ""
         self._stack.append(path)
+        self.ran[id(module)] = module
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:

@@ -25,6 +25,7 @@ META_KEY = "gradscope"
 
 _Tensor = torch.Tensor
 _is_compiling = torch.compiler.is_compiling
+_grad_enabled = torch.is_grad_enabled
 _top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _GRAD_GETTER = torch.Tensor.grad.__get__
 
@@ -74,6 +75,8 @@ class RecordingMode(TorchFunctionMode):
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
+        if self.tracer.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
+            return func(*args, **kwargs)
         special = self.tracer.intercepted.get(func)
         if special is not None:
             return special(func, args, kwargs)
@@ -94,6 +97,8 @@ class RecordingMode(TorchFunctionMode):
         if isinstance(out, _Tensor):
             if out.requires_grad:
                 self._tag(out, func, tensors, versions)
+            elif tensors:  # left autograd (detach, no_grad): the checks may need the line
+                self.tracer.checks.on_no_grad_output(func, tensors)
         elif isinstance(out, (tuple, list)):
             for o in out:
                 if isinstance(o, _Tensor) and o.requires_grad:

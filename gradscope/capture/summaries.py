@@ -8,6 +8,8 @@ transfer per device when the pass ends.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +17,7 @@ import torch
 
 from ..model import TensorSummary
 
-# Statistics stored per tensor, in this order, in one float64 row.
-_STATS = ("norm", "max_abs", "sum", "nan", "inf")
-
+_RECENT_KEPT = 8
 
 @dataclass(frozen=True)
 class SummaryOptions:
@@ -25,7 +25,6 @@ class SummaryOptions:
 
     stats: bool = True
     max_values: int = 16
-
 
 class Pending:
     """A summary whose numbers are still on the device. `resolve()` of its batch fills `.result`."""
@@ -40,7 +39,6 @@ class Pending:
         self.values = values
         self.result: TensorSummary | None = None
 
-
 class Box:
     """A small tensor's values as nested lists, filled in by `PendingBatch.resolve()`."""
 
@@ -49,7 +47,6 @@ class Box:
     def __init__(self) -> None:
         self.value: Any = None
 
-
 class PendingBatch:
     """Queue of device-side summaries and small tensors, resolved together."""
 
@@ -57,6 +54,9 @@ class PendingBatch:
         self.options = options
         self._items: list[Pending] = []
         self._raw: list[tuple[torch.Tensor, Box]] = []
+        # The last few large tensors summarised, held alive so their memory cannot be reused:
+        # backward hands the same gradient (or a reshaped view of it) to many edges.
+        self._recent: deque[tuple[tuple, torch.Tensor, torch.Tensor]] = deque(maxlen=_RECENT_KEPT)
 
     def summarize(self, tensor: torch.Tensor | None) -> Pending | None:
         """Queue a summary of `tensor` (gradients: call under `torch.no_grad()`)."""
@@ -64,13 +64,26 @@ class PendingBatch:
             return None
         t = tensor.detach()
         numel = t.numel()
-        values = t.clone() if numel <= self.options.max_values else None
-        stats = None
-        if self.options.stats and numel > 0 and (t.is_floating_point() or t.is_complex()):
-            stats = _device_stats(t)
+        small = numel <= self.options.max_values
+        values = t.clone() if small else None
+        stats = None  # a small tensor's statistics are computed on the host from its values
+        if self.options.stats and not small and (t.is_floating_point() or t.is_complex()):
+            stats = self._stats(t)
         item = Pending(list(t.shape), _dtype_name(t.dtype), str(t.device), stats, values)
         self._items.append(item)
         return item
+
+    def _stats(self, t: torch.Tensor) -> torch.Tensor | list[float]:
+        """Device statistics of t, reused when t holds the same elements as a recent tensor."""
+        key = _elements_key(t)
+        if key is not None:
+            for k, _, stats in self._recent:
+                if k == key:
+                    return stats
+        stats = _device_stats(t)
+        if key is not None:
+            self._recent.append((key, t, stats))
+        return stats
 
     def keep(self, tensor: torch.Tensor) -> Box:
         """Queue a small tensor whose values are wanted as nested lists."""
@@ -90,7 +103,6 @@ class PendingBatch:
             flat = t.reshape(-1)
             if flat.is_complex():
                 flat = torch.view_as_real(flat).reshape(-1)
-            flat = flat.to(torch.float64)
             dev = flat.device
             start = offsets.get(dev, 0)
             by_device.setdefault(dev, []).append(flat)
@@ -99,13 +111,16 @@ class PendingBatch:
 
         with torch.no_grad():
             for item in self._items:
-                if item.stats is not None:
+                if isinstance(item.stats, torch.Tensor):
                     queue(item, "stats", item.stats)
                 if item.values is not None:
                     queue(item, "values", item.values)
             for t, box in self._raw:
                 queue(box, "raw", t)
-            host = {dev: torch.cat(chunks).cpu().tolist() for dev, chunks in by_device.items()}
+            # one concatenation (cat promotes the dtypes), one conversion, one copy per device
+            host = {
+                dev: torch.cat(chunks).to(torch.float64).cpu().tolist() for dev, chunks in by_device.items()
+            }
 
         stats_of: dict[int, list[float]] = {}
         values_of: dict[int, list[float]] = {}
@@ -118,31 +133,55 @@ class PendingBatch:
             else:
                 owner.value = _nest(numbers, shape)
         for item in self._items:
-            item.result = _finish(item, stats_of.get(id(item)), values_of.get(id(item)))
+            stats = item.stats if isinstance(item.stats, list) else stats_of.get(id(item))
+            item.result = _finish(item, stats, values_of.get(id(item)))
             item.stats = item.values = None  # drop device memory now
         self._items.clear()
         self._raw.clear()
+        self._recent.clear()
 
 
-def _device_stats(t: torch.Tensor) -> torch.Tensor:
-    """[norm, max|x|, sum, #nan, #inf] as one small tensor on t's device (no sync)."""
+def _elements_key(t: torch.Tensor) -> tuple | None:
+    """A key equal for tensors holding the same elements in any order, or None.
+
+    A non-overlapping, dense tensor of n elements occupies exactly n slots from its data
+    pointer on, whatever its shape and strides (a reshape, a transpose, a permute of the
+    same memory): its norm, extremes and sum are those of any such view. The version
+    counter tells an in-place edit apart.
+    """
+    stride, shape = t.stride(), t.shape
+    expected = 1
+    for st, size in sorted(zip(stride, shape)):
+        if size != 1 and st != expected:
+            return None
+        expected *= size
+    return (t.device, t.data_ptr(), t.numel(), t.dtype, t._version)
+
+def _device_stats(t: torch.Tensor) -> torch.Tensor | list[float]:
+    """[norm, max|x|, sum, #nan, #inf] of t: a list on the CPU, a small tensor on t's device.
+
+    Four plain reductions. On the CPU reading a number is free, so NaN and Inf are counted
+    only when the norm says one is there. On an accelerator reading would synchronise per
+    tensor: there everything stays on the device, the counts are always launched, and the
+    host reads all of a pass's numbers at once.
+    """
     if t.is_complex():
         t = t.abs()
     elif t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    finite = torch.isfinite(t)
-    nan = torch.isnan(t).sum()
-    inf = t.numel() - finite.sum() - nan
-    return torch.stack(
-        (
-            torch.linalg.vector_norm(t),
-            torch.linalg.vector_norm(t, float("inf")),
-            t.sum(),
-            nan.to(t.dtype),
-            inf.to(t.dtype),
-        )
-    )
-
+    norm = torch.linalg.vector_norm(t)
+    if t.device.type == "cpu":  # two plain reductions beat aminmax on CPU
+        norm_ = norm.item()
+        if math.isfinite(norm_):
+            nan = inf = 0
+        else:
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        max_abs = max(-t.amin().item(), t.amax().item())
+        return [norm_, max_abs, t.sum().item(), nan, inf]
+    low, high = torch.aminmax(t)
+    nan = torch.isnan(t).sum().to(t.dtype)
+    inf = torch.isinf(t).sum().to(t.dtype)
+    return torch.stack((norm, torch.maximum(-low, high), t.sum(), nan, inf))
 
 def _finish(item: Pending, stats: list[float] | None, values: list[float] | None) -> TensorSummary:
     summary = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device)
@@ -157,16 +196,14 @@ def _finish(item: Pending, stats: list[float] | None, values: list[float] | None
     if values is not None:
         shape = list(item.shape) + ([2] if item.dtype.startswith("complex") else [])
         summary.value = _nest(_as_python(values, item.dtype), shape)
-        if stats is None:
+        if not item.dtype.startswith("complex"):
             _stats_from_values(summary)
     return summary
-
 
 def _stats_from_values(summary: TensorSummary) -> None:
     flat = _flatten(summary.value)
     if not flat or not all(isinstance(v, (int, float)) for v in flat):
         return
-    import math
 
     summary.nan = sum(1 for v in flat if v != v)
     summary.inf = sum(1 for v in flat if v in (math.inf, -math.inf))
@@ -174,14 +211,12 @@ def _stats_from_values(summary: TensorSummary) -> None:
     summary.max_abs = max(abs(float(v)) for v in flat)
     summary.mean = sum(float(v) for v in flat) / len(flat)
 
-
 def _as_python(numbers: list[float], dtype: str) -> list:
     if dtype == "bool":
         return [bool(v) for v in numbers]
     if dtype.startswith(("int", "uint")):
         return [int(v) for v in numbers]
     return numbers
-
 
 def _nest(flat: list, shape: list[int]) -> Any:
     """Reshape a flat list to nested lists of `shape` ([] -> a plain number)."""
@@ -192,7 +227,6 @@ def _nest(flat: list, shape: list[int]) -> Any:
     step = len(flat) // shape[0] if shape[0] else 0
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
-
 def _flatten(v: Any) -> list:
     if isinstance(v, list):
         out: list = []
@@ -201,10 +235,8 @@ def _flatten(v: Any) -> list:
         return out
     return [] if v is None else [v]
 
-
 def _real_shape(t: torch.Tensor) -> list[int]:
     return list(t.shape) + ([2] if t.is_complex() else [])
-
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")

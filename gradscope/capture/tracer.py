@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import deque
+from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..model import Event, Trace
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .modules import ModuleTracker
-from .recorder import RecordingMode
+from .names import NAME_KEY
+from .recorder import META_KEY, RecordingMode, assigned_name
 from .source import assignment_target, user_source
 from .summaries import SummaryOptions
 from .walk import walk
@@ -53,13 +55,21 @@ class Tracer:
         self.leaf_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.leaf_sources: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.optimizer_steps = 0
+        # leaf -> (weakref to its .grad, that grad's _version, its summary) after the last pass
+        self.last_grads: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
         self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
+        # `.grad` reads: looked up by equality (each `Tensor.grad.__get__` is a new object)
+        self.intercepted[torch.Tensor.grad.__get__] = lambda func, args, kwargs: self.on_grad_read(func, args)
+        self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self._recent: deque = deque(maxlen=64)
         self._mode: RecordingMode | None = None
-        self._step_hook = None
+        self._step_hooks: list = []
+        # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
+        # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
+        self.in_optimizer_step = False
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -71,7 +81,10 @@ class Tracer:
         _active = self
         try:
             self.modules.install()
-            self._step_hook = register_optimizer_step_post_hook(self._on_optimizer_step)
+            self._step_hooks = [
+                register_optimizer_step_pre_hook(self._on_optimizer_step_start),
+                register_optimizer_step_post_hook(self._on_optimizer_step),
+            ]
             self._mode = RecordingMode(self)
             self._mode.__enter__()
         except BaseException:
@@ -87,9 +100,9 @@ class Tracer:
                 self._mode = None
         finally:
             self.modules.remove()
-            if self._step_hook is not None:
-                self._step_hook.remove()
-                self._step_hook = None
+            for hook in self._step_hooks:
+                hook.remove()
+            self._step_hooks = []
             self._recent.clear()
             if _active is self:
                 _active = None
@@ -126,11 +139,14 @@ class Tracer:
     def on_op_error(self, op: str, tensors: list[torch.Tensor], exc: RuntimeError) -> None:
         try:
             if LEAF_INPLACE_MESSAGE in str(exc) and tensors:
-                leaf = tensors[0]
+                leaf = _modified_leaf(tensors)
+                index = self._graph_as_it_stands(leaf)
+                node = next((i for i, t in index.leaf_tensors.items() if t is leaf), None) if index else None
                 self.emit(
                     "leaf-inplace-error",
-                    {"op": op, "leaf": self._leaf_label(leaf), "message": str(exc).splitlines()[0]},
-                    graph=self._graph_as_it_stands(leaf),
+                    {"op": op, "leaf": self._leaf_label(leaf), "message": str(exc).splitlines()[0],
+                     "node": node, "view": leaf is not tensors[0]},
+                    graph=index.graph if index else None,
                 )
         except Exception:
             log.debug("gradscope: recording an op error failed", exc_info=True)
@@ -139,14 +155,25 @@ class Tracer:
         result = func(*args)
         t = args[0] if args else None
         if isinstance(t, torch.Tensor) and t.grad_fn is not None and not t.retains_grad:
-            self.emit("nonleaf-grad-read", {"shape": list(t.shape), "op": type(t.grad_fn).__name__})
+            info = t.grad_fn.metadata.get(META_KEY)
+            self.emit("nonleaf-grad-read", {
+                "shape": list(t.shape), "op": type(t.grad_fn).__name__,
+                "name": t.grad_fn.metadata.get(NAME_KEY) or assigned_name(info) or "",
+                "defined_at": asdict(info.source) if info is not None and info.source is not None else None,
+            })
         return result
+
+    def _on_optimizer_step_start(self, optimizer, args, kwargs) -> None:
+        if not torch.compiler.is_compiling():
+            self.in_optimizer_step = True
 
     def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
         if torch.compiler.is_compiling():
             return
+        self.in_optimizer_step = False
         self.optimizer_steps += 1
         self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
+        self.checks.on_optimizer_step(optimizer)
 
     # -- backward -----------------------------------------------------------------------
     def _on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -185,12 +212,21 @@ class Tracer:
         return self.modules.parameter_names.get(tensor) or self.leaf_names.get(tensor) or ""
 
     def _graph_as_it_stands(self, leaf: torch.Tensor):
-        """The graph of the recent outputs that still exist (and reach `leaf`, if any do)."""
+        """The graph (its GraphIndex) of the recent outputs that still exist."""
         alive = [r() for r in self._recent]
         alive = [t for t in alive if t is not None and t.grad_fn is not None]
         if not alive:
             return None
-        return walk(_tops(alive), self).graph
+        return walk(_tops(alive), self)
+
+
+def _modified_leaf(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The leaf an in-place op tried to change: its first argument, or the leaf it is a view of."""
+    for t in tensors:
+        base = t._base if t._base is not None else t
+        if base.requires_grad and base.grad_fn is None:
+            return base
+    return tensors[0]
 
 
 def _tops(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
