@@ -23,9 +23,20 @@ from .model import (
     TraceFormatError,
     load,
 )
-from .api import graph, name, trace
 
 __version__ = "0.1.0"
+
+_API = ("trace", "graph", "name")
+
+
+def __getattr__(attr: str):
+    # torch is imported on first use of the tracing API, so loading and rendering a saved
+    # trace (and `gradscope --help`) never pay for it.
+    if attr in _API:
+        from . import api
+
+        return getattr(api, attr)
+    raise AttributeError(f"module 'gradscope' has no attribute {attr!r}")
 
 __all__ = [
     "trace", "graph", "load", "name",
