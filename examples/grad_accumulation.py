@@ -11,7 +11,7 @@ import argparse
 import torch
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--zero-grad", action="store_true", help="call w.grad.zero_() after each backward")
+parser.add_argument("--zero-grad", action="store_true", help="clear w.grad and x.grad after each backward")
 args = parser.parse_args()
 
 w = torch.tensor([1.], requires_grad=True)
@@ -27,4 +27,7 @@ for step in range(4):
     print(w.grad)
 
     if args.zero_grad:
-        w.grad.zero_()  # in place: the trailing underscore means "modify this tensor"
+        # In place (the trailing underscore means "modify this tensor"). Clear every
+        # leaf, not only the one printed: x.grad would go on piling up 2, 4, 6, 8.
+        w.grad.zero_()
+        x.grad.zero_()
