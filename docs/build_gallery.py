@@ -61,8 +61,9 @@ SHOWCASES = [
     ]),
     Showcase("grad_accumulation", "Gradients accumulate across backward calls", [
         Picture("grad_accumulation.svg",
-                "The fourth backward without zero_grad(): w.grad goes from 15 to 20, "
-                "because backward adds to .grad instead of replacing it.", 3),
+                "The fourth backward without zero_grad(): w.grad goes from 15 to 20, because "
+                "backward adds to .grad instead of replacing it; the grad-accumulation warning "
+                "marks both leaves.", 3),
     ]),
     Showcase("logistic_regression", "Logistic regression", [
         Picture("logistic_regression.svg",
