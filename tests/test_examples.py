@@ -9,7 +9,9 @@ Everything runs real torch; nothing is mocked.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import io
 import os
 import re
 import runpy
@@ -164,9 +166,6 @@ def test_logistic_regression_converges_and_saves_png(plain):
 @functools.lru_cache(maxsize=None)
 def traced(name: str, *argv: str):
     """Run examples/NAME.py as __main__ inside `gradscope.trace()`; return (trace, stdout lines)."""
-    import contextlib
-    import io
-
     import gradscope
 
     path = str(EXAMPLES / f"{name}.py")
@@ -262,6 +261,17 @@ def test_traced_grad_accumulation(argv, grads):
     assert before[0] is None  # w.grad is None before the first backward
     expected_before = [0.0] * 3 if argv else grads[:3]
     assert [b.value for b in before[1:]] == [[v] for v in expected_before]
+    # The mistake is flagged, on the last pass; the fixed loop gets no diagnostic.
+    codes = [(d.code, d.severity, d.pass_index) for d in trace.diagnostics]
+    assert codes == ([] if argv else [("grad-accumulation", "warning", 3)])
+    if not argv:
+        flagged = {trace.passes[3].graph.node(i).name for i in trace.diagnostics[0].nodes}
+        assert flagged == {"w", "x"}
+
+
+@pytest.mark.parametrize("name", ["backward", "grad_tensors", "second_order", "requires_grad"])
+def test_traced_lesson_has_no_diagnostics(name):
+    assert traced(name)[0].diagnostics == []
 
 
 def test_traced_requires_grad_records_nothing():
@@ -301,6 +311,13 @@ def test_cli_leaf_inplace_fails_but_writes_trace(tmp_path):
     (event,) = [e for e in trace.events if e.kind == "leaf-inplace-error"]
     assert event.source.line == _line_of("leaf_inplace", "w.add_(1)")
     assert event.data["leaf"] == "w" and event.data["message"] == LEAF_MESSAGE
+    (diag,) = trace.diagnostics
+    assert (diag.code, diag.severity) == ("leaf-inplace", "error")
+    assert [src.line for src in diag.sources][:1] == [event.source.line]
+    assert [event.graph.node(i).name for i in diag.nodes] == ["w"]
+    # the traceback is the one Python prints: only the script's own frame
+    frames = re.findall(r'^  File "([^"]+)", line (\d+)', r.stderr, re.M)
+    assert frames == [(str(EXAMPLES / "leaf_inplace.py"), str(event.source.line))]
 
 
 def test_cli_logistic_regression(tmp_path):
@@ -322,6 +339,7 @@ def test_cli_logistic_regression(tmp_path):
     assert {"AddmmBackward0", "SigmoidBackward0", "BinaryCrossEntropyBackward0"} <= grad_fns
     # optimizer.zero_grad() sets .grad to None every step: each pass starts from nothing.
     assert all(p.graph.find("features.weight").grad_before is None for p in trace.passes)
+    assert trace.diagnostics == []
     assert [p.step for p in trace.passes[:3]] == [0, 1, 2]
     # Every iteration builds the same graph: a handful of pictures, not one per iteration.
     svgs = list(out.rglob("*.svg"))
@@ -373,3 +391,31 @@ def test_guide_examples_run(tmp_path, monkeypatch):
     script.write_text("import torch\nimport gradscope\n" + _guide_block("gradscope.graph(y)"))
     ns = runpy.run_path(str(script))
     assert [n.label for n in ns["g"].nodes] == ["y", "add_1", "add_2", "w", "x"]
+
+
+def _guide_diagnostic_examples() -> list[tuple[str, str]]:
+    """(code, script) for each `### `code`: ...` section of the guide's Diagnostics."""
+    text = (ROOT / "docs" / "guide.md").read_text().split("\n## Diagnostics\n", 1)[1]
+    return re.findall(r"^### `([a-z-]+)`:.*?```python\n(.*?)```", text, re.M | re.S)
+
+
+def test_guide_documents_every_diagnostic():
+    from gradscope.diagnostics import CODES
+
+    assert [code for code, _ in _guide_diagnostic_examples()] == list(CODES)
+
+
+@pytest.mark.parametrize("code, script", [pytest.param(c, s, id=c) for c, s in _guide_diagnostic_examples()])
+def test_guide_diagnostic_example_reports_its_code(code, script, tmp_path, recwarn):
+    """Each mistake shown in the guide, traced, is reported with its code and nothing else."""
+    import gradscope
+
+    path = tmp_path / f"{code}.py"
+    path.write_text(script)
+    with contextlib.suppress(RuntimeError), contextlib.redirect_stdout(io.StringIO()):
+        with gradscope.trace() as t:
+            runpy.run_path(str(path), run_name="__main__")
+    assert [(d.code, d.severity) for d in t.diagnostics] == [(code, "warning" if code in WARNINGS else "error")]
+
+
+WARNINGS = {"grad-accumulation", "nonleaf-grad", "no-gradient"}
