@@ -60,14 +60,46 @@ _DETACHING = frozenset({"detach", "detach_", "data"})
 class _Mutation:
     """One in-place edit: which storage, when (the recorder's op counter), by which line."""
 
-    __slots__ = ("ptr", "seq", "op", "source", "via_data")
+    __slots__ = ("ptr", "seq", "op", "source", "via_data", "module", "name")
 
-    def __init__(self, ptr, seq, op, source, via_data):
+    def __init__(self, ptr, seq, op, source, via_data, module):
         self.ptr: int | None = ptr
         self.seq: int = seq
         self.op: str = op
         self.source = source
         self.via_data: bool = via_data
+        self.module: str | None = module
+        self.name: str = ""  # for edits through `.data`: the name of the tensor it aliases
+
+
+class _IdTable:
+    """tensor -> value by identity, holding tensors weakly.
+
+    What `WeakIdKeyDictionary` does, at a fraction of its cost on the per-pass path: a
+    plain dict keyed by id(), each entry checked against its weakref (ids are reused).
+    Dead entries are dropped whenever the table doubles.
+    """
+
+    __slots__ = ("_d", "_limit")
+
+    def __init__(self) -> None:
+        self._d: dict[int, tuple] = {}
+        self._limit = 1024
+
+    def get(self, t):
+        e = self._d.get(id(t))
+        return e[1] if e is not None and e[0]() is t else None
+
+    def set(self, t, value) -> None:
+        k = id(t)
+        e = self._d.get(k)
+        self._d[k] = (e[0] if e is not None and e[0]() is t else weakref.ref(t), value)
+        if len(self._d) > self._limit:
+            self._d = {k: e for k, e in self._d.items() if e[0]() is not None}
+            self._limit = max(1024, 2 * len(self._d))
+
+    def __len__(self) -> int:
+        return len(self._d)
 
 
 class LiveChecks:
@@ -79,13 +111,14 @@ class LiveChecks:
         # `.data` alias -> weakref to the tensor it aliases (its own version counter!)
         self.data_aliases: WeakIdKeyDictionary = WeakIdKeyDictionary()
         # leaf -> (pass index, node id) of the last pass it took part in
-        self.leaf_last: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.leaf_last = _IdTable()
         self._update_event = None
         self._updated: set[tuple[int, str]] = set()
         # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
         self._cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
+        self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:
@@ -106,18 +139,23 @@ class LiveChecks:
 
     # -- in-place edits ---------------------------------------------------------------------
     def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
-        source = user_source(2)
-        origin = self._alias_origin(tensor) if self.data_aliases else None
-        m = _Mutation(_storage_ptr(tensor), self._seq(), op, source, origin is not None)
-        self.mutations.append(m)
-        if origin is not None:
-            self.data_mutations.append(m)
-        target = origin if origin is not None else tensor
-        base = target._base
-        if base is not None:
-            target = base
-        if target.requires_grad and target.grad_fn is None:
-            self._leaf_updated(target, source)
+        try:
+            source = user_source()
+            origin = self._alias_origin(tensor) if self.data_aliases else None
+            m = _Mutation(_storage_ptr(tensor), self._seq(), op, source, origin is not None,
+                          self.tracer.modules.current)
+            self.mutations.append(m)
+            if origin is not None:
+                m.name = self.tracer._leaf_label(origin) or ""
+                self.data_mutations.append(m)
+            target = origin if origin is not None else tensor
+            base = target._base
+            if base is not None:
+                target = base
+            if target.requires_grad and target.grad_fn is None:
+                self._leaf_updated(target, source)
+        except Exception:  # never let a check break the user's op
+            log.debug("gradscope: recording an in-place edit failed", exc_info=True)
 
     def _alias_origin(self, tensor: torch.Tensor):
         ref = self.data_aliases.get(tensor)
@@ -129,10 +167,11 @@ class LiveChecks:
         """An optimizer stepped: the parameters it holds that have a .grad were updated."""
         try:
             source = self.tracer.trace.events[-1].source if self.tracer.trace.events else user_source()
-            for group in optimizer.param_groups:
-                for t in group.get("params", ()):
-                    if isinstance(t, torch.Tensor) and t.grad is not None:
-                        self._leaf_updated(t, source)
+            with torch._C.DisableTorchFunction():  # plain attribute reads, not ops to record
+                for group in optimizer.param_groups:
+                    for t in group.get("params", ()):
+                        if isinstance(t, torch.Tensor) and t.grad is not None:
+                            self._leaf_updated(t, source)
         except Exception:
             log.debug("gradscope: recording an optimizer step failed", exc_info=True)
 
@@ -201,6 +240,7 @@ class LiveChecks:
     def before_pass(self, recorder: "PassRecorder", index: "GraphIndex") -> None:
         """Look at the graph before backward runs (saved tensors still intact or not)."""
         p = len(self.tracer.trace.passes)
+        self._missing = None
         self._update_event = None
         self._updated = set()
         for name, check in (("grad links", self._link_leaves), ("saved tensors", self._check_saved),
@@ -209,15 +249,16 @@ class LiveChecks:
                 check(recorder, index, p)
             except Exception:
                 log.debug("gradscope: checking %s failed", name, exc_info=True)
-        self._cuts = WeakIdKeyDictionary()
+        if len(self._cuts):
+            self._cuts = WeakIdKeyDictionary()
         self._walked = set()
 
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
         links = []
-        leaf_last = self.leaf_last
+        get, put = self.leaf_last.get, self.leaf_last.set
         for node_id, leaf in index.leaf_tensors.items():
-            prev = leaf_last.get(leaf)
-            leaf_last[leaf] = (p, node_id)
+            prev = get(leaf)
+            put(leaf, (p, node_id))
             if prev is not None and leaf.grad is not None:
                 links.append([node_id, prev[0], prev[1]])
         if links:
@@ -277,6 +318,7 @@ class LiveChecks:
                 "op": info.op,
                 "saved": _saved_label(name),
                 "saved_by": _plain(info.source),
+                "module": info.module,
                 "modified_by": modified_by,
                 "message": text.split(". Hint:")[0],
             },
@@ -293,18 +335,22 @@ class LiveChecks:
             ptr = _storage_ptr(t)
             for m in self.mutations:
                 if m.ptr == ptr and ptr is not None and m.seq >= info.seq:
-                    found.append({"op": m.op, **_plain(m.source)})
+                    found.append({"op": m.op, "module": m.module, **_plain(m.source)})
                     break
         if found:
             return found
         # its output was edited: an in-place op (in this graph) whose first input is this node
+        # (`nn.ReLU(inplace=True)` records as "relu": in place is known from the edit log)
+        edits = {(m.seq, m.op) for m in self.mutations}
         for other in index.node_of.values():
-            other_info = other.metadata.get(META_KEY) if hasattr(other, "metadata") else None
-            if other_info is None or not _is_inplace(other_info.op):
+            other_info = other.metadata.get(META_KEY)
+            if other_info is None:
+                continue
+            if not (_is_inplace(other_info.op) or (other_info.seq - 1, other_info.op) in edits):
                 continue
             nexts = other.next_functions
             if nexts and nexts[0][0] is fn:
-                found.append({"op": other_info.op, **_plain(other_info.source)})
+                found.append({"op": other_info.op, "module": other_info.module, **_plain(other_info.source)})
         found.sort(key=lambda d: d.get("line") or 0)
         return found[:1]
 
@@ -318,7 +364,7 @@ class LiveChecks:
                 continue
             for m in data_muts:
                 if m.ptr == ptr and m.seq >= info.seq:
-                    modified_by = [{"op": m.op, **_plain(m.source)}]
+                    modified_by = [{"op": m.op, "module": m.module, "tensor": m.name, **_plain(m.source)}]
                     self.tracer.emit(
                         "saved-tensor-modified",
                         {
@@ -327,6 +373,7 @@ class LiveChecks:
                             "op": info.op,
                             "saved": _saved_label(name),
                             "saved_by": _plain(info.source),
+                            "module": info.module,
                             "modified_by": modified_by,
                             "message": "",
                         },
@@ -346,38 +393,56 @@ class LiveChecks:
             return
         in_graph = {id(t) for t in index.leaf_tensors.values()}
         missing: dict[int, torch.Tensor] = {}
-        ran_ids = {id(m) for m in ran_modules}
-        covered: set[int] = set()
-        for root in ran_modules:  # in the order they ran: outer modules first
-            if id(root) in covered:
-                continue
-            group = []
-            for sub in root.modules():
-                covered.add(id(sub))
-                if id(sub) in ran_ids:
-                    group.extend(t for t in sub._parameters.values() if t is not None and t.requires_grad)
-            if any(id(t) in in_graph for t in group):
-                for t in group:
-                    if id(t) not in in_graph:
-                        missing[id(t)] = t
-        # leaves (parameters or not) that an op used outside autograd since the last pass
-        if self._cuts and len(in_graph) > 0:
+        # the parameters of the modules that ran since the last pass: siblings when one of
+        # them is in this graph (the rules drop those that get a gradient in another pass:
+        # a GAN's generator, detached in the discriminator's step)
+        group = [
+            t for m in ran_modules for t in m._parameters.values()
+            if t is not None and t.requires_grad
+        ]
+        if any(id(t) in in_graph for t in group):
+            for t in group:
+                if id(t) not in in_graph:
+                    missing[id(t)] = t
+        # plain leaves (not parameters: those go by their module) an op used outside autograd
+        if self._cuts:
+            names = modules.parameter_names
             for t, _ in list(self._cuts.items()):
-                if id(t) not in in_graph and t.requires_grad and t.grad_fn is None:
+                if (id(t) not in in_graph and t.requires_grad and t.grad_fn is None
+                        and not isinstance(t, torch.nn.Parameter) and t not in names):
                     missing.setdefault(id(t), t)
         if not missing:
             return
         names = self.tracer.modules.parameter_names
-        leaves = []
+        pending = []
         for t in missing.values():
             cut = self._cuts.get(t)
-            leaves.append({
+            pending.append((t, t.grad, None if t.grad is None else t.grad._version, {
                 "name": names.get(t) or self.tracer.leaf_names.get(t) or "",
                 "shape": list(t.shape),
                 "parameter": isinstance(t, torch.nn.Parameter) or t in names,
                 "cut": None if cut is None else {"op": cut[0], **_plain(cut[1])},
-            })
-        self.tracer.emit("no-gradient", {"leaves": leaves})
+            }))
+        self._missing = (p, pending)
+
+    def after_pass(self, pass_index: int, error: BaseException | None) -> None:
+        """Backward is done: emit "no-gradient" for the candidates whose .grad did not change.
+
+        (A checkpoint with use_reentrant=True fills .grad of parameters its graph hides.)
+        """
+        missing, self._missing = self._missing, None
+        if missing is None or error is not None:
+            return
+        try:
+            p, pending = missing
+            leaves = [
+                data for t, grad, version, data in pending
+                if t.grad is None or (t.grad is grad and t.grad._version == version)
+            ]
+            if leaves:
+                self.tracer.emit("no-gradient", {"pass": p, "leaves": leaves})
+        except Exception:
+            log.debug("gradscope: checking missing gradients failed", exc_info=True)
 
     def _seq(self) -> int:
         mode = self.tracer._mode

@@ -106,7 +106,10 @@ class RecordingMode(TorchFunctionMode):
         return out
 
     def _tag(self, out: torch.Tensor, func, tensors, versions) -> None:
-        grad_fn = out.grad_fn
+        try:
+            grad_fn = out.grad_fn
+        except RuntimeError:  # a view made under no_grad whose base was then edited in place
+            return
         if grad_fn is None:  # a leaf that requires grad: created here, or requires_grad_()
             self.tracer.on_new_leaf(out)
             return

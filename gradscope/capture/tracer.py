@@ -200,6 +200,7 @@ class Tracer:
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                 except Exception:
                     log.debug("gradscope: finishing a pass failed", exc_info=True)
+            self.checks.after_pass(pass_index, error)
             if error is not None and isinstance(error, Exception):
                 self.emit(
                     "backward-error",
