@@ -1,0 +1,126 @@
+"""Backward calls that PyTorch refuses: a freed graph, a non-scalar root without `gradient=`."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..model import Diagnostic, Graph, Trace
+from ._common import ERROR, Found, event_time, events, failed_pass, pass_at, unique_sources, where
+
+SECOND_TIME = "backward through the graph a second time"
+NONSCALAR = "grad can be implicitly created only for scalar outputs"
+
+
+def backward_twice(trace: Trace) -> list[Found]:
+    """`backward-twice` (error): backward through a graph whose saved tensors an earlier
+    backward freed. Tells the same graph run twice (retain_graph) from a tensor carried across
+    loop iterations with its history (detach)."""
+    found: list[Found] = []
+    freed_events = {e.pass_index: e for _, e in events(trace, "freed-graph-reused")}
+    for _, e in events(trace, "backward-error"):
+        if SECOND_TIME not in str(e.data.get("message", "")):
+            continue
+        p = failed_pass(trace, e)
+        freed = freed_events.get(p.index) if p is not None else None
+        freed_nodes = [n for n in (freed.data.get("nodes") or [])] if freed else []
+        first = pass_at(trace, freed.data.get("freed_by")) if freed else None
+        if first is None and p is not None:  # no early event: the latest earlier pass from the same line
+            earlier = [q for q in trace.passes if q.index < p.index and not q.retain_graph and q.error is None]
+            first = earlier[-1] if earlier else None
+        same_graph = p is not None and first is not None and p.graph.signature() == first.graph.signature()
+        carried = None
+        if p is not None and freed_nodes and not same_graph:
+            carried = _nearest_to_root(p.graph, set(freed_nodes))
+        freed_at = f"the backward at {where(first.source)}" if first is not None else "an earlier backward"
+        if carried is not None:
+            name = carried.name or carried.op or "h"
+            message = (
+                f"The backward at {where(e.source)} reaches `{name}`, computed at {where(carried.source)} in an "
+                f"earlier iteration, whose graph {freed_at} already ran through and freed. Backward frees the "
+                f"tensors a graph saved as soon as it is done with them, unless told retain_graph=True. A tensor "
+                f"carried from one iteration to the next keeps its whole history, so each new graph still "
+                f"reaches the old, freed one."
+            )
+            hint = (
+                f"Cut the history where the tensor is carried over: `{name} = {name}.detach()` at the start of "
+                f"each iteration (truncated backpropagation through time). retain_graph=True would silence "
+                f"the error but is usually the wrong fix here: every backward would run through all earlier "
+                f"iterations again, slower each step, and memory would grow."
+            )
+        else:
+            message = (
+                f"The backward at {where(e.source)} runs through a graph that {freed_at} already ran through. "
+                f"Backward frees the tensors a graph saved for it (to save memory) unless told "
+                f"retain_graph=True, so a second backward through the same graph has nothing to compute with."
+            )
+            hint = (
+                "If you need two backward passes through one graph, pass retain_graph=True to the first one "
+                "(for several losses, one `(loss1 + loss2).backward()` is simpler and faster). If the second "
+                "backward should see new values, run the forward pass again before it. If a tensor is carried "
+                "across loop iterations, `.detach()` it instead."
+            )
+        roots = [n.id for n in p.graph.roots] if p is not None else []
+        found.append((float(p.index) if p else event_time(e), Diagnostic(
+            code="backward-twice",
+            severity=ERROR,
+            title="Backward through a graph that was already freed",
+            message=message,
+            hint=hint,
+            sources=unique_sources([e.source, first.source if first else None, carried.source if carried else None]),
+            nodes=([carried.id] if carried is not None else []) or [n for n in freed_nodes][:8] or roots,
+            pass_index=p.index if p else None,
+        )))
+    return found
+
+
+def _nearest_to_root(graph: Graph, ids: set[str]):
+    """The node among `ids` that backward reaches first (fewest edges from a root)."""
+    into: dict[str, list[str]] = {}
+    for edge in graph.edges:
+        into.setdefault(edge.dst, []).append(edge.src)
+    queue = deque(n.id for n in graph.roots)
+    seen = set(queue)
+    by_id = {n.id: n for n in graph.nodes}
+    while queue:
+        nid = queue.popleft()
+        if nid in ids:
+            return by_id[nid]
+        for src in into.get(nid, []):
+            if src not in seen:
+                seen.add(src)
+                queue.append(src)
+    return None
+
+
+def nonscalar_backward(trace: Trace) -> list[Found]:
+    """`nonscalar-backward` (error): `y.backward()` on a tensor with more than one element."""
+    found: list[Found] = []
+    for _, e in events(trace, "backward-error"):
+        if NONSCALAR not in str(e.data.get("message", "")):
+            continue
+        p = failed_pass(trace, e)
+        roots = [n for n in p.graph.roots] if p is not None else []
+        root = roots[0] if roots else None
+        name = (root.name if root is not None else "") or "y"
+        shape = "x".join(map(str, root.shape)) if root is not None and root.shape else None
+        of_shape = f" of shape [{shape}]" if shape else ""
+        found.append((float(p.index) if p else event_time(e), Diagnostic(
+            code="nonscalar-backward",
+            severity=ERROR,
+            title=f"backward() on non-scalar `{name}` without a gradient",
+            message=(
+                f"{where(e.source)} starts backward from `{name}`{of_shape}, which is not a single number. "
+                f"Backward begins with d{name}/d{name} for every element of the root; PyTorch fills it in (1.0) "
+                f"only when the root is a scalar. For a vector it must be told how to weigh each element."
+            ),
+            hint=(
+                f"Pass one weight per element: `{name}.backward(gradient=torch.tensor([1., 2.]))` computes "
+                f"the gradient of 1 * {name}[0] + 2 * {name}[1] (grad_tensors in torch.autograd.backward). "
+                f"`gradient=torch.ones_like({name})` gives the gradient of the sum; or reduce first: "
+                f"`{name}.sum().backward()` or `{name}.mean().backward()`."
+            ),
+            sources=unique_sources([e.source, root.source if root is not None else None]),
+            nodes=[n.id for n in roots],
+            pass_index=p.index if p else None,
+        )))
+    return found
