@@ -838,3 +838,21 @@ def _example_line(name: str, code: str) -> int:
     hits = [i for i, line in enumerate(text, 1) if line.strip().startswith(code)]
     assert len(hits) == 1
     return hits[0]
+
+
+def test_gradient_penalty_with_autograd_grad_is_fine(tmp_path):
+    """autograd.grad passes return gradients and leave .grad alone: no accumulation."""
+    s = run(tmp_path, """
+        import torch
+        model = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for step in range(3):
+            opt.zero_grad()
+            x = torch.randn(4, 3, requires_grad=True)
+            out = model(x).sum()
+            (gx,) = torch.autograd.grad(out, x, create_graph=True)
+            loss = out + gx.pow(2).sum()
+            loss.backward()
+            opt.step()
+    """)
+    assert problems(s) == []

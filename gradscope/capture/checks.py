@@ -188,9 +188,11 @@ class LiveChecks:
     def on_no_grad_output(self, func, tensors: list[torch.Tensor]) -> None:
         """An op's output does not require grad: a detach, an op under no_grad, an argmax.
 
-        Remembers, until the next pass, the first such op on each leaf (and, for a detach
-        or an op under no_grad, on the leaves behind a non-leaf), so that a parameter that
-        gets no gradient can be traced to the line that cut it off.
+        Remembers, until the next pass, the first such op on each leaf (and, for a detach,
+        on the leaves behind a non-leaf), so that a parameter that gets no gradient can be
+        traced to the line that cut it off. (An op under no_grad on a non-leaf, such as an
+        accuracy computed from the logits each step, is not followed back: too common to
+        pay a walk for.)
         """
         for t in tensors:
             if t.requires_grad:
@@ -199,7 +201,7 @@ class LiveChecks:
             return
         try:
             op = op_name(func)
-            explicit = op in _DETACHING or not torch.is_grad_enabled()
+            explicit = op in _DETACHING
             for t in tensors:
                 if not t.requires_grad:
                     continue
@@ -254,9 +256,15 @@ class LiveChecks:
         self._walked = set()
 
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
+        call = recorder.call
+        if call.api == "torch.autograd.grad":  # returns gradients, leaves .grad alone
+            return
+        only = {id(t) for t in call.inputs} if call.inputs else None  # backward(inputs=...)
         links = []
         get, put = self.leaf_last.get, self.leaf_last.set
         for node_id, leaf in index.leaf_tensors.items():
+            if only is not None and id(leaf) not in only:
+                continue
             prev = get(leaf)
             put(leaf, (p, node_id))
             if prev is not None and leaf.grad is not None:

@@ -32,9 +32,24 @@ def where(source: Source | None) -> str:
     """"`y.add_(1)` (line 12)" — how a message points at a line."""
     if source is None:
         return "an unknown line"
-    if source.code:
-        return f"`{source.code}` (line {source.line})"
+    code = strip_comment(source.code)
+    if code:
+        return f"`{code}` (line {source.line})"
     return f"line {source.line} ({source.short.split(':')[0]})"
+
+
+def strip_comment(code: str) -> str:
+    """`y.backward()  # adds to .grad` -> `y.backward()` (a `#` inside a string stays)."""
+    quote = None
+    for i, ch in enumerate(code):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return code[:i].rstrip()
+    return code.strip()
 
 
 def line(source: Source | None) -> str:

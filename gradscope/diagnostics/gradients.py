@@ -27,28 +27,32 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
         by_line.setdefault(key, []).append(e)
     for group in by_line.values():
         e = group[0]
-        name = e.data.get("name") or "this tensor"
+        name = str(e.data.get("name") or "")
         defined = source_of(e.data.get("defined_at"))
         op = str(e.data.get("op") or "")
         # the node in the pass just before the read, when the tensor took part in it
         p = pass_at(trace, (e.pass_index or 0) - 1)
         node = _find(p.graph, op, defined) if p is not None else None
+        if node is not None and not name:
+            name = node.name
+        shown = f"`{name}`" if name else "a tensor that is not a leaf"
+        var = name or "t"
         times = f" ({plural(len(group), 'read')})" if len(group) > 1 else ""
         found.append((event_time(e), Diagnostic(
             code="nonleaf-grad",
             severity=WARNING,
-            title=f"`.grad` of non-leaf `{name}` is always None",
+            title=f"`.grad` of non-leaf {shown} is always None" if name else "`.grad` of a non-leaf tensor is always None",
             message=(
-                f"{where(e.source)} reads `{name}.grad`{times}. `{name}` was computed "
+                f"{where(e.source)} reads `.grad` of {shown}{times}. It was computed "
                 + (f"at {where(defined)}" if defined else f"by {_op_of(op)}")
-                + f", so it is not a leaf: backward stores .grad only on leaves (tensors "
-                f"created with requires_grad=True, and parameters) and passes through intermediate results "
-                f"without keeping their gradient."
+                + ", so it is not a leaf: backward stores .grad only on leaves (tensors "
+                "created with requires_grad=True, and parameters) and passes through intermediate results "
+                "without keeping their gradient."
             ),
             hint=(
-                f"Call `{name}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
-                f"directly with `torch.autograd.grad(loss, {name})`, or watch it with "
-                f"`{name}.register_hook(print)`."
+                f"Call `{var}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
+                f"directly with `torch.autograd.grad(loss, {var})`, or watch it with "
+                f"`{var}.register_hook(print)`."
             ),
             sources=unique_sources([e.source, defined]),
             nodes=[node.id] if node is not None else [],
@@ -161,8 +165,9 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
     NaN or Inf although what arrived at it was finite, and the forward ops involved."""
     found: list[Found] = []
     seen: set[tuple] = set()
-    for p in trace.passes:
-        origin = _first_nonfinite(p.graph)
+    origins = [(p, _first_nonfinite(p.graph)) for p in trace.passes]
+    count = sum(1 for _, o in origins if o is not None)
+    for p, origin in origins:
         if origin is None:
             continue
         node, bad_inputs = origin
@@ -170,7 +175,6 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
         if key in seen:
             continue
         seen.add(key)
-        count = sum(1 for q in trace.passes if _first_nonfinite(q.graph) is not None)
         by_id = {n.id: n for n in p.graph.nodes}
         inputs = [by_id[e.src] for e in bad_inputs if e.src in by_id]
         kinds = _kinds(bad_inputs)
@@ -184,8 +188,8 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
         else:
             to = names([n.label for n in inputs]) if inputs else "its inputs"
             message = (
-                f"The first non-finite gradient of the backward at {where(p.source)} appears at {op} "
-                f"({where(node.source)}): the gradient that arrived there was finite, but what it sent to {to} "
+                f"The first non-finite gradient of the backward at {where(p.source)} appears at {op}, "
+                f"{where(node.source)}: the gradient that arrived there was finite, but what it sent to {to} "
                 f"holds {kinds}. The backward of {op} computes that from the values its forward op saw"
                 + (" (" + ", ".join(f"`{n.label}` from {where(n.source)}" for n in inputs if n.source) + ")"
                    if any(n.source for n in inputs) else "")
