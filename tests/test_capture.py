@@ -130,7 +130,20 @@ def test_second_order_passes(tmp_path):
     assert made and all(n.source is None for n in made)
     assert any(n.grad_fn == "MulBackward0" for n in made)
     assert made[0].created_by == f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}"
+    assert second.graph.roots[0].name == "grad_1[0]"  # named after the line that made it
     assert not any(n.created_by_backward for n in first.graph.nodes)
+
+
+def test_create_graph_backward_names_the_gradients_it_makes():
+    with gradscope.trace() as t:
+        x = torch.tensor([3.0], requires_grad=True)
+        (x**3).backward(create_graph=True)
+        x.grad.backward()
+        (g,) = torch.autograd.grad(torch.sin(x), x, create_graph=True)
+        g.backward()
+    assert t.passes[1].graph.roots[0].name == "x.grad"
+    assert t.passes[3].graph.roots[0].name == "dsin_1/dx"
+    assert t.passes[1].graph.find("x").grad_after.value == [27.0 + 18.0]  # 3x^2 + 6x at x = 3
 
 
 def test_accumulation_without_and_with_zero(tmp_path):
@@ -429,3 +442,41 @@ def test_leaf_grad_after_respects_gradient_hooks():
     assert g.inputs_of(g.roots[0].id)[0].grad.max_abs == 1.0
     assert g.edge(leaf.id, next(n.id for n in g.nodes if n.op == "mul")).grad.mean == 3.0
     assert leaf.grad_after.mean == 30.0 and w.grad[0].item() == 30.0
+
+
+def test_leaves_made_before_the_trace_are_named_by_the_line_that_uses_them():
+    w = torch.tensor([1.0], requires_grad=True)
+    x = torch.tensor([2.0], requires_grad=True)
+    s = torch.tensor([3.0], requires_grad=True)
+    u = torch.tensor([4.0], requires_grad=True)
+    k = 2.0
+    with gradscope.trace() as t:
+        a = torch.add(w, x)
+        b = w.add(1)
+        c = k * s  # runs as s.mul(k): input 0 is s, not k, and the line cannot tell
+        d = 3 * u  # ... but a literal can only be the number
+        y = torch.mul(a, b) + c + d
+        y.backward()
+    g = t.passes[0].graph
+    assert sorted(n.name for n in g.leaves) == ["leaf_1", "u", "w", "x"]
+    assert g.find("w").grad_after.value == [5.0] and g.find("u").grad_after.value == [3.0]
+
+
+@pytest.mark.parametrize(
+    "code, op, index, tensor_args, expected",
+    [
+        ("a = torch.add(w, x)", "add", 1, 2, "x"),
+        ("b = w.add(1)", "add", 0, 1, "w"),
+        ("y = (x + w) * (w + 1)", "add", 0, 2, None),  # two adds: ambiguous
+        ("c = x * w", "mul", 1, 2, "w"),
+        ("c = k * s", "mul", 0, 1, None),  # k may be a number: s.mul(k)
+        ("c = 2 * s", "mul", 0, 1, "s"),
+        ("h = F.linear(inp, weight)", "linear", 1, 2, "weight"),
+        ("z = torch.mul(a[0], b)", "mul", 0, 2, None),  # not a plain name
+        ("for i in range(3):", "add", 0, 1, None),
+    ],
+)
+def test_argument_names(code, op, index, tensor_args, expected):
+    from gradscope.capture.argnames import argument_name
+
+    assert argument_name(code, op, index, tensor_args) == expected

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..model import Edge, Pass, Source
+from .names import NAME_KEY
 from .recorder import META_KEY
+from .source import assignment_target
 from .summaries import Box, PendingBatch
 from .walk import BACKWARD_TAG, GraphIndex, finish_leaf_values, walk
 
@@ -200,6 +202,21 @@ class PassRecorder:
         else:
             self._later(node, "grad_after", self.batch.summarize(leaf.grad))
 
+    def _name_new_gradients(self, index: GraphIndex, result: Any) -> None:
+        """Name the differentiable gradients a create_graph pass made, so that the next pass,
+        through them, is drawn with names: `grad_1[0]` (the line's target), `dy/dx`, `w.grad`."""
+        graph = index.graph
+        if self.call.api == "torch.autograd.grad":
+            target = assignment_target(self.source.code) if self.source else None
+            roots = "".join(n.name for n in graph.roots)
+            for i, (grad, inp) in enumerate(zip(result, self.call.inputs)):
+                input_id = _node_id_of(inp, index)
+                wrt = graph.node(input_id).name if input_id else "input"
+                _name_tensor(grad, f"{target}[{i}]" if target else f"d{roots}/d{wrt}")
+        else:
+            for node_id, leaf in index.leaf_tensors.items():
+                _name_tensor(leaf.grad, f"{graph.node(node_id).name}.grad")
+
     def _remember_grads(self, index: GraphIndex) -> None:
         for node_id, leaf in index.leaf_tensors.items():
             grad = leaf.grad
@@ -283,6 +300,8 @@ class PassRecorder:
             if edge.grad is not None:
                 setattr(node, attr, [edge.grad] if attr == "grad_outputs" else edge.grad)
         self._remember_grads(index)
+        if self.call.create_graph and error is None:
+            self._name_new_gradients(index, result)
         p = Pass(
             index=pass_index,
             api=self.call.api,
@@ -338,6 +357,11 @@ def _callable(fn) -> bool:
         return False
     info = fn.metadata.get(META_KEY)
     return info is None or not info.saved_hooks
+
+
+def _name_tensor(t: Any, name: str) -> None:
+    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+        t.grad_fn.metadata.setdefault(NAME_KEY, name)
 
 
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:

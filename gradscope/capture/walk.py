@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..model import Edge, Graph, Node
+from .argnames import argument_name
 from .names import NAME_KEY, explicit_leaf_name
 from .recorder import META_KEY, OpInfo, assigned_name
 from .summaries import Box, PendingBatch, _dtype_name
@@ -185,7 +186,23 @@ def _name_ops(graph: Graph, index: GraphIndex) -> None:
         name = assigned_name(infos[node_id])
         if name:
             graph.node(node_id).name = name
+    _name_leaves_by_use(graph, index)
     _label_unnamed(graph)
+
+
+def _name_leaves_by_use(graph: Graph, index: GraphIndex) -> None:
+    """Name leaves made before the trace after the variable a consuming line passes."""
+    unnamed = {n.id for n in graph.nodes if n.kind == "leaf" and not n.name}
+    for edge in graph.edges:
+        if edge.src not in unnamed:
+            continue
+        info = index.node_of[edge.dst].metadata.get(META_KEY)
+        if info is None or info.source is None:
+            continue
+        name = argument_name(info.source.code, info.op, edge.index, len(info.inputs))
+        if name:
+            graph.node(edge.src).name = name
+            unnamed.discard(edge.src)
 
 
 def _label_unnamed(graph: Graph) -> None:
