@@ -22,6 +22,9 @@ class ModuleTracker:
         # module -> its qualified path under the outermost module that ran it
         self._paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.parameter_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        # how many modules the root that named a module / parameter had (bigger wins)
+        self._root_size: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._param_root_size: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._handles: list = []
         # modules whose forward ran since the checks last looked (id -> module), in call order
         self.ran: dict[int, torch.nn.Module] = {}
@@ -66,9 +69,22 @@ class ModuleTracker:
         return None
 
     def _adopt(self, root: torch.nn.Module) -> None:
-        """Name every submodule and parameter of a module that runs at the top level."""
+        """Name every submodule and parameter of a module that runs at the top level.
+
+        The largest module wins: after `model[1](h)` then `model(x)`, model[1]'s weight is
+        `1.weight`, not `weight`. A name, once given by a module, is kept (the first of
+        shared parameters' names).
+        """
+        size = sum(1 for _ in root.modules())
         for name, sub in root.named_modules(remove_duplicate=False):
-            self._paths.setdefault(sub, name)
+            if self._root_size.get(sub, 0) < size:
+                self._paths[sub] = name
+                self._root_size[sub] = size
+        named: set[int] = set()
         for name, param in root.named_parameters(remove_duplicate=False):
-            if param not in self.parameter_names:
+            if id(param) in named:
+                continue
+            named.add(id(param))
+            if param not in self.parameter_names or self._param_root_size.get(param, 0) < size:
                 self.parameter_names[param] = name
+                self._param_root_size[param] = size
