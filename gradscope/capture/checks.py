@@ -34,7 +34,6 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
 
 from .recorder import META_KEY, OpInfo, op_name
 from .source import _is_internal, user_source
@@ -101,6 +100,17 @@ class _IdTable:
     def __len__(self) -> int:
         return len(self._d)
 
+    def __contains__(self, t) -> bool:
+        e = self._d.get(id(t))
+        return e is not None and e[0]() is t
+
+    def items(self):
+        """(tensor, value) for the tensors still alive."""
+        for ref, value in list(self._d.values()):
+            t = ref()
+            if t is not None:
+                yield t, value
+
 
 class LiveChecks:
     def __init__(self, tracer: "Tracer") -> None:
@@ -109,13 +119,13 @@ class LiveChecks:
         self.mutations: deque[_Mutation] = deque(maxlen=_MUTATIONS_KEPT)
         self.data_mutations: deque[_Mutation] = deque(maxlen=_DATA_MUTATIONS_KEPT)
         # `.data` alias -> weakref to the tensor it aliases (its own version counter!)
-        self.data_aliases: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.data_aliases = _IdTable()
         # leaf -> (pass index, node id) of the last pass it took part in
         self.leaf_last = _IdTable()
         self._update_event = None
         self._updated: set[tuple[int, str]] = set()
         # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
-        self._cuts: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._cuts = _IdTable()
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
         self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
@@ -130,7 +140,7 @@ class LiveChecks:
         try:
             t = args[0] if args else None
             if isinstance(t, torch.Tensor) and isinstance(alias, torch.Tensor):
-                self.data_aliases[alias] = weakref.ref(t)
+                self.data_aliases.set(alias, weakref.ref(t))
                 if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
                     self._cut_behind(t, "data")
         except Exception:
@@ -152,7 +162,7 @@ class LiveChecks:
             base = target._base
             if base is not None:
                 target = base
-            if target.requires_grad and target.grad_fn is None:
+            if target.requires_grad and target.is_leaf:
                 self._leaf_updated(target, source)
         except Exception:  # never let a check break the user's op
             log.debug("gradscope: recording an in-place edit failed", exc_info=True)
@@ -209,7 +219,7 @@ class LiveChecks:
                     if t not in self._cuts:
                         source = _cut_source()
                         if source is not None:
-                            self._cuts[t] = (op, source)
+                            self._cuts.set(t, (op, source))
                 elif explicit:
                     self._cut_behind(t, op)
         except Exception:
@@ -231,7 +241,7 @@ class LiveChecks:
             leaf = getattr(n, "variable", None)
             if isinstance(leaf, torch.Tensor):
                 if leaf not in self._cuts:
-                    self._cuts[leaf] = (op, source)
+                    self._cuts.set(leaf, (op, source))
                 continue
             for nxt, _ in n.next_functions:
                 if nxt is not None and id(nxt) not in seen:
@@ -252,7 +262,7 @@ class LiveChecks:
             except Exception:
                 log.debug("gradscope: checking %s failed", name, exc_info=True)
         if len(self._cuts):
-            self._cuts = WeakIdKeyDictionary()
+            self._cuts = _IdTable()
         self._walked = set()
 
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
@@ -413,7 +423,7 @@ class LiveChecks:
                 if id(t) not in in_graph:
                     missing[id(t)] = t
         # plain leaves (not parameters: those go by their module) an op used outside autograd
-        if self._cuts:
+        if len(self._cuts):
             names = modules.parameter_names
             for t, _ in list(self._cuts.items()):
                 if (id(t) not in in_graph and t.requires_grad and t.grad_fn is None
