@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -22,6 +24,9 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gradscope  # noqa: E402
 
+# deterministic kernels (cuDNN convolutions are not by default): otherwise two plain runs differ
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+torch.use_deterministic_algorithms(True)
 DEVICE = os.environ.get("GRADSCOPE_CHECK_DEVICE", "cuda")  # "cpu" to dry-run the script
 
 
@@ -69,18 +74,22 @@ def bitwise(a: dict, b: dict) -> bool:
     )
 
 
-def count_syncs(depth: int) -> tuple[int, int]:
-    """Synchronisations in one traced training step of an MLP of `depth` layers, and its edge count."""
+def count_syncs(depth: int, traced: bool = True) -> tuple[int, int, Counter]:
+    """Synchronisations in one forward+backward of an MLP of `depth` layers, the pass's edge
+    count, and where in the Python code each synchronisation came from."""
     model = mlp(depth).to(DEVICE)
     x = torch.randn(64, 256, device=DEVICE)
-    with gradscope.trace() as t:
+    tracer = gradscope.trace() if traced else contextlib.nullcontext()
+    with tracer:
         torch.cuda.set_sync_debug_mode("warn")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model(x).pow(2).mean().backward()
         torch.cuda.set_sync_debug_mode(0)
-    syncs = sum("synchroniz" in str(w.message) for w in caught)
-    return syncs, len(t.passes[0].graph.edges)
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    where = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in syncs)
+    edges = len(tracer.passes[0].graph.edges) if traced else 0
+    return len(syncs), edges, where
 
 
 def main() -> int:
@@ -88,6 +97,8 @@ def main() -> int:
     print(f"# {torch.cuda.get_device_name() if DEVICE == 'cuda' else DEVICE}, torch {torch.__version__}")
     for name, (make_model, make_batch) in CASES.items():
         plain = run(make_model, make_batch)
+        control = bitwise(plain, run(make_model, make_batch))
+        print(f"control  {name:12} plain twice: bitwise={control}")
         for options in ({}, {"gradients": "values"}):
             with gradscope.trace(**options) as t:
                 traced = run(make_model, make_batch)
@@ -97,10 +108,12 @@ def main() -> int:
 
     if DEVICE == "cuda":
         counts = []
+        print(f"syncs    untraced mlp depth 32: {count_syncs(32, traced=False)[0]} synchronisations")
         for depth in (4, 32):
-            syncs, edges = count_syncs(depth)
+            syncs, edges, where = count_syncs(depth)
             counts.append(syncs)
-            print(f"syncs    mlp depth {depth:3}: {syncs} synchronisations for {edges} edges in one traced pass")
+            print(f"syncs    mlp depth {depth:3}: {syncs} synchronisations for {edges} edges in one traced pass;"
+                  f" from {dict(where.most_common(6))}")
         ok &= counts[0] == counts[1]
 
     with gradscope.trace() as t:
