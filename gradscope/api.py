@@ -85,6 +85,8 @@ class trace:
     # the recorded trace, for convenience
     @property
     def passes(self) -> list[Pass]:
+        if self._tracer is not None:  # read inside the block: bring every number home first
+            self._tracer.finish_passes()
         return self.trace.passes
 
     @property

@@ -17,7 +17,6 @@ import traceback
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Sequence
 
 

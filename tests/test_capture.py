@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 
 import pytest
@@ -491,3 +490,21 @@ def test_submodule_called_alone_first_is_named_by_its_parent_later():
     assert {n.name for n in first.graph.leaves} == {"weight", "bias"}  # all it could know then
     assert {n.name for n in second.graph.leaves} == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert {n.module for n in second.graph.nodes if n.op == "linear"} == {"0", "2"}
+
+
+def test_single_edge_leaf_accumulates_too():
+    """x feeds one op only: its .grad after each pass is still the accumulated sum."""
+    with gradscope.trace() as t:
+        w = torch.tensor([1.0], requires_grad=True)
+        x = torch.tensor([2.0], requires_grad=True)
+        for _ in range(3):
+            torch.mul(torch.add(w, x), torch.add(w, 1)).backward()
+    assert [p.graph.find("x").grad_after.value for p in t.passes] == [[2.0], [4.0], [6.0]]
+    assert [p.graph.find("x").grad_carried_over for p in t.passes] == [False, True, True]
+
+
+def test_passes_read_inside_the_block_are_complete():
+    with gradscope.trace() as t:
+        w = torch.tensor([1.0, 2.0], requires_grad=True)
+        (w * w).sum().backward()
+        assert t.passes[0].graph.find("w").grad_after.value == [2.0, 4.0]

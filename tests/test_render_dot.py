@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import lesson_graph, scalar
+from conftest import scalar
 
 from gradscope.model import Diagnostic, Pass, Source, TensorSummary, Trace
 from gradscope.render import fmt

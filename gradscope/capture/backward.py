@@ -94,7 +94,12 @@ class GradientOptions:
 
 
 class PassRecorder:
-    """Records one backward call. Use: `before()`, run the call, `after(result, error)`."""
+    """Records one backward call: `before()`, run the call, `after(...)`, and `finish()`.
+
+    `after()` returns the `Pass` at once, its numbers still on their way to the host;
+    `finish()` fills them in. On a GPU the tracer finishes a pass once its copy has landed
+    (`ready()`), so tracing never makes the host wait for the device mid-training.
+    """
 
     def __init__(self, tracer: "Tracer", call: BackwardCall, source: Source | None):
         self.tracer = tracer
@@ -106,11 +111,15 @@ class PassRecorder:
         self._fill: list[tuple[object, str, Any, bool]] = []
         self._handles: list = []
         self._tagged: set[int] = set()
-        # (node, edge, attribute): set node.attribute from edge.grad once resolved, for
-        # gradients that are the same tensor as an edge's and need no second summary
+        # (target, attribute, source, source attribute, as a one-item list): after resolving,
+        # target.attribute = source.source_attribute; for gradients that are the same tensor
+        # as another summary (an edge's, the previous pass's .grad) and need no second one
         self._copy_later: list[tuple] = []
         self._only_edge_into_leaf: dict[str, Edge] = {}
+        self._had_grad: set[str] = set()  # leaves whose .grad was not None before the pass
         self.index: GraphIndex | None = None
+        self.result: Pass | None = None
+        self._pending_values: list = []
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -149,7 +158,7 @@ class PassRecorder:
             out = edges_out.get(node_id, [])
             if len(out) == 1 and not node.is_root and len(getattr(fn, "_input_metadata", ())) == 1:
                 # what arrives is what its one consumer sent: no need to summarise it twice
-                self._copy_later.append((node, out[0], "grad_outputs"))
+                self._copy_later.append((node, "grad_outputs", out[0], "grad", True))
             else:
                 self._handles.append(fn.register_prehook(self._make_prehook(node)))
             self._handles.append(fn.register_hook(self._make_posthook(fn, node, edges_into.get(node_id, {}))))
@@ -186,19 +195,20 @@ class PassRecorder:
         grad = leaf.grad
         if grad is None:
             return
+        self._had_grad.add(node.id)
         last = self.tracer.last_grads.get(leaf)
         if last is not None and last[0]() is grad and last[1] == grad._version:
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
-            node.grad_before = last[2]
+            self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
         else:
             self._later(node, "grad_before", self.batch.summarize(grad))
 
     def _grad_after(self, node, leaf: torch.Tensor) -> None:
         edge = self._only_edge_into_leaf.get(node.id)
-        if edge is not None and node.grad_before is None and not _has_grad_hooks(leaf) and leaf.grad is not None:
+        if edge is not None and node.id not in self._had_grad and not _has_grad_hooks(leaf) and leaf.grad is not None:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
-            self._copy_later.append((node, edge, "grad_after"))
+            self._copy_later.append((node, "grad_after", edge, "grad", False))
         else:
             self._later(node, "grad_after", self.batch.summarize(leaf.grad))
 
@@ -222,7 +232,7 @@ class PassRecorder:
             grad = leaf.grad
             if grad is not None:
                 node = index.graph.node(node_id)
-                self.tracer.last_grads[leaf] = (weakref.ref(grad), grad._version, node.grad_after)
+                self.tracer.last_grads[leaf] = (weakref.ref(grad), grad._version, node)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
@@ -239,15 +249,18 @@ class PassRecorder:
         ]
         if not wanted or total == 0 or total > limit:
             return
+        # one-hot gradients as rows of an identity matrix: views, no per-element writes
+        # (writing one element of a GPU tensor from Python synchronises)
+        eyes: dict[tuple, torch.Tensor] = {}
         rows: list[tuple] = []
         for k in range(total):
             one_hot = []
             offset = 0
             for (shape, dtype, device), size in zip(outputs, sizes):
-                z = torch.zeros(shape, dtype=dtype, device=device)
-                if offset <= k < offset + size:
-                    z.view(-1)[k - offset] = 1
-                one_hot.append(z)
+                eye = eyes.get((dtype, device))
+                if eye is None:
+                    eye = eyes[(dtype, device)] = torch.eye(total, dtype=dtype, device=device)
+                one_hot.append(eye[k, offset : offset + size].view(shape))
                 offset += size
             result = fn(*one_hot)
             rows.append(result if isinstance(result, tuple) else (result,))
@@ -279,7 +292,11 @@ class PassRecorder:
 
     # -- after the call ------------------------------------------------------------------
     def after(self, result: Any, error: BaseException | None, pass_index: int) -> Pass:
-        """Remove the hooks and turn everything recorded into a `Pass` (one device sync)."""
+        """Remove the hooks, queue the last summaries and start their copy to the host.
+
+        Returns the `Pass`; its numbers are filled in by `finish()`. Drops every autograd
+        node and tensor of the pass.
+        """
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -291,18 +308,10 @@ class PassRecorder:
                 self._grad_after(index.graph.node(node_id), leaf)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
-        self.batch.resolve()
-        finish_leaf_values(index.pending_values)
-        for obj, attr, pending, scalar in self._fill:
-            setattr(obj, attr, _resolved(pending, scalar))
-        self._fill.clear()
-        for node, edge, attr in self._copy_later:
-            if edge.grad is not None:
-                setattr(node, attr, [edge.grad] if attr == "grad_outputs" else edge.grad)
         self._remember_grads(index)
         if self.call.create_graph and error is None:
             self._name_new_gradients(index, result)
-        p = Pass(
+        self.result = Pass(
             index=pass_index,
             api=self.call.api,
             graph=index.graph,
@@ -311,11 +320,32 @@ class PassRecorder:
             create_graph=self.call.create_graph,
             step=self.tracer.optimizer_steps,
             inputs=[i for i in (_node_id_of(t, index) for t in self.call.inputs) if i is not None],
-            results=[_resolved(r) for r in results],
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
-        self.index = None  # drop every autograd node and tensor of the pass
-        return p
+        self._later(self.result, "results", results)
+        self._pending_values = index.pending_values
+        self.index = None
+        self.batch.start_transfer()
+        return self.result
+
+    def ready(self) -> bool:
+        """Have the pass's numbers reached the host? (Never waits.)"""
+        return self.batch.done()
+
+    def finish(self) -> Pass:
+        """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
+        self.batch.resolve()
+        finish_leaf_values(self._pending_values)
+        for obj, attr, pending, scalar in self._fill:
+            setattr(obj, attr, _resolved(pending, scalar))
+        for target, attr, source, source_attr, as_list in self._copy_later:
+            value = getattr(source, source_attr)
+            if value is not None:
+                setattr(target, attr, [value] if as_list else value)
+        self._fill.clear()
+        self._copy_later.clear()
+        assert self.result is not None
+        return self.result
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
         self._fill.append((obj, attr, pending, scalar))

@@ -17,27 +17,35 @@ import torch
 
 from ..model import TensorSummary
 
+
 _RECENT_KEPT = 8
 
+
 @dataclass(frozen=True)
+
+
 class SummaryOptions:
     """What to keep of each tensor: statistics (`stats`) and values up to `max_values` elements."""
 
     stats: bool = True
     max_values: int = 16
 
+
 class Pending:
     """A summary whose numbers are still on the device. `resolve()` of its batch fills `.result`."""
 
-    __slots__ = ("shape", "dtype", "device", "stats", "values", "result")
+    __slots__ = ("shape", "dtype", "device", "stats", "host_stats", "values", "result")
 
     def __init__(self, shape, dtype, device, stats, values):
         self.shape = shape
         self.dtype = dtype
         self.device = device
-        self.stats = stats
+        # statistics still on the device (a tensor), or already on the host (a list)
+        self.stats = stats if isinstance(stats, torch.Tensor) else None
+        self.host_stats = stats if isinstance(stats, list) else None
         self.values = values
         self.result: TensorSummary | None = None
+
 
 class Box:
     """A small tensor's values as nested lists, filled in by `PendingBatch.resolve()`."""
@@ -46,6 +54,7 @@ class Box:
 
     def __init__(self) -> None:
         self.value: Any = None
+
 
 class PendingBatch:
     """Queue of device-side summaries and small tensors, resolved together."""
@@ -57,6 +66,8 @@ class PendingBatch:
         # The last few large tensors summarised, held alive so their memory cannot be reused:
         # backward hands the same gradient (or a reshaped view of it) to many edges.
         self._recent: deque[tuple[tuple, torch.Tensor, torch.Tensor]] = deque(maxlen=_RECENT_KEPT)
+        self._parts: list | None = None
+        self._transfers: dict[torch.device, _HostCopy] = {}
 
     def summarize(self, tensor: torch.Tensor | None) -> Pending | None:
         """Queue a summary of `tensor` (gradients: call under `torch.no_grad()`)."""
@@ -91,11 +102,15 @@ class PendingBatch:
         self._raw.append((tensor.detach(), box))
         return box
 
-    def resolve(self) -> None:
-        """Bring every queued number to the host: one copy per device."""
+    def start_transfer(self) -> None:
+        """Start copying every queued number to the host: one copy per device.
+
+        On the CPU the numbers are read at once. On a CUDA device the copy is queued
+        behind the pass's own kernels, into pinned memory, without waiting for it:
+        `done()` says when it has landed and `resolve()` reads it (waiting only if needed).
+        """
         by_device: dict[torch.device, list[torch.Tensor]] = {}
-        # (owner, what, device, start, length, shape) per queued tensor
-        parts: list[tuple[Any, str, torch.device, int, int, list[int]]] = []
+        parts = self._parts = []  # (owner, what, device, start, length, shape) per queued tensor
         offsets: dict[torch.device, int] = {}
 
         def queue(owner, what, t):
@@ -117,14 +132,27 @@ class PendingBatch:
                     queue(item, "values", item.values)
             for t, box in self._raw:
                 queue(box, "raw", t)
-            # one concatenation (cat promotes the dtypes), one conversion, one copy per device
-            host = {
-                dev: torch.cat(chunks).to(torch.float64).cpu().tolist() for dev, chunks in by_device.items()
+            # one concatenation (cat promotes the dtypes) and one conversion per device
+            self._transfers = {
+                dev: _HostCopy(torch.cat(chunks).to(torch.float64)) for dev, chunks in by_device.items()
             }
+        for item in self._items:
+            item.stats = item.values = None  # the concatenation holds what the copy needs
+        self._raw.clear()
+        self._recent.clear()
 
+    def done(self) -> bool:
+        """Has every copy started by `start_transfer()` landed? (Never waits.)"""
+        return all(t.done() for t in self._transfers.values())
+
+    def resolve(self) -> None:
+        """Fill in every queued summary and value (starting the copy first if needed)."""
+        if self._parts is None:
+            self.start_transfer()
+        host = {dev: t.numbers() for dev, t in self._transfers.items()}
         stats_of: dict[int, list[float]] = {}
         values_of: dict[int, list[float]] = {}
-        for owner, what, dev, start, length, shape in parts:
+        for owner, what, dev, start, length, shape in self._parts:
             numbers = host[dev][start : start + length]
             if what == "stats":
                 stats_of[id(owner)] = numbers
@@ -133,12 +161,33 @@ class PendingBatch:
             else:
                 owner.value = _nest(numbers, shape)
         for item in self._items:
-            stats = item.stats if isinstance(item.stats, list) else stats_of.get(id(item))
+            stats = item.host_stats if item.host_stats is not None else stats_of.get(id(item))
             item.result = _finish(item, stats, values_of.get(id(item)))
-            item.stats = item.values = None  # drop device memory now
         self._items.clear()
-        self._raw.clear()
-        self._recent.clear()
+        self._parts = None
+        self._transfers = {}
+
+
+class _HostCopy:
+    """A float64 vector on its way to the host."""
+
+    def __init__(self, device_tensor: torch.Tensor) -> None:
+        self.event = None
+        if device_tensor.device.type == "cuda":
+            self.host = torch.empty(device_tensor.shape, dtype=device_tensor.dtype, pin_memory=True)
+            self.host.copy_(device_tensor, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:  # the CPU itself, or a device without events here: copy now
+            self.host = device_tensor.cpu()
+
+    def done(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def numbers(self) -> list[float]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.tolist()
 
 
 def _elements_key(t: torch.Tensor) -> tuple | None:
@@ -156,6 +205,7 @@ def _elements_key(t: torch.Tensor) -> tuple | None:
             return None
         expected *= size
     return (t.device, t.data_ptr(), t.numel(), t.dtype, t._version)
+
 
 def _device_stats(t: torch.Tensor) -> torch.Tensor | list[float]:
     """[norm, max|x|, sum, #nan, #inf] of t: a list on the CPU, a small tensor on t's device.
@@ -183,6 +233,7 @@ def _device_stats(t: torch.Tensor) -> torch.Tensor | list[float]:
     inf = torch.isinf(t).sum().to(t.dtype)
     return torch.stack((norm, torch.maximum(-low, high), t.sum(), nan, inf))
 
+
 def _finish(item: Pending, stats: list[float] | None, values: list[float] | None) -> TensorSummary:
     summary = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device)
     numel = 1
@@ -197,19 +248,20 @@ def _finish(item: Pending, stats: list[float] | None, values: list[float] | None
         shape = list(item.shape) + ([2] if item.dtype.startswith("complex") else [])
         summary.value = _nest(_as_python(values, item.dtype), shape)
         if not item.dtype.startswith("complex"):
-            _stats_from_values(summary)
+            _stats_from_values(summary, values)
     return summary
 
-def _stats_from_values(summary: TensorSummary) -> None:
-    flat = _flatten(summary.value)
-    if not flat or not all(isinstance(v, (int, float)) for v in flat):
-        return
 
+def _stats_from_values(summary: TensorSummary, flat: list[float]) -> None:
+    """Statistics of a small tensor, from its values (float64 already on the host)."""
+    if not flat:
+        return
     summary.nan = sum(1 for v in flat if v != v)
-    summary.inf = sum(1 for v in flat if v in (math.inf, -math.inf))
-    summary.norm = math.sqrt(sum(float(v) * float(v) for v in flat))
-    summary.max_abs = max(abs(float(v)) for v in flat)
-    summary.mean = sum(float(v) for v in flat) / len(flat)
+    summary.inf = sum(1 for v in flat if v == math.inf or v == -math.inf)
+    summary.norm = math.sqrt(math.fsum(v * v for v in flat))
+    summary.max_abs = max(abs(v) for v in flat)
+    summary.mean = math.fsum(flat) / len(flat)
+
 
 def _as_python(numbers: list[float], dtype: str) -> list:
     if dtype == "bool":
@@ -217,6 +269,7 @@ def _as_python(numbers: list[float], dtype: str) -> list:
     if dtype.startswith(("int", "uint")):
         return [int(v) for v in numbers]
     return numbers
+
 
 def _nest(flat: list, shape: list[int]) -> Any:
     """Reshape a flat list to nested lists of `shape` ([] -> a plain number)."""
@@ -227,16 +280,16 @@ def _nest(flat: list, shape: list[int]) -> Any:
     step = len(flat) // shape[0] if shape[0] else 0
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
-def _flatten(v: Any) -> list:
-    if isinstance(v, list):
-        out: list = []
-        for x in v:
-            out.extend(_flatten(x))
-        return out
-    return [] if v is None else [v]
 
 def _real_shape(t: torch.Tensor) -> list[int]:
     return list(t.shape) + ([2] if t.is_complex() else [])
 
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name

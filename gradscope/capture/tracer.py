@@ -67,6 +67,7 @@ class Tracer:
         self._recent: deque = deque(maxlen=64)
         self._mode: RecordingMode | None = None
         self._step_hooks: list = []
+        self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
         # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
         self.in_optimizer_step = False
@@ -99,6 +100,7 @@ class Tracer:
                 self._mode.__exit__(None, None, None)
                 self._mode = None
         finally:
+            self.finish_passes()
             self.modules.remove()
             for hook in self._step_hooks:
                 hook.remove()
@@ -198,6 +200,8 @@ class Tracer:
             if recorder is not None and recorder.index is not None:
                 try:
                     self.trace.passes.append(recorder.after(result, error, pass_index))
+                    self._unfinished.append(recorder)
+                    self.finish_passes(wait=False)
                 except Exception:
                     log.debug("gradscope: finishing a pass failed", exc_info=True)
             self.checks.after_pass(pass_index, error)
@@ -207,6 +211,16 @@ class Tracer:
                     {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
                     source=source,
                 )
+
+    def finish_passes(self, wait: bool = True) -> None:
+        """Fill in the numbers of recorded passes, in order: those whose copy to the host has
+        landed, or (`wait`) all of them."""
+        while self._unfinished and (wait or self._unfinished[0].ready()):
+            recorder = self._unfinished.pop(0)
+            try:
+                recorder.finish()
+            except Exception:
+                log.debug("gradscope: finishing a pass failed", exc_info=True)
 
     # -- helpers ------------------------------------------------------------------------
     def _leaf_label(self, tensor: torch.Tensor) -> str:

@@ -6,6 +6,7 @@ returns, except the `GraphIndex` that a backward pass holds while it runs.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ class GraphIndex:
     pending_values: list[tuple[Node, Box]] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=None)
 def op_from_class(grad_fn_name: str) -> str:
     """`MulBackward0` -> "mul": the forward op, for nodes no recorder saw."""
     base = _BACKWARD_SUFFIX.sub("", grad_fn_name)

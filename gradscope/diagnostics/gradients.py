@@ -193,7 +193,7 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
                 f"holds {kinds}. The backward of {op} computes that from the values its forward op saw"
                 + (" (" + ", ".join(f"`{n.label}` from {where(n.source)}" for n in inputs if n.source) + ")"
                    if any(n.source for n in inputs) else "")
-                + f": typically a log, sqrt, division or pow at 0 or at a negative number, or an overflow."
+                + ": typically a log, sqrt, division or pow at 0 or at a negative number, or an overflow."
             )
             hint = _hint(op)
         if count > 1:

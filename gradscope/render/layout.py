@@ -8,7 +8,6 @@ engine is the one bundled in the pygraphviz wheel; a `dot` on PATH is the altern
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
