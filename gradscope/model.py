@@ -62,6 +62,9 @@ class TensorSummary:
     nan: int = 0
     inf: int = 0
     value: Any = None
+    # False for large tensors on an accelerator: `nan`/`inf` then say whether such elements
+    # are present (1) or not (0), without counting them (counting costs kernels per edge)
+    counts_exact: bool = True
 
     @property
     def numel(self) -> int:

@@ -508,3 +508,24 @@ def test_passes_read_inside_the_block_are_complete():
         w = torch.tensor([1.0, 2.0], requires_grad=True)
         (w * w).sum().backward()
         assert t.passes[0].graph.find("w").grad_after.value == [2.0, 4.0]
+
+
+def test_accelerator_statistics_flag_nan_and_inf_without_counting(monkeypatch):
+    """On a GPU large tensors keep three reductions on the device; NaN/Inf presence is read
+    from them on the host. Exercised here by running that path on CPU tensors."""
+    from gradscope.capture import summaries
+
+    monkeypatch.setattr(summaries, "_device_stats", lambda t: (
+        torch.linalg.vector_norm(t, dtype=torch.float32), torch.linalg.vector_norm(t, float("inf")),
+        t.sum(dtype=torch.float32)))
+    batch = summaries.PendingBatch(summaries.SummaryOptions())
+    clean = torch.arange(100.0)
+    with_nan, with_inf = clean.clone(), clean.clone().half()
+    with_nan[3], with_inf[5] = float("nan"), float("inf")
+    pending = [batch.summarize(t) for t in (clean, with_nan, with_inf)]
+    batch.start_transfer()
+    batch.resolve()
+    a, b, c = (p.result for p in pending)
+    assert (a.max_abs, a.mean, a.nan, a.inf, a.counts_exact) == (99.0, 49.5, 0, 0, False)
+    assert a.norm == pytest.approx(float(torch.linalg.vector_norm(clean)))
+    assert (b.nan, b.inf) == (1, 0) and (c.nan, c.inf) == (0, 1) and c.dtype == "float16"

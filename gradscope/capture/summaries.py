@@ -40,8 +40,8 @@ class Pending:
         self.shape = shape
         self.dtype = dtype
         self.device = device
-        # statistics still on the device (a tensor), or already on the host (a list)
-        self.stats = stats if isinstance(stats, torch.Tensor) else None
+        # statistics still on the device (a tuple of 0-d tensors), or already on the host (a list)
+        self.stats = stats if isinstance(stats, tuple) else None
         self.host_stats = stats if isinstance(stats, list) else None
         self.values = values
         self.result: TensorSummary | None = None
@@ -84,7 +84,7 @@ class PendingBatch:
         self._items.append(item)
         return item
 
-    def _stats(self, t: torch.Tensor) -> torch.Tensor | list[float]:
+    def _stats(self, t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
         """Device statistics of t, reused when t holds the same elements as a recent tensor."""
         key = _elements_key(t)
         if key is not None:
@@ -113,21 +113,23 @@ class PendingBatch:
         parts = self._parts = []  # (owner, what, device, start, length, shape) per queued tensor
         offsets: dict[torch.device, int] = {}
 
-        def queue(owner, what, t):
-            shape = _real_shape(t)
-            flat = t.reshape(-1)
-            if flat.is_complex():
-                flat = torch.view_as_real(flat).reshape(-1)
-            dev = flat.device
-            start = offsets.get(dev, 0)
-            by_device.setdefault(dev, []).append(flat)
-            offsets[dev] = start + flat.numel()
-            parts.append((owner, what, dev, start, flat.numel(), shape))
+        def queue(owner, what, *tensors):
+            """Queue tensors (of one device) to be read back as one run of numbers."""
+            dev = tensors[0].device
+            start = length = offsets.get(dev, 0)
+            for t in tensors:
+                flat = t.reshape(-1)
+                if flat.is_complex():
+                    flat = torch.view_as_real(flat).reshape(-1)
+                by_device.setdefault(dev, []).append(flat)
+                length += flat.numel()
+            offsets[dev] = length
+            parts.append((owner, what, dev, start, length - start, _real_shape(tensors[0])))
 
         with torch.no_grad():
             for item in self._items:
-                if isinstance(item.stats, torch.Tensor):
-                    queue(item, "stats", item.stats)
+                if item.stats is not None:
+                    queue(item, "stats", *item.stats)
                 if item.values is not None:
                     queue(item, "values", item.values)
             for t, box in self._raw:
@@ -207,31 +209,32 @@ def _elements_key(t: torch.Tensor) -> tuple | None:
     return (t.device, t.data_ptr(), t.numel(), t.dtype, t._version)
 
 
-def _device_stats(t: torch.Tensor) -> torch.Tensor | list[float]:
-    """[norm, max|x|, sum, #nan, #inf] of t: a list on the CPU, a small tensor on t's device.
+def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
+    """Statistics of a large tensor: [norm, max|x|, sum, #nan, #inf] on the host (CPU), or
+    (norm, max|x|, sum) as 0-d tensors left on the device (accelerators).
 
-    Four plain reductions. On the CPU reading a number is free, so NaN and Inf are counted
-    only when the norm says one is there. On an accelerator reading would synchronise per
-    tensor: there everything stays on the device, the counts are always launched, and the
-    host reads all of a pass's numbers at once.
+    On the CPU reading a number is free, so NaN and Inf are counted only when the norm says
+    one is there. On an accelerator reading would synchronise per tensor, and counting
+    would cost four more kernels per edge: there three reductions are launched and the
+    host learns whether a NaN or Inf is present from max|x| once the pass's numbers land.
     """
     if t.is_complex():
         t = t.abs()
-    elif t.dtype not in (torch.float32, torch.float64):
+    if t.device.type != "cpu":
+        return (
+            torch.linalg.vector_norm(t, dtype=torch.float32),
+            torch.linalg.vector_norm(t, float("inf")),
+            t.sum(dtype=torch.float32),
+        )
+    if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    norm = torch.linalg.vector_norm(t)
-    if t.device.type == "cpu":  # two plain reductions beat aminmax on CPU
-        norm_ = norm.item()
-        if math.isfinite(norm_):
-            nan = inf = 0
-        else:
-            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-        max_abs = max(-t.amin().item(), t.amax().item())
-        return [norm_, max_abs, t.sum().item(), nan, inf]
-    low, high = torch.aminmax(t)
-    nan = torch.isnan(t).sum().to(t.dtype)
-    inf = torch.isinf(t).sum().to(t.dtype)
-    return torch.stack((norm, torch.maximum(-low, high), t.sum(), nan, inf))
+    norm = torch.linalg.vector_norm(t).item()
+    if math.isfinite(norm):
+        nan = inf = 0
+    else:
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    max_abs = max(-t.amin().item(), t.amax().item())  # two plain reductions beat aminmax on CPU
+    return [norm, max_abs, t.sum().item(), nan, inf]
 
 
 def _finish(item: Pending, stats: list[float] | None, values: list[float] | None) -> TensorSummary:
@@ -240,10 +243,15 @@ def _finish(item: Pending, stats: list[float] | None, values: list[float] | None
     for s in item.shape:
         numel *= s
     if stats is not None:
-        norm, max_abs, total, nan, inf = stats
+        norm, max_abs, total = stats[:3]
         summary.norm, summary.max_abs = norm, max_abs
         summary.mean = total / numel if numel else None
-        summary.nan, summary.inf = int(nan), int(inf)
+        if len(stats) == 5:
+            summary.nan, summary.inf = int(stats[3]), int(stats[4])
+        else:  # counted on the host from max|x|: presence, not a count
+            summary.counts_exact = False
+            summary.nan = int(max_abs != max_abs or norm != norm)
+            summary.inf = int(max_abs == math.inf)
     if values is not None:
         shape = list(item.shape) + ([2] if item.dtype.startswith("complex") else [])
         summary.value = _nest(_as_python(values, item.dtype), shape)
