@@ -162,10 +162,17 @@ class Graph:
     edges: list[Edge] = field(default_factory=list)
 
     def node(self, node_id: str) -> Node:
-        for n in self.nodes:
-            if n.id == node_id:
-                return n
-        raise KeyError(node_id)
+        """The node with this id."""
+        by_id = self.__dict__.get("_by_id")  # an index, not a field: rebuilt when nodes change
+        if by_id is None or len(by_id) != len(self.nodes):
+            by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
+        node = by_id.get(node_id)
+        if node is None or node.id != node_id:
+            by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
+            node = by_id.get(node_id)
+        if node is None:
+            raise KeyError(node_id)
+        return node
 
     def find(self, name: str) -> Node:
         """The node named `name` (a tensor name such as "w" or "features.weight")."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .idtable import IdTable
 from .recorder import META_KEY, OpInfo, op_name
 from .source import _is_internal, user_source
 
@@ -71,47 +72,6 @@ class _Mutation:
         self.name: str = ""  # for edits through `.data`: the name of the tensor it aliases
 
 
-class _IdTable:
-    """tensor -> value by identity, holding tensors weakly.
-
-    What `WeakIdKeyDictionary` does, at a fraction of its cost on the per-pass path: a
-    plain dict keyed by id(), each entry checked against its weakref (ids are reused).
-    Dead entries are dropped whenever the table doubles.
-    """
-
-    __slots__ = ("_d", "_limit")
-
-    def __init__(self) -> None:
-        self._d: dict[int, tuple] = {}
-        self._limit = 1024
-
-    def get(self, t):
-        e = self._d.get(id(t))
-        return e[1] if e is not None and e[0]() is t else None
-
-    def set(self, t, value) -> None:
-        k = id(t)
-        e = self._d.get(k)
-        self._d[k] = (e[0] if e is not None and e[0]() is t else weakref.ref(t), value)
-        if len(self._d) > self._limit:
-            self._d = {k: e for k, e in self._d.items() if e[0]() is not None}
-            self._limit = max(1024, 2 * len(self._d))
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __contains__(self, t) -> bool:
-        e = self._d.get(id(t))
-        return e is not None and e[0]() is t
-
-    def items(self):
-        """(tensor, value) for the tensors still alive."""
-        for ref, value in list(self._d.values()):
-            t = ref()
-            if t is not None:
-                yield t, value
-
-
 class LiveChecks:
     def __init__(self, tracer: "Tracer") -> None:
         self.tracer = tracer
@@ -119,13 +79,13 @@ class LiveChecks:
         self.mutations: deque[_Mutation] = deque(maxlen=_MUTATIONS_KEPT)
         self.data_mutations: deque[_Mutation] = deque(maxlen=_DATA_MUTATIONS_KEPT)
         # `.data` alias -> weakref to the tensor it aliases (its own version counter!)
-        self.data_aliases = _IdTable()
+        self.data_aliases = IdTable()
         # leaf -> (pass index, node id) of the last pass it took part in
-        self.leaf_last = _IdTable()
+        self.leaf_last = IdTable()
         self._update_event = None
         self._updated: set[tuple[int, str]] = set()
         # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
-        self._cuts = _IdTable()
+        self._cuts = IdTable()
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
         self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
@@ -262,7 +222,7 @@ class LiveChecks:
             except Exception:
                 log.debug("gradscope: checking %s failed", name, exc_info=True)
         if len(self._cuts):
-            self._cuts = _IdTable()
+            self._cuts = IdTable()
         self._walked = set()
 
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:

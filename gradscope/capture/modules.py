@@ -10,8 +10,12 @@ from __future__ import annotations
 import weakref
 
 import torch
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-from torch.utils.weak import WeakIdKeyDictionary
+from torch.nn.modules.module import (
+    register_module_forward_hook,
+    register_module_forward_pre_hook,
+)
+
+from .idtable import IdTable
 
 
 class ModuleTracker:
@@ -21,10 +25,10 @@ class ModuleTracker:
         self._stack: list[str] = []
         # module -> its qualified path under the outermost module that ran it
         self._paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.parameter_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.parameter_names: IdTable = IdTable()
         # how many modules the root that named a module / parameter had (bigger wins)
         self._root_size: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._param_root_size: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self._param_root_size: IdTable = IdTable()
         self._handles: list = []
         # modules whose forward ran since the checks last looked (id -> module), in call order
         self.ran: dict[int, torch.nn.Module] = {}

@@ -7,10 +7,11 @@ Explicit names given with `gradscope.name(t, "w")` are kept weakly on the tensor
 from __future__ import annotations
 
 import torch
-from torch.utils.weak import WeakIdKeyDictionary
+
+from .idtable import IdTable
 
 # Names from `gradscope.name` on leaves. Weak: a name never keeps a tensor alive.
-_explicit_leaf_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
+_explicit_leaf_names: IdTable = IdTable()
 
 NAME_KEY = "gradscope.name"
 

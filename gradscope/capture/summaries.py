@@ -17,7 +17,6 @@ import torch
 
 from ..model import TensorSummary
 
-
 _RECENT_KEPT = 8
 
 

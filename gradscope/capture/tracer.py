@@ -14,12 +14,15 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-from torch.utils.weak import WeakIdKeyDictionary
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from ..model import Event, Trace
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
+from .idtable import IdTable
 from .modules import ModuleTracker
 from .names import NAME_KEY
 from .recorder import META_KEY, RecordingMode, assigned_name
@@ -52,11 +55,11 @@ class Tracer:
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian)
         self.trace = Trace()
         self.modules = ModuleTracker()
-        self.leaf_names: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self.leaf_sources: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.leaf_names: IdTable = IdTable()
+        self.leaf_sources: IdTable = IdTable()
         self.optimizer_steps = 0
         # leaf -> (weakref to its .grad, that grad's _version, its summary) after the last pass
-        self.last_grads: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.last_grads: IdTable = IdTable()
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
         self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
