@@ -7,8 +7,6 @@ outermost module that runs gives qualified names to its submodules (`features`,
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -18,16 +16,19 @@ from torch.nn.modules.module import (
 from .idtable import IdTable
 
 
+_is_compiling = torch.compiler.is_compiling
+
+
 class ModuleTracker:
     """Tracks the module path of the code running now, while installed."""
 
     def __init__(self) -> None:
         self._stack: list[str] = []
         # module -> its qualified path under the outermost module that ran it
-        self._paths: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._paths = IdTable()  # module -> qualified path (looked up on every module call)
         self.parameter_names: IdTable = IdTable()
         # how many modules the root that named a module / parameter had (bigger wins)
-        self._root_size: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._root_size = IdTable()
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
         # modules whose forward ran since the checks last looked (id -> module), in call order
@@ -52,7 +53,7 @@ class ModuleTracker:
         self.ran.clear()
 
     def _enter(self, module: torch.nn.Module, args) -> None:
-        if torch.compiler.is_compiling():
+        if _is_compiling():
             return None
         path = self._paths.get(module)
         if path is None:
@@ -66,7 +67,7 @@ class ModuleTracker:
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
-        if torch.compiler.is_compiling():
+        if _is_compiling():
             return None
         if self._stack:
             self._stack.pop()

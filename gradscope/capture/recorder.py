@@ -49,6 +49,22 @@ class OpInfo:
 
 def op_name(func: Callable) -> str:
     """`torch.add` -> "add"; `Tensor.__mul__` -> "mul"; `Tensor.add_` -> "add_"."""
+    try:
+        return _op_names[func]
+    except (KeyError, TypeError):  # TypeError: an unhashable callable
+        pass
+    name = _op_name(func)
+    try:
+        _op_names[func] = name
+    except TypeError:
+        pass
+    return name
+
+
+_op_names: dict = {}
+
+
+def _op_name(func: Callable) -> str:
     name = getattr(func, "__name__", None) or str(func)
     if name.startswith("__") and name.endswith("__"):
         name = name[2:-2]
