@@ -29,6 +29,9 @@ class trace:
                  `values` elements, default 4096 in this mode) or "off" (graph only).
       values:    keep full values of tensors with at most this many elements.
       jacobian:  compute local Jacobians of nodes up to this many elements (0: off).
+      every:     a graph that repeats (a training loop) gets its edge gradients recorded on
+                 its first 3 passes and every `every`-th pass after; leaves' `.grad` is
+                 recorded on every pass. 1: every pass in full.
       save:      a path to write the trace JSON to when the block ends.
 
     On exit every hook and mode gradscope installed is removed, also when the block raises
@@ -41,13 +44,16 @@ class trace:
         gradients: str = "stats",
         values: int | None = None,
         jacobian: int = 64,
+        every: int = 10,
         save: str | Path | None = None,
     ) -> None:
         if gradients not in _GRADIENT_MODES:
             raise ValueError(f"gradients must be one of {_GRADIENT_MODES}, not {gradients!r}")
         if values is None:
             values = 4096 if gradients == "values" else 16
-        self.options = {"gradients": gradients, "values": values, "jacobian": jacobian}
+        if every < 1:
+            raise ValueError(f"every must be at least 1, not {every}")
+        self.options = {"gradients": gradients, "values": values, "jacobian": jacobian, "every": every}
         self.save_path = Path(save) if save is not None else None
         self.trace: Trace = Trace()
         self._tracer: Tracer | None = None
@@ -58,6 +64,7 @@ class trace:
             stats=self.options["gradients"] != "off",
             max_values=self.options["values"],
             max_jacobian=self.options["jacobian"],
+            every=self.options["every"],
         )
         tracer.start()
         self._tracer = tracer

@@ -247,6 +247,9 @@ class Pass:
     retain_graph: bool = False
     create_graph: bool = False
     step: int = 0  # optimizer steps taken before this pass
+    # edge gradients and local derivatives recorded on this pass (a training loop's repeats
+    # of one graph record them on a sample of passes; leaves' .grad on every pass)
+    edge_gradients: bool = True
     inputs: list[str] = field(default_factory=list)  # node ids of `inputs=` (grad / backward)
     results: list[TensorSummary | None] = field(default_factory=list)  # what autograd.grad returned
     error: str | None = None  # the exception backward raised, as "Type: message"

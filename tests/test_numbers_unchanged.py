@@ -184,3 +184,30 @@ def test_lbfgs_closure_backward_is_recorded_inside_step():
     assert_bitwise_equal(plain, traced)
     assert len(t.passes) >= 2 and all(p.graph.find("loss").op == "sum" for p in t.passes)
     assert [e.kind for e in t.trace.events].count("optimizer-step") == 1
+
+
+def test_optimizer_step_that_raises_leaves_nothing_installed():
+    class Broken(torch.optim.SGD):
+        def step(self, closure=None):
+            raise FloatingPointError("step failed")
+
+    w = torch.ones(2, requires_grad=True)
+    opt = Broken([w], lr=0.1)
+    with pytest.raises(FloatingPointError):
+        with gradscope.trace():
+            (w * 2).sum().backward()
+            opt.step()
+    assert_nothing_installed()
+
+
+def test_recorder_is_back_after_an_optimizer_step():
+    w = torch.ones(2, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    with gradscope.trace() as t:
+        for _ in range(2):
+            y = (w * 2).sum()
+            y.backward()
+            opt.step()
+            opt.zero_grad()
+    assert [p.graph.find("y").source is not None for p in t.passes] == [True, True]
+    assert torch._C._len_torch_function_stack() == 0

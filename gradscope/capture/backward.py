@@ -87,10 +87,21 @@ def _as_list(v) -> list:
 
 @dataclass(frozen=True)
 class GradientOptions:
-    """What a pass records: gradients on/off, local Jacobians up to `max_jacobian` elements."""
+    """What a pass records: gradients on/off, local Jacobians up to `max_jacobian` elements.
+
+    A training loop builds the same graph every step. Edge gradients and Jacobians are
+    recorded on the first `FIRST_FULL` passes of each distinct graph and on every
+    `every`-th pass of it after (and on the pass after one where a leaf's gradient was not
+    finite); the other passes record the graph and the leaves' `.grad`. `every=1`
+    records every pass in full.
+    """
 
     gradients: bool = True
     max_jacobian: int = 64
+    every: int = 10
+
+
+FIRST_FULL = 3
 
 
 class PassRecorder:
@@ -119,6 +130,7 @@ class PassRecorder:
         self._had_grad: set[str] = set()  # leaves whose .grad was not None before the pass
         self.index: GraphIndex | None = None
         self.result: Pass | None = None
+        self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
 
     # -- before the call -------------------------------------------------------------
@@ -128,9 +140,25 @@ class PassRecorder:
             self._record_seeds(index)
             for node_id, leaf in index.leaf_tensors.items():
                 self._grad_before(index.graph.node(node_id), leaf)
-        if self.options.gradients:
+        self.full = self.options.gradients and self._due_in_full(index)
+        if self.full:
             self._install_hooks(index)
         return index
+
+    def _due_in_full(self, index: GraphIndex) -> bool:
+        """Record this pass's edge gradients? (See `GradientOptions`.)"""
+        every = self.options.every
+        if every <= 1 or self.tracer.nonfinite_seen:
+            self.tracer.nonfinite_seen = False
+            return True
+        graph = index.graph
+        key = hash((
+            tuple((n.grad_fn, id(n.source), n.name) for n in graph.nodes),
+            tuple((e.src, e.dst, e.index) for e in graph.edges),
+        ))
+        seen = self.tracer.graphs_seen.get(key, 0)
+        self.tracer.graphs_seen[key] = seen + 1
+        return seen < FIRST_FULL or seen % every == 0
 
     def _record_seeds(self, index: GraphIndex) -> None:
         for root, seed in zip(self.call.roots, self.call.seeds):
@@ -319,6 +347,7 @@ class PassRecorder:
             retain_graph=self.call.retain_graph,
             create_graph=self.call.create_graph,
             step=self.tracer.optimizer_steps,
+            edge_gradients=self.full,
             inputs=[i for i in (_node_id_of(t, index) for t in self.call.inputs) if i is not None],
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
@@ -345,6 +374,8 @@ class PassRecorder:
         self._fill.clear()
         self._copy_later.clear()
         assert self.result is not None
+        if any(n.grad_after is not None and not n.grad_after.finite for n in self.result.graph.leaves):
+            self.tracer.nonfinite_seen = True  # record the next pass in full, to find where
         return self.result
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:

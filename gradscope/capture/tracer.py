@@ -50,9 +50,12 @@ class Tracer:
         stats: bool = True,
         max_values: int = 16,
         max_jacobian: int = 64,
+        every: int = 10,
     ) -> None:
         self.summary_options = SummaryOptions(stats=stats, max_values=max_values)
-        self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian)
+        self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
+        self.graphs_seen: dict[int, int] = {}  # graph structure -> passes seen (see GradientOptions)
+        self.nonfinite_seen = False
         self.trace = Trace()
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
@@ -74,6 +77,7 @@ class Tracer:
         # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
         # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
         self.in_optimizer_step = False
+        self._mode_stepped_aside = False  # the recorder is off the mode stack during a step
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -99,9 +103,11 @@ class Tracer:
         """Remove everything installed by `start()`. Safe to call more than once."""
         global _active
         try:
-            if self._mode is not None:
+            # (a step that raised leaves the recorder stepped aside: then it is off the stack)
+            if self._mode is not None and not self._mode_stepped_aside:
                 self._mode.__exit__(None, None, None)
-                self._mode = None
+            self._mode = None
+            self._mode_stepped_aside = False
         finally:
             self.finish_passes()
             self.modules.remove()
@@ -169,12 +175,23 @@ class Tracer:
         return result
 
     def _on_optimizer_step_start(self, optimizer, args, kwargs) -> None:
-        if not torch.compiler.is_compiling():
-            self.in_optimizer_step = True
+        if torch.compiler.is_compiling():
+            return
+        self.in_optimizer_step = True
+        closure = args[0] if args else kwargs.get("closure")
+        if closure is None and torch.overrides._get_current_function_mode() is self._mode:
+            # Step aside entirely: each of the step's many ops would otherwise still be
+            # dispatched to the recorder. (A closure runs forward and backward inside the
+            # step, so with one the recorder stays and only passes the step's ops through.)
+            torch._C._pop_torch_function_stack()
+            self._mode_stepped_aside = True
 
     def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
         if torch.compiler.is_compiling():
             return
+        if self._mode_stepped_aside:
+            torch._C._push_on_torch_function_stack(self._mode)
+            self._mode_stepped_aside = False
         self.in_optimizer_step = False
         self.optimizer_steps += 1
         self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
