@@ -141,3 +141,17 @@ def test_autograd_grad_pass_shows_what_was_returned_not_grad(lesson):
                                results=[scalar(5.0)])])
     joined = " ".join(" ".join(svg_texts(layout(pass_dot(trace, trace.passes[0])).decode())).split())
     assert "autograd.grad returned 5" in joined and ".grad None → None" in joined
+
+
+def test_a_pass_without_edge_gradients_says_so_in_its_caption():
+    import torch
+
+    import gradscope
+    from gradscope.render.select import pass_title
+
+    w = torch.tensor([1.0], requires_grad=True)
+    with gradscope.trace() as t:
+        for _ in range(5):
+            (w * 3).sum().backward()
+    assert "not recorded" not in pass_title(t.passes[0])
+    assert "edge gradients not recorded" in pass_title(t.passes[4])

@@ -288,19 +288,24 @@ class LiveChecks:
 
     def _saved_modified(self, index, node_id, fn, info: OpInfo, name: str, text: str) -> None:
         modified_by = self._modifiers(index, fn, info)
+        self._emit_saved_modified("version", node_id, info, name, modified_by, text.split(". Hint:")[0],
+                                  _source_of(modified_by[0]) if modified_by else info.source)
+
+    def _emit_saved_modified(self, detected_by: str, node_id, info: OpInfo, name: str,
+                             modified_by: list[dict], message: str, source) -> None:
         self.tracer.emit(
             "saved-tensor-modified",
             {
-                "detected_by": "version",
+                "detected_by": detected_by,
                 "node": node_id,
                 "op": info.op,
                 "saved": _saved_label(name),
                 "saved_by": _plain(info.source),
                 "module": info.module,
                 "modified_by": modified_by,
-                "message": text.split(". Hint:")[0],
+                "message": message,
             },
-            source=_source_of(modified_by[0]) if modified_by else info.source,
+            source=source,
         )
 
     def _modifiers(self, index, fn, info: OpInfo) -> list[dict]:
@@ -343,20 +348,7 @@ class LiveChecks:
             for m in data_muts:
                 if m.ptr == ptr and m.seq >= info.seq:
                     modified_by = [{"op": m.op, "module": m.module, "tensor": m.name, **_plain(m.source)}]
-                    self.tracer.emit(
-                        "saved-tensor-modified",
-                        {
-                            "detected_by": "data",
-                            "node": node_id,
-                            "op": info.op,
-                            "saved": _saved_label(name),
-                            "saved_by": _plain(info.source),
-                            "module": info.module,
-                            "modified_by": modified_by,
-                            "message": "",
-                        },
-                        source=m.source,
-                    )
+                    self._emit_saved_modified("data", node_id, info, name, modified_by, "", m.source)
                     return
 
     # parameters that will get no gradient though their siblings do

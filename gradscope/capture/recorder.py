@@ -27,7 +27,6 @@ _Tensor = torch.Tensor
 _is_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
 _top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
-_GRAD_GETTER = torch.Tensor.grad.__get__
 
 
 class OpInfo:
@@ -96,8 +95,6 @@ class RecordingMode(TorchFunctionMode):
         special = self.tracer.intercepted.get(func)
         if special is not None:
             return special(func, args, kwargs)
-        if func is _GRAD_GETTER:
-            return self.tracer.on_grad_read(func, args)
 
         tensors = _tensor_args(args, kwargs)
         versions = [t._version for t in tensors]

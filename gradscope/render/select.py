@@ -45,7 +45,8 @@ def pass_title(p: Pass) -> str:
     """`pass 0 · Tensor.backward at lesson.py:6 · step 3`, the caption of a pass's graph."""
     where = f" at {p.source.short}" if p.source else ""
     step = f" · step {p.step}" if p.step else ""
-    return f"pass {p.index} · {p.api}{where}{step}"
+    sampled = "" if p.edge_gradients else " · edge gradients not recorded (a repeat; see trace(every=))"
+    return f"pass {p.index} · {p.api}{where}{step}{sampled}"
 
 
 def svg_name(pass_index: int) -> str:
