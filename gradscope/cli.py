@@ -8,9 +8,12 @@ traceback); 3 with --strict when the script succeeded but diagnostics were found
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,6 +30,7 @@ from .render.text import summary
 EXIT_BAD_INPUT = 2
 EXIT_STRICT = 3
 OUT_ROOT = Path("gradscope-out")
+OUT_ENV = "GRADSCOPE_OUT"  # the output folder, for the script's own pictures
 
 EPILOG = """\b
 Examples:
@@ -206,7 +210,8 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
-    with gradscope_trace() as recorder:
+    started = time.time()
+    with gradscope_trace() as recorder, _output_folder_env(out_dir):
         outcome = runner.run(target)
     sys.stdout.flush()
     if outcome.traceback:
@@ -221,7 +226,7 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
         result.save(json_path)
     except OSError as exc:
         raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
-    written = _write(result, out_dir, timeout)
+    written = _write(result, out_dir, timeout, pictures=_pictures_saved(out_dir, since=started))
     click.echo(summary(result, [json_path, *written.files], target.name), err=True)
     _report_layout_errors(written)
     sys.exit(_exit_code(outcome.exit_code, result, written, strict))
@@ -238,9 +243,39 @@ def _exit_code(script_code: int, result: Trace, written: Written, strict: bool) 
     return 0
 
 
-def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = ()) -> Written:
+@contextlib.contextmanager
+def _output_folder_env(out_dir: Path):
+    """GRADSCOPE_OUT names the output folder while the script runs: pictures it saves there
+    appear in the report."""
+    previous = os.environ.get(OUT_ENV)
+    os.environ[OUT_ENV] = str(out_dir)
     try:
-        return write_outputs(result, out_dir, timeout, extra_passes=extra)
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(OUT_ENV, None)
+        else:
+            os.environ[OUT_ENV] = previous
+
+
+def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
+    """Images in `out_dir` written by this run, other than gradscope's own pictures."""
+    found = []
+    for path in sorted(out_dir.iterdir()):
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".svg") or path.name.startswith("pass-"):
+            continue
+        try:
+            if path.is_file() and path.stat().st_mtime >= since - 1:
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = (),
+           pictures: Sequence[Path] = ()) -> Written:
+    try:
+        return write_outputs(result, out_dir, timeout, extra_passes=extra, pictures=pictures)
     except OSError as exc:
         raise BadInput(f"gradscope: cannot write to {out_dir}: {exc.strerror or exc}") from None
 

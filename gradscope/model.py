@@ -108,7 +108,7 @@ class Node:
     requires_grad: bool = True
     # leaves
     is_parameter: bool = False
-    value: Any = None
+    value: Any = None  # leaves, and roots (a loss): the tensor's value when small
     grad_before: TensorSummary | None = None
     grad_after: TensorSummary | None = None
     # .grad before this pass was exactly what the previous pass left (not zeroed, not replaced)

@@ -555,3 +555,9 @@ def test_a_nonfinite_gradient_makes_the_next_pass_full():
             (w * (float("nan") if i == 5 else 1.0)).sum().backward()
     # w.grad is NaN from pass 5 on (it accumulates), so each pass after it is recorded in full
     assert [p.index for p in t.passes if p.edge_gradients] == [0, 1, 2, 6, 7]
+
+
+def test_small_roots_keep_their_value(tmp_path):
+    t, _ = run_snippet(tmp_path, LESSON)
+    assert t.passes[0].graph.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
+    assert t.passes[0].graph.find("a").value is None  # only roots and leaves carry values

@@ -328,8 +328,16 @@ def test_cli_logistic_regression(tmp_path):
     assert r.returncode == 0, r.stderr
     its = _lr_iterations(r.stdout)
     assert its and its[-1][2] > 99.0
-    assert (tmp_path / "logistic_regression.png").exists()
+    # under gradscope the example saves its picture into the output folder (GRADSCOPE_OUT)
+    png = out / "logistic_regression.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "logistic_regression.png").exists()
+    report = (out / "report.html").read_text()
+    assert "Pictures the script saved" in report and report.count("data:image/png;base64,") == 1
+    assert "loss (value)" in report and "features.bias.grad" in report  # plots across passes
     trace = gradscope.load(out / "trace.json")
+    losses = [p.graph.find("loss").value for p in trace.passes]
+    assert losses[0] == pytest.approx(float(r.stdout.split("loss ")[1].split()[0]), abs=1e-4)
+    assert losses[-1] < losses[0] / 2  # the loss of every pass is recorded, and it fell
     assert len(trace.passes) == its[-1][0] + 1  # one backward per iteration run
     g = trace.passes[-1].graph
     for name, shape in [("features.weight", [1, 2]), ("features.bias", [1])]:

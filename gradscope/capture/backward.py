@@ -161,14 +161,18 @@ class PassRecorder:
         return seen < FIRST_FULL or seen % every == 0
 
     def _record_seeds(self, index: GraphIndex) -> None:
+        """Each root's seed gradient, and its value when small (a loss, per pass)."""
         for root, seed in zip(self.call.roots, self.call.seeds):
             node_id = _node_id_of(root, index)
             if node_id is None:
                 continue
+            node = index.graph.node(node_id)
+            if node.kind == "op" and root.numel() <= self.batch.options.max_values:
+                self._later(node, "value", self.batch.keep(root))
             if seed is None and root.numel() == 1:
                 seed = torch.ones_like(root)  # the implicit gradient of a scalar's backward()
             if isinstance(seed, torch.Tensor):
-                self._later(index.graph.node(node_id), "seed", self.batch.summarize(seed))
+                self._later(node, "seed", self.batch.summarize(seed))
 
     def _install_hooks(self, index: GraphIndex) -> None:
         edges_into: dict[str, dict[int, Edge]] = {}

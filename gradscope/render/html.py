@@ -1,14 +1,16 @@
 """The HTML report: one self-contained page that opens offline.
 
 Sections: diagnostics, each distinct graph (inline SVG) with its leaves' gradients,
-per-leaf plots of `.grad` across passes, and the list of passes. No scripts, no external files:
-styles are inline, pictures are inline SVG, every piece of user text is escaped.
+plots of the loss and of each leaf's `.grad` across passes, pictures the script saved,
+and the list of passes. No scripts, no external files: styles are inline, pictures are
+inline, every piece of user text is escaped.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from ..model import Diagnostic, Node, Pass, Trace
 from . import fmt
@@ -28,11 +30,13 @@ def trace_to_html(
     *,
     svgs: Mapping[int, str | LayoutError] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    pictures: Sequence[Path] = (),
 ) -> str:
     """The report for `trace`: a whole page when `standalone`, else a `<div>` for a notebook.
 
     `svgs` maps pass indexes to SVG already laid out (or the LayoutError it raised);
-    other passes to draw are laid out here, each within `timeout` seconds.
+    other passes to draw are laid out here, each within `timeout` seconds. `pictures` are
+    image files the traced script saved (embedded, so the page stays self-contained).
     """
     groups = graph_groups(trace)
     drawn = dict(svgs or {})
@@ -45,6 +49,7 @@ def trace_to_html(
         _diagnostics(trace.diagnostics),
         _graphs(trace, groups, drawn),
         _plots(trace),
+        _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])
     div = f'<div class="gs-report">{body}</div>'
@@ -189,11 +194,17 @@ def _leaf_table(p: Pass) -> str:
 
 
 def _plots(trace: Trace) -> str:
-    """One chart per leaf name: its `.grad` (value if scalar, else norm) after each pass."""
+    """One chart per scalar root (a loss: its value) and per leaf name (its `.grad`: value
+    if scalar, else norm) across passes."""
     if len(trace.passes) < 2:
         return ""
     series: dict[str, list[tuple[int, float | None]]] = {}
     scalar: dict[str, bool] = {}
+    for p in trace.passes:
+        for n in p.graph.roots:
+            if n.kind == "op" and _number(n.value) is not None:
+                series.setdefault(f"{n.name} (value)", []).append((p.index, _number(n.value)))
+                scalar[f"{n.name} (value)"] = True
     for p in trace.passes:
         for n in p.graph.leaves:
             if n.name:
@@ -202,10 +213,43 @@ def _plots(trace: Trace) -> str:
     series = {k: v for k, v in series.items() if sum(y is not None for _, y in v) > 1}
     if not series:
         return ""
-    charts = [line_plot(f"{name}.grad" if scalar[name] else f"‖{name}.grad‖", pts)
+    charts = [line_plot(name if name.endswith("(value)") else f"{name}.grad" if scalar[name] else f"‖{name}.grad‖",
+                        pts)
               for name, pts in list(series.items())[:MAX_PLOTS]]
     more = (f"<p>{len(series) - MAX_PLOTS} more leaves not plotted.</p>" if len(series) > MAX_PLOTS else "")
-    return _section("gradients", "Gradients across passes", f'<div class="gs-plots">{"".join(charts)}</div>{more}')
+    return _section("gradients", "Loss and gradients across passes",
+                    f'<div class="gs-plots">{"".join(charts)}</div>{more}')
+
+
+def _number(value) -> float | None:
+    """The one number a small value holds (`[0.12]` -> 0.12), else None."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                ".svg": "image/svg+xml"}
+MAX_PICTURE_BYTES = 8 * 1024 * 1024
+
+
+def _pictures(paths: Sequence[Path]) -> str:
+    """Images the script saved into the output folder, embedded as data URIs."""
+    figures = []
+    for path in paths:
+        mime = _IMAGE_TYPES.get(path.suffix.lower())
+        try:
+            data = path.read_bytes() if mime else b""
+        except OSError:
+            continue
+        if not data or len(data) > MAX_PICTURE_BYTES:
+            continue
+        src = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+        figures.append(f'<figure class="gs-picture"><img src="{src}" alt="{fmt.esc(path.name)}">'
+                       f"<figcaption>{fmt.esc(path.name)}</figcaption></figure>")
+    if not figures:
+        return ""
+    return _section("pictures", "Pictures the script saved", "".join(figures))
 
 
 def _is_scalar(n: Node) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..model import Trace
 from .html import trace_to_html
@@ -26,8 +26,9 @@ class Written:
 
 
 def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-                  extra_passes: Iterable[int] = ()) -> Written:
-    """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report."""
+                  extra_passes: Iterable[int] = (), pictures: Sequence[Path] = ()) -> Written:
+    """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report
+    (which embeds `pictures`, images the script saved)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot")]:
         stale.unlink()  # pictures of an earlier run would pass for this one's
@@ -50,6 +51,6 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
         svg_path.with_suffix(".dot").unlink(missing_ok=True)  # left by an earlier run that timed out
         written.files.append(svg_path)
     report = out_dir / "report.html"
-    report.write_text(trace_to_html(trace, svgs=svgs, timeout=timeout), encoding="utf-8")
+    report.write_text(trace_to_html(trace, svgs=svgs, timeout=timeout, pictures=pictures), encoding="utf-8")
     written.files.insert(0, report)
     return written
