@@ -149,7 +149,7 @@ def test_a_pass_without_edge_gradients_says_so_in_its_caption():
     import gradscope
     from gradscope.render.select import pass_title
 
-    w = torch.tensor([1.0], requires_grad=True)
+    w = torch.ones(300, 300, requires_grad=True)
     with gradscope.trace() as t:
         for _ in range(5):
             (w * 3).sum().backward()

@@ -89,11 +89,12 @@ def _as_list(v) -> list:
 class GradientOptions:
     """What a pass records: gradients on/off, local Jacobians up to `max_jacobian` elements.
 
-    A training loop builds the same graph every step. Edge gradients and Jacobians are
-    recorded on the first `FIRST_FULL` passes of each distinct graph and on every
-    `every`-th pass of it after (and on the pass after one where a leaf's gradient was not
-    finite); the other passes record the graph and the leaves' `.grad`. `every=1`
-    records every pass in full.
+    A training loop builds the same graph every step. When that graph is big enough for
+    its gradient statistics to cost (more than `SMALL_GRAPH` elements of output), edge
+    gradients and Jacobians are recorded on the first `FIRST_FULL` passes of each distinct
+    graph and on every `every`-th pass of it after (and on the pass after one where a
+    leaf's gradient was not finite); the other passes record the graph and the leaves'
+    `.grad`. Small graphs, and `every=1`, record every pass in full.
     """
 
     gradients: bool = True
@@ -102,6 +103,7 @@ class GradientOptions:
 
 
 FIRST_FULL = 3
+SMALL_GRAPH = 65536  # elements over all node outputs: below it every pass is recorded in full
 
 
 class PassRecorder:
@@ -148,10 +150,10 @@ class PassRecorder:
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
         every = self.options.every
-        if every <= 1 or self.tracer.nonfinite_seen:
+        graph = index.graph
+        if every <= 1 or self.tracer.nonfinite_seen or _elements(graph) <= SMALL_GRAPH:
             self.tracer.nonfinite_seen = False
             return True
-        graph = index.graph
         key = hash((
             tuple((n.grad_fn, id(n.source), n.name) for n in graph.nodes),
             tuple((e.src, e.dst, e.index) for e in graph.edges),
@@ -432,6 +434,11 @@ def _name_tensor(t: Any, name: str) -> None:
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:
     """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in backward)."""
     return bool(getattr(leaf, "_backward_hooks", None)) or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
+
+
+def _elements(graph) -> int:
+    """How many elements the graph's nodes output: what a full pass summarises."""
+    return sum(_numel(n.shape) for n in graph.nodes if n.shape)
 
 
 def _numel(shape: tuple) -> int:
