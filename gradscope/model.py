@@ -287,6 +287,9 @@ class Diagnostic:
     sources: list[Source] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     pass_index: int | None = None
+    # a mistake found outside any pass (a leaf edited in place before backward): the index
+    # in Trace.events of the event whose graph (Event.graph) `nodes` refer to
+    event_index: int | None = None
 
 
 @dataclass

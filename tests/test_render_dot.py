@@ -140,7 +140,31 @@ def test_autograd_grad_pass_shows_what_was_returned_not_grad(lesson):
     trace = Trace(passes=[Pass(index=0, api="torch.autograd.grad", graph=lesson, inputs=["w"],
                                results=[scalar(5.0)])])
     joined = " ".join(" ".join(svg_texts(layout(pass_dot(trace, trace.passes[0])).decode())).split())
-    assert "autograd.grad returned 5" in joined and ".grad None → None" in joined
+    # w's .grad stayed None: its box shows the answer, not an empty ".grad None → None"
+    assert "autograd.grad returned 5" in joined and ".grad None → None" not in joined
+
+
+def test_the_graph_as_it_stood_before_backward_marks_the_leaf_and_line(tmp_path):
+    """The lesson's in-place error: the report's picture of the graph as it stood marks `w`
+    red, with a note naming the line that edited it."""
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+    script = tmp_path / "leaf.py"
+    script.write_text("import torch\nw = torch.tensor([1.], requires_grad=True)\nx = torch.tensor([2.], requires_grad=True)\n"
+                      "a = torch.add(w, x)\nb = torch.add(w, 1)\ny = torch.mul(a, b)\nw.add_(1)\ny.backward()\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "gradscope.cli", "trace", "-o", str(out), str(script)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and "a leaf Variable that requires grad" in r.stderr
+    svg = (out / "event-000.svg").read_text()
+    ET.fromstring(svg)
+    joined = " ".join(" ".join(svg_texts(svg)).split())
+    assert "leaf-inplace" in joined and "leaf.py:7" in joined and "root" not in joined
+    w_box = next(g for g in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}g")
+                 if g.get("class") == "node" and any((t.text or "").strip() == "w" for t in g.iter()))
+    assert any(p.get("stroke") == "#dc2626" for p in w_box.iter() if p.get("stroke"))
+    assert "the graph as it stood at leaf.py:7" in (out / "report.html").read_text()
 
 
 def test_a_pass_without_edge_gradients_says_so_in_its_caption():

@@ -252,7 +252,10 @@ class Tracer:
         alive = [t for t in alive if t is not None and t.grad_fn is not None]
         if not alive:
             return None
-        return walk(_tops(alive), self)
+        index = walk(_tops(alive), self)
+        for node in index.graph.nodes:
+            node.is_root = False  # no backward started from anything yet
+        return index
 
 
 def _modified_leaf(tensors: list[torch.Tensor]) -> torch.Tensor:

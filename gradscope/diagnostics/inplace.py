@@ -28,7 +28,7 @@ def leaf_inplace(trace: Trace) -> list[Found]:
     the graph as it stood), not in a pass: `pass_index` is None.
     """
     found: list[Found] = []
-    for _, e in events(trace, "leaf-inplace-error"):
+    for event_index, e in events(trace, "leaf-inplace-error"):
         leaf = e.data.get("leaf") or ""
         op = op_label(e.data.get("op") or "an in-place op")
         shown = f"`{leaf}`" if leaf else "the leaf"
@@ -70,6 +70,7 @@ def leaf_inplace(trace: Trace) -> list[Found]:
             sources=unique_sources([e.source, *reader_sources, node.source if node else None]),
             nodes=[node.id] if node is not None else [],
             pass_index=None,
+            event_index=event_index if e.graph is not None else None,
         )))
     return found
 

@@ -60,12 +60,12 @@ def kind_of(node: Node) -> str:
 
 def diagnostics_for(diagnostics: Iterable[Diagnostic], graph: Graph, pass_index: int | None) -> list[Diagnostic]:
     """The diagnostics that belong on this pass's graph: those of the pass, and those
-    with no pass that name one of its nodes."""
+    with no pass and no event graph of their own that name one of its nodes."""
     ids = {n.id for n in graph.nodes}
     return [
         d for d in diagnostics
         if (d.pass_index == pass_index and pass_index is not None)
-        or (d.pass_index is None and ids.intersection(d.nodes))
+        or (d.pass_index is None and d.event_index is None and ids.intersection(d.nodes))
     ]
 
 
@@ -181,12 +181,12 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
         rows.append(_row(f"{where}  <i>{code}</i>" if code else where, SMALL_FONT))
     if node.shape is not None or node.dtype:
         text = fmt.shape(node.shape) + (" " + fmt.esc(node.dtype.replace("torch.", ""), 20) if node.dtype else "")
-        value = fmt.value(node.value) if node.kind == "leaf" else None
+        value = fmt.value(node.value) if node.kind == "leaf" or node.is_root else None
         rows.append(_row(text + (f" = {fmt.esc(value, 40)}" if value is not None else ""), SMALL_FONT, GREY))
     if returned is not _NOT_ASKED:  # autograd.grad leaves .grad alone: its answer is returned
         got = fmt.esc(fmt.tensor(returned), 40)  # type: ignore[arg-type]
         rows.append(_row(f'autograd.grad returned <font point-size="16"><b>{got}</b></font>', color=GRAD))
-    if node.kind == "leaf":
+    if node.kind == "leaf" and (node.grad_before is not None or node.grad_after is not None):
         before = fmt.esc(fmt.tensor(node.grad_before), 40)
         after = fmt.esc(fmt.tensor(node.grad_after), 40)
         big = returned is _NOT_ASKED

@@ -16,7 +16,7 @@ from ..model import Diagnostic, Node, Pass, Trace
 from . import fmt
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
-from .select import GraphGroup, graph_groups, pass_dot, pass_title
+from .select import GraphGroup, event_dot, event_graphs, event_title, graph_groups, pass_dot, pass_title
 from .svg import strip_prolog
 
 CSS = Path(__file__).with_name("report.css")
@@ -29,13 +29,15 @@ def trace_to_html(
     standalone: bool = True,
     *,
     svgs: Mapping[int, str | LayoutError] | None = None,
+    event_svgs: Mapping[int, str | LayoutError] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     pictures: Sequence[Path] = (),
 ) -> str:
     """The report for `trace`: a whole page when `standalone`, else a `<div>` for a notebook.
 
-    `svgs` maps pass indexes to SVG already laid out (or the LayoutError it raised);
-    other passes to draw are laid out here, each within `timeout` seconds. `pictures` are
+    `svgs` maps pass indexes to SVG already laid out (or the LayoutError it raised), and
+    `event_svgs` event indexes (the graph as it stood when an error was raised); other
+    graphs to draw are laid out here, each within `timeout` seconds. `pictures` are
     image files the traced script saved (embedded, so the page stays self-contained).
     """
     groups = graph_groups(trace)
@@ -44,10 +46,14 @@ def trace_to_html(
         for i in g.drawn:
             if i not in drawn:
                 drawn[i] = _draw(trace, _pass(trace, i), timeout)
+    drawn_events = dict(event_svgs or {})
+    for i, _, _ in event_graphs(trace):
+        if i not in drawn_events:
+            drawn_events[i] = _try_layout(event_dot(trace, i), timeout)
     body = "".join([
         _header(trace, groups),
         _diagnostics(trace.diagnostics),
-        _graphs(trace, groups, drawn),
+        _graphs(trace, groups, drawn, drawn_events),
         _plots(trace),
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
@@ -66,8 +72,12 @@ def _pass(trace: Trace, index: int) -> Pass:
 
 
 def _draw(trace: Trace, p: Pass, timeout: float) -> str | LayoutError:
+    return _try_layout(pass_dot(trace, p), timeout)
+
+
+def _try_layout(source: str, timeout: float) -> str | LayoutError:
     try:
-        return layout(pass_dot(trace, p), "svg", timeout=timeout).decode("utf-8")
+        return layout(source, "svg", timeout=timeout).decode("utf-8")
     except LayoutError as exc:
         return exc
 
@@ -155,20 +165,25 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else ""
 
 
-def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | LayoutError]) -> str:
+def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | LayoutError],
+            drawn_events: Mapping[int, str | LayoutError]) -> str:
     parts = []
+    for i, picture in drawn_events.items():
+        parts.append(f'<h3 id="event-{i}">Before backward</h3>'
+                     f"<h4>{fmt.esc(event_title(trace.events[i]))}</h4>{_picture(picture)}")
     for g in groups:
         shared = _span(g.passes)
         parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}</small></h3>')
         for i in g.drawn:
             p = _pass(trace, i)
-            picture = drawn[i]
-            if isinstance(picture, LayoutError):
-                img = f'<p class="gs-error">{fmt.esc(picture)}</p>'
-            else:
-                img = f'<div class="gs-graph">{strip_prolog(picture)}</div>'
-            parts.append(f"<h4>{fmt.esc(pass_title(p))}</h4>{img}{_leaf_table(p)}")
+            parts.append(f"<h4>{fmt.esc(pass_title(p))}</h4>{_picture(drawn[i])}{_leaf_table(p)}")
     return _section("graphs", "Graphs", "".join(parts) or "<p>No graphs.</p>")
+
+
+def _picture(picture: str | LayoutError) -> str:
+    if isinstance(picture, LayoutError):
+        return f'<p class="gs-error">{fmt.esc(picture)}</p>'
+    return f'<div class="gs-graph">{strip_prolog(picture)}</div>'
 
 
 def _span(passes: list[int]) -> str:

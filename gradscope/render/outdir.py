@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 from ..model import Trace
 from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
-from .select import graph_groups, pass_dot, svg_name
+from .select import event_dot, event_graphs, event_svg_name, graph_groups, pass_dot, svg_name
 
 
 @dataclass
@@ -30,27 +30,31 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report
     (which embeds `pictures`, images the script saved)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot")]:
+    for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot"),
+                  *out_dir.glob("event-[0-9]*.svg"), *out_dir.glob("event-[0-9]*.dot")]:
         stale.unlink()  # pictures of an earlier run would pass for this one's
     written = Written()
     to_draw = sorted({i for g in graph_groups(trace) for i in g.drawn} | set(extra_passes))
     by_index = {p.index: p for p in trace.passes}
-    svgs: dict[int, str | LayoutError] = {}
-    for i in to_draw:
-        p = by_index[i]
-        svg_path = out_dir / svg_name(i)
-        source = pass_dot(trace, p)
-        try:
-            svgs[i] = layout(source, "svg", timeout=timeout, dot_path=svg_path.with_suffix(".dot")).decode("utf-8")
-        except LayoutError as exc:
-            svgs[i] = exc
-            written.errors.append(exc)
-            written.files.append(exc.dot_path)
-            continue
-        svg_path.write_text(svgs[i], encoding="utf-8")
-        svg_path.with_suffix(".dot").unlink(missing_ok=True)  # left by an earlier run that timed out
-        written.files.append(svg_path)
+    svgs = {i: _draw(pass_dot(trace, by_index[i]), out_dir / svg_name(i), timeout, written) for i in to_draw}
+    event_svgs = {i: _draw(event_dot(trace, i), out_dir / event_svg_name(i), timeout, written)
+                  for i, _, _ in event_graphs(trace)}
     report = out_dir / "report.html"
-    report.write_text(trace_to_html(trace, svgs=svgs, timeout=timeout, pictures=pictures), encoding="utf-8")
+    report.write_text(trace_to_html(trace, svgs=svgs, event_svgs=event_svgs, timeout=timeout, pictures=pictures),
+                      encoding="utf-8")
     written.files.insert(0, report)
     return written
+
+
+def _draw(source: str, svg_path: Path, timeout: float, written: Written) -> str | LayoutError:
+    """Lay out one graph into `svg_path` (or leave its .dot and return the error)."""
+    try:
+        svg = layout(source, "svg", timeout=timeout, dot_path=svg_path.with_suffix(".dot")).decode("utf-8")
+    except LayoutError as exc:
+        written.errors.append(exc)
+        written.files.append(exc.dot_path)
+        return exc
+    svg_path.write_text(svg, encoding="utf-8")
+    svg_path.with_suffix(".dot").unlink(missing_ok=True)  # left by an earlier run that timed out
+    written.files.append(svg_path)
+    return svg

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Diagnostic, Pass, Trace
+from ..model import Diagnostic, Event, Pass, Trace
 from .dot import diagnostics_for, graph_to_dot
 
 
@@ -59,3 +59,30 @@ def pass_dot(trace: Trace, p: Pass) -> str:
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
     return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p),
                         graph_id=f"p{p.index}", returned=returned)
+
+
+def event_graphs(trace: Trace) -> list[tuple[int, Event, list[Diagnostic]]]:
+    """Events that carry the graph as it stood (a leaf edited in place before any backward),
+    with the diagnostics drawn on it: (event index, event, diagnostics)."""
+    found = []
+    for i, e in enumerate(trace.events):
+        diagnostics = [d for d in trace.diagnostics if d.event_index == i]
+        if e.graph is not None and diagnostics:
+            found.append((i, e, diagnostics))
+    return found
+
+
+def event_title(e: Event) -> str:
+    """`the graph as it stood at leaf_inplace.py:23, before any backward`."""
+    where = f" at {e.source.short}" if e.source else ""
+    return f"the graph as it stood{where}, when the error was raised"
+
+
+def event_svg_name(event_index: int) -> str:
+    return f"event-{event_index:03d}.svg"
+
+
+def event_dot(trace: Trace, event_index: int) -> str:
+    e = trace.events[event_index]
+    diagnostics = [d for d in trace.diagnostics if d.event_index == event_index]
+    return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}")
