@@ -61,7 +61,7 @@ class Tracer:
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
         self.optimizer_steps = 0
-        # leaf -> (weakref to its .grad, that grad's _version, its summary) after the last pass
+        # leaf -> (weakref to its .grad, that grad's _version, the leaf's Node) after its last pass
         self.last_grads: IdTable = IdTable()
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
