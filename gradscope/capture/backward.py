@@ -432,8 +432,13 @@ def _name_tensor(t: Any, name: str) -> None:
 
 
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:
-    """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in backward)."""
-    return bool(getattr(leaf, "_backward_hooks", None)) or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
+    """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in
+    backward; DDP and FSDP average .grad across processes from hooks gradscope cannot list)."""
+    return (
+        bool(getattr(leaf, "_backward_hooks", None))
+        or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
+        or (torch.distributed.is_available() and torch.distributed.is_initialized())
+    )
 
 
 def _elements(graph) -> int:
