@@ -569,3 +569,27 @@ def test_small_roots_keep_their_value(tmp_path):
     t, _ = run_snippet(tmp_path, LESSON)
     assert t.passes[0].graph.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
     assert t.passes[0].graph.find("a").value is None  # only roots and leaves carry values
+
+
+def test_grad_after_under_ddp_is_what_lands_in_grad(tmp_path):
+    """DDP rewrites .grad from its own hooks (here a communication hook that doubles it):
+    the leaf's .grad after the pass is read from .grad, not assumed from the edge."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = torch.nn.parallel.DistributedDataParallel(nn.Linear(4, 1, bias=False))
+
+        def double(state, bucket):
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer() * 2)
+            return fut
+
+        model.register_comm_hook(None, double)
+        with gradscope.trace() as t:
+            model(torch.ones(2, 4)).sum().backward()
+        weight = model.module.weight
+        leaf = t.passes[0].graph.find("module.weight")
+        assert leaf.grad_after.value == weight.grad.tolist() == [[4.0, 4.0, 4.0, 4.0]]
+    finally:
+        dist.destroy_process_group()
