@@ -29,9 +29,10 @@ class trace:
                  `values` elements, default 4096 in this mode) or "off" (graph only).
       values:    keep full values of tensors with at most this many elements.
       jacobian:  compute local Jacobians of nodes up to this many elements (0: off).
-      every:     a graph that repeats (a training loop) gets its edge gradients recorded on
-                 its first 3 passes and every `every`-th pass after; leaves' `.grad` is
-                 recorded on every pass. 1: every pass in full.
+      every:     a big graph that repeats (a training loop; over 65,536 output elements)
+                 gets its edge gradients recorded on its first 3 passes and every
+                 `every`-th pass after; leaves' `.grad` is recorded on every pass, small
+                 graphs in full on every pass. 1: every pass in full.
       save:      a path to write the trace JSON to when the block ends.
 
     On exit every hook and mode gradscope installed is removed, also when the block raises
