@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 FORMAT = "gradscope-trace"
 VERSION = 1
@@ -79,10 +79,14 @@ class TensorSummary:
 
     def scalar(self) -> float | None:
         """The single number this tensor holds, when it holds exactly one, else None."""
-        v = self.value
-        while isinstance(v, list) and len(v) == 1:
-            v = v[0]
-        return v if isinstance(v, (int, float, bool)) else None
+        return single_number(self.value)
+
+
+def single_number(value: Any) -> Any:
+    """The one number a value holds (`[[0.12]]` -> 0.12; a bool stays a bool), else None."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value if isinstance(value, (int, float, bool)) else None
 
 
 @dataclass
@@ -333,11 +337,6 @@ class Trace:
         from .render import render
 
         return render(self, path, pass_index=pass_index, **options)
-
-    def iter_nodes(self) -> Iterator[tuple[Pass, Node]]:
-        for p in self.passes:
-            for n in p.graph.nodes:
-                yield p, n
 
     def _repr_html_(self) -> str:
         from .render.html import trace_to_html

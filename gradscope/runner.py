@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Sequence
 
 
-
 class ScriptError(Exception):
     """The script cannot be started (missing, a folder, unreadable). One line for the user."""
 

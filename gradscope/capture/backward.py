@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..model import Edge, Pass, Source
+from ..model import Edge, Pass, Source, single_number
 from .names import NAME_KEY
 from .recorder import META_KEY
 from .source import assignment_target
@@ -393,10 +393,7 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
     if pending is None:
         return None
     if isinstance(pending, Box):
-        value = pending.value
-        while scalar and isinstance(value, list):
-            value = value[0]
-        return value
+        return single_number(pending.value) if scalar else pending.value
     if isinstance(pending, list):
         return [_resolved(p) for p in pending]
     return pending.result

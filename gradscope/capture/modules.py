@@ -15,7 +15,6 @@ from torch.nn.modules.module import (
 
 from .idtable import IdTable
 
-
 _is_compiling = torch.compiler.is_compiling
 
 

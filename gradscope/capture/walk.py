@@ -17,7 +17,7 @@ from ..model import Edge, Graph, Node
 from .argnames import argument_name
 from .names import NAME_KEY, explicit_leaf_name
 from .recorder import META_KEY, OpInfo, assigned_name
-from .summaries import Box, PendingBatch, _dtype_name
+from .summaries import Box, PendingBatch, SummaryOptions, _dtype_name
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -60,7 +60,7 @@ def walk(
     index = GraphIndex(graph)
     own_batch = batch is None
     if own_batch:
-        batch = PendingBatch(tracer.summary_options if tracer else _default_options())
+        batch = PendingBatch(tracer.summary_options if tracer else SummaryOptions())
 
     pending_values = index.pending_values
     stack: list[object] = []
@@ -103,12 +103,6 @@ def walk(
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
     for node, box in pending_values:
         node.value = box.value
-
-
-def _default_options():
-    from .summaries import SummaryOptions
-
-    return SummaryOptions()
 
 
 def _accumulate_node(leaf: torch.Tensor):

@@ -22,7 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import Diagnostic, Node, Source, Trace
-from ._common import INFO, WARNING, Found, events, is_zero, names, plural, show, unique_sources, where
+from ._common import (
+    INFO,
+    WARNING,
+    Found,
+    events,
+    is_zero,
+    names,
+    plural,
+    show,
+    unique_sources,
+    where,
+)
 
 Key = tuple[int, str]  # (pass index, node id): one leaf in one pass
 

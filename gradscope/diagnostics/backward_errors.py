@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import deque
 
 from ..model import Diagnostic, Graph, Trace
-from ._common import ERROR, Found, event_time, events, failed_pass, pass_at, unique_sources, where
+from ._common import (
+    ERROR,
+    Found,
+    event_time,
+    events,
+    failed_pass,
+    pass_at,
+    unique_sources,
+    where,
+)
 
 SECOND_TIME = "backward through the graph a second time"
 NONSCALAR = "grad can be implicitly created only for scalar outputs"

@@ -12,11 +12,19 @@ import base64
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..model import Diagnostic, Node, Pass, Trace
+from ..model import Diagnostic, Node, Pass, Trace, single_number
 from . import fmt
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
-from .select import GraphGroup, event_dot, event_graphs, event_title, graph_groups, pass_dot, pass_title
+from .select import (
+    GraphGroup,
+    event_dot,
+    event_graphs,
+    event_title,
+    graph_groups,
+    pass_dot,
+    pass_title,
+)
 from .svg import strip_prolog
 
 CSS = Path(__file__).with_name("report.css")
@@ -217,8 +225,9 @@ def _plots(trace: Trace) -> str:
     scalar: dict[str, bool] = {}
     for p in trace.passes:
         for n in p.graph.roots:
-            if n.kind == "op" and _number(n.value) is not None:
-                series.setdefault(f"{n.name} (value)", []).append((p.index, _number(n.value)))
+            value = single_number(n.value)
+            if n.kind == "op" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(f"{n.name} (value)", []).append((p.index, float(value)))
                 scalar[f"{n.name} (value)"] = True
     for p in trace.passes:
         for n in p.graph.leaves:
@@ -234,13 +243,6 @@ def _plots(trace: Trace) -> str:
     more = (f"<p>{len(series) - MAX_PLOTS} more leaves not plotted.</p>" if len(series) > MAX_PLOTS else "")
     return _section("gradients", "Loss and gradients across passes",
                     f'<div class="gs-plots">{"".join(charts)}</div>{more}')
-
-
-def _number(value) -> float | None:
-    """The one number a small value holds (`[0.12]` -> 0.12), else None."""
-    while isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",

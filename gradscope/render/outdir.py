@@ -14,7 +14,14 @@ from typing import Iterable, Sequence
 from ..model import Trace
 from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
-from .select import event_dot, event_graphs, event_svg_name, graph_groups, pass_dot, svg_name
+from .select import (
+    event_dot,
+    event_graphs,
+    event_svg_name,
+    graph_groups,
+    pass_dot,
+    svg_name,
+)
 
 
 @dataclass
