@@ -200,6 +200,27 @@ def test_optimizer_step_that_raises_leaves_nothing_installed():
     assert_nothing_installed()
 
 
+def test_recorder_steps_aside_during_an_optimizer_step_without_closure():
+    """The step's many in-place updates must not each be dispatched to the recorder."""
+    stack_depth_in_step = []
+
+    class Probe(torch.optim.SGD):
+        def step(self, closure=None):
+            stack_depth_in_step.append(torch._C._len_torch_function_stack())
+            return super().step(closure)
+
+    w = torch.ones(2, requires_grad=True)
+    opt = Probe([w], lr=0.1, momentum=0.9)
+    with gradscope.trace():
+        (w * 2).sum().backward()
+        opt.step()
+        (w * 2).sum().backward()
+        opt.step(closure=None)
+        opt.step(lambda: (w * 2).sum())  # a closure may run backward: the recorder stays
+        assert torch._C._len_torch_function_stack() == 1
+    assert stack_depth_in_step == [0, 0, 1]
+
+
 def test_recorder_is_back_after_an_optimizer_step():
     w = torch.ones(2, requires_grad=True)
     opt = torch.optim.SGD([w], lr=0.1)

@@ -178,7 +178,8 @@ class Tracer:
         if torch.compiler.is_compiling():
             return
         self.in_optimizer_step = True
-        closure = args[0] if args else kwargs.get("closure")
+        # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
         if closure is None and torch.overrides._get_current_function_mode() is self._mode:
             # Step aside entirely: each of the step's many ops would otherwise still be
             # dispatched to the recorder. (A closure runs forward and backward inside the
