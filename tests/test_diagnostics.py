@@ -151,6 +151,21 @@ def test_saved_input_modified(tmp_path):
     assert s.trace.passes[0].graph.node(d.nodes[0]).op == "sin"
 
 
+def test_saved_tensor_modified_is_not_also_a_freed_graph(tmp_path):
+    """exp runs (and frees what it saved) before sin fails: only the edit is the cause."""
+    s = run(tmp_path, """
+        import torch
+        w = torch.tensor([1., 2.], requires_grad=True)
+        y = w * 2
+        z = torch.sin(y)
+        y.add_(1)
+        z.exp().sum().backward()
+    """, raises=RuntimeError, match="modified by an inplace operation")
+    assert s.codes() == ["saved-tensor-modified"]
+    assert "freed-graph-reused" not in [e.kind for e in s.trace.events]
+    assert lines(s.only("saved-tensor-modified")) == [s.line("z = torch.sin(y)"), s.line("y.add_(1)")]
+
+
 def test_saved_output_modified(tmp_path):
     """sigmoid saves its output; `y.mul_(2)` changes it (found from the in-place node)."""
     s = run(tmp_path, """

@@ -89,6 +89,9 @@ class LiveChecks:
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
         self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
+        # this pass's nodes with saved tensors, and each one's previous pass mark
+        self._todo: list = []
+        self._marks: dict[str, Any] = {}
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:
@@ -242,30 +245,58 @@ class LiveChecks:
         if links:
             self.tracer.emit("grad-carried", {"leaves": links})
 
-    # saved tensors: PyTorch's version check, run early, and `.data` edits it cannot see
+    # saved tensors: what an in-place edit broke, and `.data` edits PyTorch cannot see
     def _check_saved(self, recorder, index: "GraphIndex", p: int) -> None:
+        """Mark each node with this pass; read saved tensors only when `.data` edits may hit them.
+
+        Reading every saved tensor before each pass would cost a tensor object per saved
+        value per node. PyTorch's own version check raises during backward when an in-place
+        edit broke one: `after_failed_pass` then reads them to say which line did it.
+        """
         todo = []
+        marks = self._marks = {}
+        retain = recorder.call.retain_graph
+        saved_names = self._saved_names
         for node_id, fn in index.node_of.items():
             if node_id in index.leaf_tensors:
                 continue
-            info = fn.metadata.get(META_KEY)
+            meta = fn.metadata
+            info = meta.get(META_KEY)
             if info is None or info.saved_hooks:  # never unpack what a hook would recompute
                 continue
-            names = self._saved_names.get(type(fn))
+            names = saved_names.get(type(fn))
             if names is None:
-                names = self._saved_names[type(fn)] = _saved_attributes(fn)
+                names = saved_names[type(fn)] = _saved_attributes(fn)
             if names:
                 todo.append((node_id, fn, info, names))
-        if not todo:
-            return
-        min_seq = min(info.seq for _, _, info, _ in todo)
-        data_muts = [m for m in self.data_mutations if m.seq >= min_seq and m.ptr is not None]
-        if len(data_muts) != len(self.data_mutations):  # older edits cannot touch newer graphs
-            self.data_mutations = deque(data_muts, maxlen=_DATA_MUTATIONS_KEPT)
-        retain = recorder.call.retain_graph
+                marks[node_id] = meta.get(_PASS_KEY)
+                meta[_PASS_KEY] = (p, retain)
+        if todo and self.data_mutations:
+            min_seq = min(info.seq for _, _, info, _ in todo)
+            data_muts = [m for m in self.data_mutations if m.seq >= min_seq and m.ptr is not None]
+            if len(data_muts) != len(self.data_mutations):  # older edits cannot touch newer graphs
+                self.data_mutations = deque(data_muts, maxlen=_DATA_MUTATIONS_KEPT)
+            if data_muts:
+                self._read_saved(index, todo, data_muts, looking_for="freed")
+                todo = []  # read already: a failing backward has nothing more to show
+        self._todo = todo
+
+    def after_failed_pass(self, index: "GraphIndex", error: BaseException) -> None:
+        """Backward raised: find the saved tensor an in-place edit modified, or the pass that
+        freed the graph. (Nodes that ran before the failure have freed their own saved
+        tensors: those are not the cause, and are not reported as a freed graph.)"""
+        todo, self._todo = self._todo, []
+        text = str(error)
+        looking_for = "modified" if _MODIFIED in text else "freed" if any(s in text for s in _FREED) else None
+        if todo and looking_for:
+            try:
+                self._read_saved(index, todo, [], looking_for)
+            except Exception:
+                log.debug("gradscope: checking saved tensors failed", exc_info=True)
+
+    def _read_saved(self, index: "GraphIndex", todo: list, data_muts: list, looking_for: str = "") -> None:
         freed: list[tuple[str, Any]] = []
         for node_id, fn, info, names in todo:
-            meta = fn.metadata
             for name in names:
                 try:
                     value = getattr(fn, name)
@@ -273,12 +304,11 @@ class LiveChecks:
                     text = str(exc)
                     if _MODIFIED in text:
                         self._saved_modified(index, node_id, fn, info, name, text)
-                    elif any(s in text for s in _FREED):
-                        freed.append((node_id, meta.get(_PASS_KEY)))
+                    elif looking_for == "freed" and any(s in text for s in _FREED):
+                        freed.append((node_id, self._marks.get(node_id)))
                     break
                 if data_muts:
                     self._check_data_edit(node_id, info, name, value, data_muts)
-            meta[_PASS_KEY] = (p, retain)
         if freed:
             by = [m[0] for _, m in freed if m is not None]
             self.tracer.emit(

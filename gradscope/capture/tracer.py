@@ -219,6 +219,8 @@ class Tracer:
         finally:
             pass_index = len(self.trace.passes)
             if recorder is not None and recorder.index is not None:
+                if error is not None:
+                    self.checks.after_failed_pass(recorder.index, error)
                 try:
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                     self._unfinished.append(recorder)
