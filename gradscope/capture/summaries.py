@@ -33,16 +33,14 @@ class SummaryOptions:
 class Pending:
     """A summary whose numbers are still on the device. `resolve()` of its batch fills `.result`."""
 
-    __slots__ = ("shape", "dtype", "device", "stats", "host_stats", "values", "result")
+    __slots__ = ("shape", "dtype", "device", "stats", "values", "result")
 
     def __init__(self, shape, dtype, device, stats, values):
         self.shape = shape
         self.dtype = dtype
         self.device = device
-        # statistics still on the device (a tuple of 0-d tensors), or already on the host (a list)
-        self.stats = stats if isinstance(stats, tuple) else None
-        self.host_stats = stats if isinstance(stats, list) else None
-        self.values = values
+        self.stats = stats  # statistics still on the device: a tuple of 0-d tensors
+        self.values = values  # a small tensor's copy, still on the device
         self.result: TensorSummary | None = None
 
 
@@ -68,18 +66,33 @@ class PendingBatch:
         self._parts: list | None = None
         self._transfers: dict[torch.device, _HostCopy] = {}
 
-    def summarize(self, tensor: torch.Tensor | None) -> Pending | None:
-        """Queue a summary of `tensor` (gradients: call under `torch.no_grad()`)."""
+    def summarize(self, tensor: torch.Tensor | None, norm_only: bool = False) -> Pending | None:
+        """A summary of `tensor` (gradients: call under `torch.no_grad()`).
+
+        A CPU tensor is summarised at once (reading a CPU number costs nothing); an
+        accelerator's is queued for the pass's one transfer. `norm_only` keeps the norm of a
+        large tensor but not its extremes and sum: one reduction instead of three or four.
+        """
         if tensor is None or not isinstance(tensor, torch.Tensor):
             return None
         t = tensor.detach()
-        numel = t.numel()
-        small = numel <= self.options.max_values
-        values = t.clone() if small else None
-        stats = None  # a small tensor's statistics are computed on the host from its values
-        if self.options.stats and not small and (t.is_floating_point() or t.is_complex()):
-            stats = self._stats(t)
-        item = Pending(list(t.shape), _dtype_name(t.dtype), str(t.device), stats, values)
+        small = t.numel() <= self.options.max_values
+        item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
+        on_cpu = t.device.type == "cpu"
+        if small:
+            if on_cpu:
+                item.result = _finish(item, None, _host_numbers(t))
+                return item
+            item.values = t.clone()
+        elif self.options.stats and (t.is_floating_point() or t.is_complex()):
+            stats = _norm_stats(t) if norm_only else self._stats(t)
+            if on_cpu:
+                item.result = _finish(item, stats, None)
+                return item
+            item.stats = stats
+        else:  # shape, dtype and device only
+            item.result = _finish(item, None, None)
+            return item
         self._items.append(item)
         return item
 
@@ -96,9 +109,13 @@ class PendingBatch:
         return stats
 
     def keep(self, tensor: torch.Tensor) -> Box:
-        """Queue a small tensor whose values are wanted as nested lists."""
+        """A small tensor's values as nested lists of floats (queued when not on the CPU)."""
         box = Box()
-        self._raw.append((tensor.detach(), box))
+        t = tensor.detach()
+        if t.device.type == "cpu":
+            box.value = _nest(_host_numbers(t), _real_shape(t))
+        else:
+            self._raw.append((t, box))
         return box
 
     def start_transfer(self) -> None:
@@ -162,8 +179,7 @@ class PendingBatch:
             else:
                 owner.value = _nest(numbers, shape)
         for item in self._items:
-            stats = item.host_stats if item.host_stats is not None else stats_of.get(id(item))
-            item.result = _finish(item, stats, values_of.get(id(item)))
+            item.result = _finish(item, stats_of.get(id(item)), values_of.get(id(item)))
         self._items.clear()
         self._parts = None
         self._transfers = {}
@@ -228,29 +244,46 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
     norm = torch.linalg.vector_norm(t).item()
-    if math.isfinite(norm):
-        nan = inf = 0
-    else:
-        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    nan, inf = _nonfinite_counts(t, norm)
     max_abs = max(-t.amin().item(), t.amax().item())  # two plain reductions beat aminmax on CPU
     return [norm, max_abs, t.sum().item(), nan, inf]
 
 
-def _finish(item: Pending, stats: list[float] | None, values: list[float] | None) -> TensorSummary:
+def _norm_stats(t: torch.Tensor) -> tuple[torch.Tensor] | list:
+    """The norm alone (with NaN/Inf counted, on the CPU, when it is not finite)."""
+    if t.is_complex():
+        t = t.abs()
+    if t.device.type != "cpu":
+        return (torch.linalg.vector_norm(t, dtype=torch.float32),)
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    norm = torch.linalg.vector_norm(t).item()
+    return [norm, None, None, *_nonfinite_counts(t, norm)]
+
+
+def _nonfinite_counts(t: torch.Tensor, norm: float) -> tuple[int, int]:
+    if math.isfinite(norm):
+        return 0, 0
+    return int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+
+
+def _finish(item: Pending, stats: list | None, values: list[float] | None) -> TensorSummary:
+    """The summary, from host statistics (see `_device_stats`, `_norm_stats`) or values."""
     summary = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device)
-    numel = 1
-    for s in item.shape:
-        numel *= s
     if stats is not None:
-        norm, max_abs, total = stats[:3]
-        summary.norm, summary.max_abs = norm, max_abs
-        summary.mean = total / numel if numel else None
-        if len(stats) == 5:
-            summary.nan, summary.inf = int(stats[3]), int(stats[4])
-        else:  # counted on the host from max|x|: presence, not a count
+        if len(stats) == 5:  # from the CPU: counted exactly
+            summary.norm, summary.max_abs, total, summary.nan, summary.inf = stats
+            summary.nan, summary.inf = int(summary.nan), int(summary.inf)
+        else:  # from an accelerator: presence of NaN/Inf read from max|x| (or the norm), not counted
+            summary.norm = norm = stats[0]
+            summary.max_abs = max_abs = stats[1] if len(stats) == 3 else None
+            total = stats[2] if len(stats) == 3 else None
             summary.counts_exact = False
-            summary.nan = int(max_abs != max_abs or norm != norm)
-            summary.inf = int(max_abs == math.inf)
+            biggest = norm if max_abs is None else max_abs
+            summary.nan = int(biggest != biggest or norm != norm)
+            summary.inf = int(biggest == math.inf)
+        numel = summary.numel
+        summary.mean = total / numel if total is not None and numel else None
     if values is not None:
         shape = list(item.shape) + ([2] if item.dtype.startswith("complex") else [])
         summary.value = _nest(_as_python(values, item.dtype), shape)
@@ -288,11 +321,27 @@ def _nest(flat: list, shape: list[int]) -> Any:
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
+def _host_numbers(t: torch.Tensor) -> list[float]:
+    """A CPU tensor's elements as floats, flat (complex as re, im pairs): what a transfer reads."""
+    flat = t.reshape(-1)
+    if flat.is_complex():
+        flat = torch.view_as_real(flat).reshape(-1)
+    return flat.to(torch.float64).tolist()
+
+
 def _real_shape(t: torch.Tensor) -> list[int]:
     return list(t.shape) + ([2] if t.is_complex() else [])
 
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
+def _device_name(device: torch.device) -> str:
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = str(device)
+    return name
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
