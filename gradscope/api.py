@@ -31,7 +31,8 @@ class trace:
       jacobian:  compute local Jacobians of nodes up to this many elements (0: off).
       every:     a big graph that repeats (a training loop; over 65,536 output elements)
                  gets its edge gradients recorded on its first 3 passes and every
-                 `every`-th pass after; leaves' `.grad` is recorded on every pass, small
+                 `every`-th pass after; leaves' `.grad` is recorded on every pass (its
+                 norm and NaN/Inf count; extremes and mean on the full passes), small
                  graphs in full on every pass. 1: every pass in full.
       save:      a path to write the trace JSON to when the block ends.
 

@@ -94,7 +94,8 @@ class GradientOptions:
     gradients and Jacobians are recorded on the first `FIRST_FULL` passes of each distinct
     graph and on every `every`-th pass of it after (and on the pass after one where a
     leaf's gradient was not finite); the other passes record the graph and the leaves'
-    `.grad`. Small graphs, and `every=1`, record every pass in full.
+    `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
+    parameter instead of three or four. Small graphs, and `every=1`, record every pass in full.
     """
 
     gradients: bool = True
@@ -139,10 +140,10 @@ class PassRecorder:
     def before(self) -> GraphIndex:
         with torch.no_grad():
             index = self.index = walk(self.call.roots, self.tracer, self.batch)
+            self.full = self.options.gradients and self._due_in_full(index)
             self._record_seeds(index)
             for node_id, leaf in index.leaf_tensors.items():
                 self._grad_before(index.graph.node(node_id), leaf)
-        self.full = self.options.gradients and self._due_in_full(index)
         if self.full:
             self._install_hooks(index)
         return index
@@ -236,7 +237,7 @@ class PassRecorder:
             node.grad_carried_over = True
             self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
         else:
-            self._later(node, "grad_before", self.batch.summarize(grad))
+            self._later(node, "grad_before", self.batch.summarize(grad, norm_only=not self.full))
 
     def _grad_after(self, node, leaf: torch.Tensor) -> None:
         edge = self._only_edge_into_leaf.get(node.id)
@@ -244,7 +245,7 @@ class PassRecorder:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
             self._copy_later.append((node, "grad_after", edge, "grad", False))
         else:
-            self._later(node, "grad_after", self.batch.summarize(leaf.grad))
+            self._later(node, "grad_after", self.batch.summarize(leaf.grad, norm_only=not self.full))
 
     def _name_new_gradients(self, index: GraphIndex, result: Any) -> None:
         """Name the differentiable gradients a create_graph pass made, so that the next pass,
