@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from ..model import Edge, Pass, Source, single_number
+from ..model import Edge, Pass, Source, TensorSummary, single_number
 from .names import NAME_KEY
 from .recorder import META_KEY
 from .source import assignment_target
-from .summaries import Box, PendingBatch
+from .summaries import Box, Pending, PendingBatch, _device_name, _dtype_name, _nest
 from .walk import BACKWARD_TAG, GraphIndex, finish_leaf_values, walk
 
 if TYPE_CHECKING:
@@ -142,8 +142,8 @@ class PassRecorder:
             index = self.index = walk(self.call.roots, self.tracer, self.batch)
             self.full = self.options.gradients and self._due_in_full(index)
             self._record_seeds(index)
-            for node_id, leaf in index.leaf_tensors.items():
-                self._grad_before(index.graph.node(node_id), leaf)
+            for node, leaf in index.leaves:
+                self._grad_before(node, leaf)
         if self.full:
             self._install_hooks(index)
         return index
@@ -172,9 +172,10 @@ class PassRecorder:
             node = index.graph.node(node_id)
             if node.kind == "op" and root.numel() <= self.batch.options.max_values:
                 self._later(node, "value", self.batch.keep(root))
-            if seed is None and root.numel() == 1:
-                seed = torch.ones_like(root)  # the implicit gradient of a scalar's backward()
-            if isinstance(seed, torch.Tensor):
+            if seed is None and root.numel() == 1 and not root.is_complex():
+                # the implicit gradient of a scalar's backward(): a one, known without a tensor
+                self._later(node, "seed", _one_like(root))
+            elif isinstance(seed, torch.Tensor):
                 self._later(node, "seed", self.batch.summarize(seed))
 
     def _install_hooks(self, index: GraphIndex) -> None:
@@ -186,10 +187,10 @@ class PassRecorder:
         for leaf_id in index.leaf_tensors:
             if len(edges_out.get(leaf_id, ())) == 1:
                 self._only_edge_into_leaf[leaf_id] = edges_out[leaf_id][0]
-        for node_id, fn in index.node_of.items():
+        for node, fn in zip(index.graph.nodes, index.node_of.values()):  # (both in node order)
+            node_id = node.id
             if node_id in index.leaf_tensors:
                 continue
-            node = index.graph.node(node_id)
             out = edges_out.get(node_id, [])
             if len(out) == 1 and not node.is_root and len(getattr(fn, "_input_metadata", ())) == 1:
                 # what arrives is what its one consumer sent: no need to summarise it twice
@@ -259,15 +260,15 @@ class PassRecorder:
                 wrt = graph.node(input_id).name if input_id else "input"
                 _name_tensor(grad, f"{target}[{i}]" if target else f"d{roots}/d{wrt}")
         else:
-            for node_id, leaf in index.leaf_tensors.items():
-                _name_tensor(leaf.grad, f"{graph.node(node_id).name}.grad")
+            for node, leaf in index.leaves:
+                _name_tensor(leaf.grad, f"{node.name}.grad")
 
     def _remember_grads(self, index: GraphIndex) -> None:
-        for node_id, leaf in index.leaf_tensors.items():
+        last_grads = self.tracer.last_grads
+        for node, leaf in index.leaves:
             grad = leaf.grad
             if grad is not None:
-                node = index.graph.node(node_id)
-                self.tracer.last_grads[leaf] = (weakref.ref(grad), grad._version, node)
+                last_grads[leaf] = (weakref.ref(grad), grad._version, node)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
@@ -339,8 +340,8 @@ class PassRecorder:
         assert index is not None
         results = []
         with torch.no_grad():
-            for node_id, leaf in index.leaf_tensors.items():
-                self._grad_after(index.graph.node(node_id), leaf)
+            for node, leaf in index.leaves:
+                self._grad_after(node, leaf)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self._remember_grads(index)
@@ -398,6 +399,14 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
     if isinstance(pending, list):
         return [_resolved(p) for p in pending]
     return pending.result
+
+
+def _one_like(root: torch.Tensor) -> Pending:
+    shape = list(root.shape)
+    one = Pending(shape, _dtype_name(root.dtype), _device_name(root.device), None, None)
+    one.result = TensorSummary(shape=shape, dtype=one.dtype, device=one.device, norm=1.0, max_abs=1.0,
+                               mean=1.0, value=_nest([1.0], shape))
+    return one
 
 
 def _node_id_of(t: torch.Tensor, index: GraphIndex) -> str | None:

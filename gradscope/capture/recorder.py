@@ -10,6 +10,7 @@ training loop of a small-op model pays for every microsecond here.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -27,6 +28,8 @@ _Tensor = torch.Tensor
 _is_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
 _top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
+_weakref = weakref.ref
+_version_of = operator.attrgetter("_version")
 
 
 class OpInfo:
@@ -81,6 +84,8 @@ class RecordingMode(TorchFunctionMode):
     def __init__(self, tracer: "Tracer") -> None:
         super().__init__()
         self.tracer = tracer
+        self._intercepted = tracer.intercepted  # calls handed to the tracer instead of recorded
+        self._recent = tracer.recent_outputs
         self._seq = 0
         self._stmt = 0
         self._last_stmt_key: tuple = ()
@@ -90,28 +95,29 @@ class RecordingMode(TorchFunctionMode):
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
-        if self.tracer.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
+        tracer = self.tracer
+        if tracer.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
             return func(*args, **kwargs)
-        special = self.tracer.intercepted.get(func)
+        special = self._intercepted.get(func)
         if special is not None:
             return special(func, args, kwargs)
 
         tensors = _tensor_args(args, kwargs)
-        versions = [t._version for t in tensors]
+        versions = list(map(_version_of, tensors))
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:
-            self.tracer.on_op_error(op_name(func), tensors, exc)
+            tracer.on_op_error(op_name(func), tensors, exc)
             raise
 
         for t, v in zip(tensors, versions):
             if t._version != v:
-                self.tracer.on_inplace(op_name(func), t, v)
+                tracer.on_inplace(op_name(func), t, v)
         if isinstance(out, _Tensor):
             if out.requires_grad:
                 self._tag(out, func, tensors, versions)
             elif tensors:  # left autograd (detach, no_grad): the checks may need the line
-                self.tracer.checks.on_no_grad_output(func, tensors)
+                tracer.checks.on_no_grad_output(func, tensors)
         elif isinstance(out, (tuple, list)):
             for o in out:
                 if isinstance(o, _Tensor) and o.requires_grad:
@@ -129,19 +135,18 @@ class RecordingMode(TorchFunctionMode):
         meta = grad_fn.metadata
         if META_KEY in meta:  # an op that returned an existing tensor (e.g. contiguous())
             return
-        frame = user_frame()
-        source = source_of(frame)
+        frame = user_frame(2)
         self._seq += 1
         meta[META_KEY] = OpInfo(
-            op=op_name(func),
-            source=source,
-            module=self.tracer.modules.current,
-            stmt=self._statement(frame),
-            seq=self._seq,
-            inputs=tuple(zip(map(weakref.ref, tensors), versions)),
-            saved_hooks=_top_saved_hooks(False) is not None,
+            op_name(func),
+            source_of(frame),
+            self.tracer.modules.current,
+            self._statement(frame),
+            self._seq,
+            tuple(zip(map(_weakref, tensors), versions)),
+            _top_saved_hooks(False) is not None,
         )
-        self.tracer.note_output(out)
+        self._recent.append(_weakref(out))
 
     def _statement(self, frame) -> int:
         """An id shared by the ops of one execution of one statement.

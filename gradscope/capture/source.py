@@ -27,7 +27,7 @@ _INTERNAL_DIRS = (
 _USER_DIRS = (os.path.join(_PACKAGE_DIR, "examples") + os.sep,)
 
 _internal_by_file: dict[str, bool] = {}
-_sources: dict[tuple[str, int], Source] = {}
+_sources: dict[tuple, Source] = {}  # (code object, line) -> its Source
 
 # `a = ...`, `self.h = ...`, `x: Tensor = ...`, `x += ...`; not `a == b` nor `f(a=1)`.
 _ASSIGNMENT = re.compile(
@@ -48,26 +48,38 @@ def _is_internal(filename: str) -> bool:
     return internal
 
 
+# code object -> is it torch's or gradscope's? (looked up for every frame walked, every op)
+_internal_by_code: dict = {}
+
+
 def user_frame(depth: int = 1) -> FrameType | None:
     """The innermost frame outside torch and gradscope, or None."""
     frame: FrameType | None = sys._getframe(depth + 1)
-    while frame is not None and _is_internal(frame.f_code.co_filename):
+    internal_by_code = _internal_by_code
+    while frame is not None:
+        code = frame.f_code
+        internal = internal_by_code.get(code)
+        if internal is None:
+            internal = internal_by_code[code] = _is_internal(code.co_filename)
+        if not internal:
+            return frame
         frame = frame.f_back
-    return frame
+    return None
 
 
 def source_of(frame: FrameType | None) -> Source | None:
     """The shared `Source` for a frame's current line."""
     if frame is None:
         return None
-    key = (frame.f_code.co_filename, frame.f_lineno)
+    code = frame.f_code
+    key = (code, frame.f_lineno)
     src = _sources.get(key)
     if src is None:
         src = Source(
-            file=key[0],
+            file=code.co_filename,
             line=key[1],
-            code=linecache.getline(key[0], key[1]).strip(),
-            function=frame.f_code.co_name,
+            code=linecache.getline(code.co_filename, key[1]).strip(),
+            function=code.co_name,
         )
         _sources[key] = src
     return src

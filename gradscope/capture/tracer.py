@@ -70,7 +70,7 @@ class Tracer:
         self.intercepted[torch.Tensor.grad.__get__] = lambda func, args, kwargs: self.on_grad_read(func, args)
         self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
-        self._recent: deque = deque(maxlen=64)
+        self.recent_outputs: deque = deque(maxlen=64)
         self._mode: RecordingMode | None = None
         self._step_hooks: list = []
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
@@ -114,7 +114,7 @@ class Tracer:
             for hook in self._step_hooks:
                 hook.remove()
             self._step_hooks = []
-            self._recent.clear()
+            self.recent_outputs.clear()
             if _active is self:
                 _active = None
 
@@ -140,9 +140,6 @@ class Tracer:
             self.leaf_names[tensor] = name
         if source:
             self.leaf_sources[tensor] = source
-
-    def note_output(self, tensor: torch.Tensor) -> None:
-        self._recent.append(weakref.ref(tensor))
 
     def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
         self.checks.on_inplace(op, tensor, old_version)
@@ -251,7 +248,7 @@ class Tracer:
 
     def _graph_as_it_stands(self, leaf: torch.Tensor):
         """The graph (its GraphIndex) of the recent outputs that still exist."""
-        alive = [r() for r in self._recent]
+        alive = [r() for r in self.recent_outputs]
         alive = [t for t in alive if t is not None and t.grad_fn is not None]
         if not alive:
             return None

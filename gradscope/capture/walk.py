@@ -17,7 +17,7 @@ from ..model import Edge, Graph, Node
 from .argnames import argument_name
 from .names import NAME_KEY, explicit_leaf_name
 from .recorder import META_KEY, OpInfo, assigned_name
-from .summaries import Box, PendingBatch, SummaryOptions, _dtype_name
+from .summaries import _DTYPE_NAMES, Box, PendingBatch, SummaryOptions, _device_name, _dtype_name
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -35,6 +35,7 @@ class GraphIndex:
     node_of: dict[str, object] = field(default_factory=dict)  # id -> grad_fn / AccumulateGrad
     id_of: dict[int, str] = field(default_factory=dict)  # id(grad_fn) -> node id (alive during the pass)
     leaf_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # leaf node id -> tensor
+    leaves: list[tuple[Node, torch.Tensor]] = field(default_factory=list)  # leaf nodes and their tensors
     # leaf values queued on the pass's batch: filled in by `finish_leaf_values` after resolve
     pending_values: list[tuple[Node, Box]] = field(default_factory=list)
 
@@ -54,7 +55,8 @@ def walk(
     """Build the graph behind `roots` as it stands now.
 
     Leaf values (small leaves only) are queued on `batch` when given, so a pass brings them
-    to the host together with its gradients; otherwise they are read at once.
+    to the host together with its gradients; otherwise they are read at once. (This runs
+    before every recorded backward: it is written for few Python operations per node.)
     """
     graph = Graph()
     index = GraphIndex(graph)
@@ -62,41 +64,53 @@ def walk(
     if own_batch:
         batch = PendingBatch(tracer.summary_options if tracer else SummaryOptions())
 
-    pending_values = index.pending_values
-    stack: list[object] = []
-
-    def add(fn) -> str:
-        key = id(fn)
-        node_id = index.id_of.get(key)
-        if node_id is None:
-            node_id = f"n{len(graph.nodes)}"
-            index.id_of[key] = node_id
-            index.node_of[node_id] = fn
-            graph.nodes.append(_make_node(node_id, fn, index, tracer, batch, pending_values))
-            stack.append(fn)
-        return node_id
-
+    # Number the autograd nodes in the order they are found, and collect the edges as
+    # (consumer number, input index, input number) to sort once at the end.
+    number: dict[int, int] = {}
+    fns: list = []
+    roots_found: list[int] = []
     for t in roots:
         fn = t.grad_fn
         if fn is None and t.requires_grad:
             fn = _accumulate_node(t)
         if fn is None:
             continue
-        node_id = add(fn)
-        graph.node(node_id).is_root = True
-
+        k = number.get(id(fn))
+        if k is None:
+            k = number[id(fn)] = len(fns)
+            fns.append(fn)
+        roots_found.append(k)
+    raw_edges: list[tuple[int, int, int]] = []
+    stack = list(fns)
     while stack:
         fn = stack.pop()
-        dst = index.id_of[id(fn)]
-        for i, (nxt, _) in enumerate(fn.next_functions):
-            if nxt is not None:
-                graph.edges.append(Edge(src=add(nxt), dst=dst, index=i))
-    graph.edges.sort(key=lambda e: (int(e.dst[1:]), e.index))
+        dst = number[id(fn)]
+        i = -1
+        for nxt, _ in fn.next_functions:
+            i += 1
+            if nxt is None:
+                continue
+            k = number.get(id(nxt))
+            if k is None:
+                k = number[id(nxt)] = len(fns)
+                fns.append(nxt)
+                stack.append(nxt)
+            raw_edges.append((dst, i, k))
 
-    _name_ops(graph, index)
+    ids = [f"n{k}" for k in range(len(fns))]
+    index.id_of = dict(zip(map(id, fns), ids))
+    index.node_of = dict(zip(ids, fns))
+    namer = _Namer()
+    make = _NodeMaker(index, tracer, batch, namer)
+    graph.nodes = list(map(make, ids, fns))
+    for k in roots_found:
+        graph.nodes[k].is_root = True
+    raw_edges.sort()
+    graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
+    namer.name(graph, index)
     if own_batch:
         batch.resolve()
-        finish_leaf_values(pending_values)
+        finish_leaf_values(index.pending_values)
     return index
 
 
@@ -110,47 +124,58 @@ def _accumulate_node(leaf: torch.Tensor):
     return torch.autograd.graph.get_gradient_edge(leaf).node
 
 
-def _make_node(node_id, fn, index, tracer, batch, pending_values) -> Node:
-    cls = type(fn).__name__
-    if cls == "AccumulateGrad":
-        leaf = fn.variable
+class _NodeMaker:
+    """Makes the model `Node` of one autograd node (called once per node, in order)."""
+
+    def __init__(self, index: GraphIndex, tracer, batch: PendingBatch, namer: "_Namer") -> None:
+        self.index, self.tracer, self.batch, self.namer = index, tracer, batch, namer
+        self.max_values = batch.options.max_values
+        self.parameter_names = tracer.modules.parameter_names if tracer is not None else None
+
+    def __call__(self, node_id: str, fn) -> Node:
+        cls = type(fn).__name__
+        if cls == "AccumulateGrad":
+            return self._leaf(node_id, fn.variable)
+        meta = fn.metadata
+        info: OpInfo | None = meta.get(META_KEY)
+        node = Node.blank(node_id, "op", meta.get(NAME_KEY, ""), cls)
+        if info is not None:
+            node.op, node.source, node.module = info.op, info.source, info.module
+            if not node.name:
+                self.namer.ops.append((node, info))
+        else:
+            node.op = op_from_class(cls)
+            created_by = meta.get(BACKWARD_TAG)
+            if created_by is not None:
+                node.created_by_backward = True
+                node.created_by = created_by
+        shape_meta = getattr(fn, "_input_metadata", None)
+        if shape_meta:
+            m = shape_meta[0]
+            node.shape = list(m.shape)
+            node.dtype = _DTYPE_NAMES.get(m.dtype) or _dtype_name(m.dtype)
+            node.device = _device_name(m.device)
+        return node
+
+    def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
+        index, tracer = self.index, self.tracer
         index.leaf_tensors[node_id] = leaf
-        node = Node(
-            id=node_id,
-            kind="leaf",
-            name=_leaf_name(leaf, tracer) or "",
-            grad_fn=cls,
-            shape=list(leaf.shape),
-            dtype=_dtype_name(leaf.dtype),
-            device=str(leaf.device),
-            requires_grad=leaf.requires_grad,
-            is_parameter=isinstance(leaf, torch.nn.Parameter)
-            or bool(tracer and leaf in tracer.modules.parameter_names),
+        node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
+        index.leaves.append((node, leaf))
+        node.shape = list(leaf.shape)
+        node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
+        node.device = _device_name(leaf.device)
+        node.requires_grad = leaf.requires_grad
+        node.is_parameter = isinstance(leaf, torch.nn.Parameter) or (
+            self.parameter_names is not None and leaf in self.parameter_names
         )
         if tracer is not None:
             node.source = tracer.leaf_sources.get(leaf)
-        if leaf.numel() <= batch.options.max_values:
-            pending_values.append((node, batch.keep(leaf)))
+        if leaf.numel() <= self.max_values:
+            index.pending_values.append((node, self.batch.keep(leaf)))
+        if not node.name:
+            self.namer.leaves.add(node_id)
         return node
-
-    meta = fn.metadata
-    info: OpInfo | None = meta.get(META_KEY)
-    node = Node(id=node_id, kind="op", name=meta.get(NAME_KEY, ""), grad_fn=cls)
-    if info is not None:
-        node.op, node.source, node.module = info.op, info.source, info.module
-    else:
-        node.op = op_from_class(cls)
-        created_by = meta.get(BACKWARD_TAG)
-        if created_by is not None:
-            node.created_by_backward = True
-            node.created_by = created_by
-    shape_meta = getattr(fn, "_input_metadata", None)
-    if shape_meta:
-        m = shape_meta[0]
-        node.shape = list(m.shape)
-        node.dtype = _dtype_name(m.dtype)
-        node.device = str(m.device)
-    return node
 
 
 def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:
@@ -160,35 +185,33 @@ def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:
     return name
 
 
-def _name_ops(graph: Graph, index: GraphIndex) -> None:
-    """Give each op node the name its line assigns, and short labels to the rest.
+class _Namer:
+    """Names op nodes after the line that made them, and leaves after the variable a
+    consuming line passes; labels the rest (`add_1`, `leaf_1`)."""
 
-    Several ops can run on one line (`y = (x + w) * (w + 1)`): the assignment target names
-    the last op of that statement; the others are labelled by op (`add_1`, `add_2`).
-    """
-    last_of_stmt: dict[int, tuple[int, str]] = {}
-    infos: dict[str, OpInfo] = {}
-    for node in graph.nodes:
-        if node.kind != "op" or node.name:
-            continue
-        info = index.node_of[node.id].metadata.get(META_KEY)
-        if info is None:
-            continue
-        infos[node.id] = info
-        best = last_of_stmt.get(info.stmt)
-        if best is None or info.seq > best[0]:
-            last_of_stmt[info.stmt] = (info.seq, node.id)
-    for seq, node_id in last_of_stmt.values():
-        name = assigned_name(infos[node_id])
-        if name:
-            graph.node(node_id).name = name
-    _name_leaves_by_use(graph, index)
-    _label_unnamed(graph)
+    def __init__(self) -> None:
+        self.ops: list[tuple[Node, OpInfo]] = []  # op nodes without an explicit name
+        self.leaves: set[str] = set()  # leaf node ids without a name
+
+    def name(self, graph: Graph, index: GraphIndex) -> None:
+        """Several ops can run on one line (`y = (x + w) * (w + 1)`): the assignment target
+        names the last op of that statement; the others are labelled by op."""
+        last_of_stmt: dict[int, tuple[int, Node, OpInfo]] = {}
+        for node, info in self.ops:
+            best = last_of_stmt.get(info.stmt)
+            if best is None or info.seq > best[0]:
+                last_of_stmt[info.stmt] = (info.seq, node, info)
+        for _, node, info in last_of_stmt.values():
+            name = assigned_name(info)
+            if name:
+                node.name = name
+        if self.leaves:
+            _name_leaves_by_use(graph, index, self.leaves)
+        _label_unnamed(graph)
 
 
-def _name_leaves_by_use(graph: Graph, index: GraphIndex) -> None:
+def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str]) -> None:
     """Name leaves made before the trace after the variable a consuming line passes."""
-    unnamed = {n.id for n in graph.nodes if n.kind == "leaf" and not n.name}
     for edge in graph.edges:
         if edge.src not in unnamed:
             continue
