@@ -510,6 +510,38 @@ def test_passes_read_inside_the_block_are_complete():
         assert t.passes[0].graph.find("w").grad_after.value == [2.0, 4.0]
 
 
+@pytest.mark.parametrize("view", ["transposed", "permuted", "strided", "float16", "complex"])
+def test_statistics_of_large_cpu_tensors_in_any_layout(view):
+    """Dense views are reduced over their memory in order, others copied: the same numbers."""
+    from gradscope.capture import summaries
+
+    torch.manual_seed(0)
+    base = torch.randn(64, 48, 4)
+    t = {"transposed": base[:, :, 0].t(), "permuted": base.permute(2, 0, 1),
+         "strided": base[:, ::2, 1:3], "float16": base.half().transpose(0, 1),
+         "complex": torch.complex(base, -base).transpose(0, 2)}[view]
+    batch = summaries.PendingBatch(summaries.SummaryOptions())
+    s, light = batch.summarize(t).result, batch.summarize(t, norm_only=True).result
+    magnitude = t.abs().double()
+    assert s.norm == pytest.approx(float(torch.linalg.vector_norm(magnitude)), rel=1e-5)
+    assert s.max_abs == pytest.approx(float(magnitude.max()))
+    assert s.mean == pytest.approx(float(magnitude.mean() if t.is_complex() else t.double().mean()), abs=1e-6)
+    assert (s.nan, s.inf, s.counts_exact, s.shape) == (0, 0, True, list(t.shape))
+    assert (light.norm, light.max_abs, light.mean) == (pytest.approx(s.norm), None, None)
+
+
+def test_cpu_statistics_count_nan_and_inf_and_survive_overflow():
+    from gradscope.capture import summaries
+
+    batch = summaries.PendingBatch(summaries.SummaryOptions())
+    t = torch.ones(40, 30)
+    t[1, 2], t[3, 4], t[5, 6] = float("nan"), float("inf"), -float("inf")
+    s = batch.summarize(t.t()).result
+    assert (s.nan, s.inf) == (1, 2)
+    huge = torch.full((100,), 3e20)  # its square overflows float32, its norm does not
+    assert batch.summarize(huge).result.norm == pytest.approx(3e21, rel=1e-5)
+
+
 def test_accelerator_statistics_flag_nan_and_inf_without_counting(monkeypatch):
     """On a GPU large tensors keep three reductions on the device; NaN/Inf presence is read
     from them on the host. Exercised here by running that path on CPU tensors."""

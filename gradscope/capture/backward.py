@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
+import operator
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -155,9 +157,12 @@ class PassRecorder:
         if every <= 1 or self.tracer.nonfinite_seen or _elements(graph) <= SMALL_GRAPH:
             self.tracer.nonfinite_seen = False
             return True
-        key = hash((
-            tuple((n.grad_fn, id(n.source), n.name) for n in graph.nodes),
-            tuple((e.src, e.dst, e.index) for e in graph.edges),
+        nodes = graph.nodes
+        key = hash((  # the graph's structure: C-level loops, this runs on every pass
+            tuple(map(_GRAD_FN, nodes)),
+            tuple(map(id, map(_SOURCE, nodes))),
+            tuple(map(_NAME, nodes)),
+            tuple(map(_EDGE, graph.edges)),
         ))
         seen = self.tracer.graphs_seen.get(key, 0)
         self.tracer.graphs_seen[key] = seen + 1
@@ -450,7 +455,11 @@ def _has_grad_hooks(leaf: torch.Tensor) -> bool:
 
 def _elements(graph) -> int:
     """How many elements the graph's nodes output: what a full pass summarises."""
-    return sum(_numel(n.shape) for n in graph.nodes if n.shape)
+    return sum(map(math.prod, filter(None, map(_SHAPE, graph.nodes))))
+
+
+_GRAD_FN, _SOURCE, _NAME, _SHAPE = (operator.attrgetter(a) for a in ("grad_fn", "source", "name", "shape"))
+_EDGE = operator.attrgetter("src", "dst", "index")
 
 
 def _numel(shape: tuple) -> int:

@@ -215,13 +215,29 @@ def _elements_key(t: torch.Tensor) -> tuple | None:
     same memory): its norm, extremes and sum are those of any such view. The version
     counter tells an in-place edit apart.
     """
-    stride, shape = t.stride(), t.shape
-    expected = 1
-    for st, size in sorted(zip(stride, shape)):
-        if size != 1 and st != expected:
-            return None
-        expected *= size
+    if not _is_dense(t):
+        return None
     return (t.device, t.data_ptr(), t.numel(), t.dtype, t._version)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Does t cover exactly numel() consecutive slots from its data pointer (in any order)?"""
+    expected = 1
+    for st, size in sorted(zip(t.stride(), t.shape)):
+        if size != 1 and st != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """t's elements as one contiguous row: a view when t is dense in any order (a transposed
+    weight gradient), so that reductions read memory in order; else a copy."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if _is_dense(t):
+        return t.as_strided((t.numel(),), (1,))
+    return t.reshape(-1)
 
 
 def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
@@ -233,8 +249,7 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
     would cost four more kernels per edge: there three reductions are launched and the
     host learns whether a NaN or Inf is present from max|x| once the pass's numbers land.
     """
-    if t.is_complex():
-        t = t.abs()
+    t = _flat(t.abs() if t.is_complex() else t)
     if t.device.type != "cpu":
         return (
             torch.linalg.vector_norm(t, dtype=torch.float32),
@@ -243,7 +258,7 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
         )
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    norm = torch.linalg.vector_norm(t).item()
+    norm = _cpu_norm(t)
     nan, inf = _nonfinite_counts(t, norm)
     max_abs = max(-t.amin().item(), t.amax().item())  # two plain reductions beat aminmax on CPU
     return [norm, max_abs, t.sum().item(), nan, inf]
@@ -251,14 +266,22 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
 
 def _norm_stats(t: torch.Tensor) -> tuple[torch.Tensor] | list:
     """The norm alone (with NaN/Inf counted, on the CPU, when it is not finite)."""
-    if t.is_complex():
-        t = t.abs()
+    t = _flat(t.abs() if t.is_complex() else t)
     if t.device.type != "cpu":
         return (torch.linalg.vector_norm(t, dtype=torch.float32),)
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
-    norm = torch.linalg.vector_norm(t).item()
+    norm = _cpu_norm(t)
     return [norm, None, None, *_nonfinite_counts(t, norm)]
+
+
+def _cpu_norm(flat: torch.Tensor) -> float:
+    """The 2-norm of a contiguous real CPU row: a BLAS dot product (two to three times faster
+    than vector_norm here); in float64 when the square overflows (or a NaN/Inf is there)."""
+    square = torch.dot(flat, flat).item()
+    if math.isfinite(square):
+        return math.sqrt(square)
+    return torch.linalg.vector_norm(flat, dtype=torch.float64).item()
 
 
 def _nonfinite_counts(t: torch.Tensor, norm: float) -> tuple[int, int]:
