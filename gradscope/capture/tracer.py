@@ -68,6 +68,8 @@ class Tracer:
         self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
         # `.grad` reads: looked up by equality (each `Tensor.grad.__get__` is a new object)
         self.intercepted[torch.Tensor.grad.__get__] = lambda func, args, kwargs: self.on_grad_read(func, args)
+        # `.grad` writes (zero_grad sets each to None) change no tensor: nothing to record
+        self.intercepted[torch.Tensor.grad.__set__] = lambda func, args, kwargs: func(*args, **kwargs)
         self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
