@@ -44,7 +44,7 @@ class Source:
         return f"{Path(self.file).name}:{self.line}"
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorSummary:
     """What gradscope keeps of a tensor: its statistics, and its values when it is small.
 
@@ -151,7 +151,7 @@ class Node:
         return self.name or self.op or self.grad_fn
 
 
-@dataclass
+@dataclass(slots=True)
 class Edge:
     """Input `src` feeds consumer `dst` as its `index`-th input (grad_fn.next_functions[index]).
 

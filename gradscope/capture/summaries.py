@@ -231,13 +231,15 @@ def _is_dense(t: torch.Tensor) -> bool:
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    """t's elements as one contiguous row: a view when t is dense in any order (a transposed
-    weight gradient), so that reductions read memory in order; else a copy."""
+    """t's elements as one contiguous row when that costs no copy: a view when t is dense in
+    any order (a transposed weight gradient), so that reductions read memory in order. A
+    scattered tensor is copied on the CPU (its norm is a BLAS dot of a row) and left as it is
+    on an accelerator (no extra memory there)."""
     if t.is_contiguous():
         return t.view(-1)
     if _is_dense(t):
         return t.as_strided((t.numel(),), (1,))
-    return t.reshape(-1)
+    return t.reshape(-1) if t.device.type == "cpu" else t
 
 
 def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
