@@ -98,8 +98,8 @@ def _timed_block(step: Callable[[], None], steps: int, sync: Callable[[], None],
     return (time.perf_counter() - start) / steps
 
 
-def measure(step: Callable[[], None], device: str, options, repeats: int, steps: int) -> tuple[float, float]:
-    """Median traced/untraced ratio over interleaved blocks, and the median untraced step time."""
+def measure(step: Callable[[], None], device: str, options, repeats: int, steps: int) -> tuple[list[float], float]:
+    """Traced/untraced ratios of interleaved blocks (sorted), and the median untraced step time."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(1):  # warm up both paths (allocator, kernels, caches)
         _timed_block(step, steps, sync, None)
@@ -114,7 +114,7 @@ def measure(step: Callable[[], None], device: str, options, repeats: int, steps:
             plain = _timed_block(step, steps, sync, None)
         ratios.append(traced / plain)
         plain_times.append(plain)
-    return statistics.median(ratios), statistics.median(plain_times)
+    return sorted(ratios), statistics.median(plain_times)
 
 
 def main() -> None:
@@ -145,12 +145,15 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, {args.device}: {device_name}, "
           f"threads {torch.get_num_threads()}, {args.repeats} interleaved pairs of {args.steps}-step blocks")
-    print(f"{'model':32} {'mode':8} {'untraced step':>14} {'traced/untraced':>16}")
+    print(f"{'model':32} {'mode':10} {'untraced step':>14} {'traced/untraced':>16} {'middle half of pairs':>21}")
     for name, make in models.items():
         step = make()
         for mode in args.modes.split(","):
-            ratio, plain = measure(step, args.device, MODES[mode], args.repeats, args.steps)
-            print(f"{name:32} {mode:8} {plain * 1e3:11.2f} ms {ratio:16.3f}", flush=True)
+            ratios, plain = measure(step, args.device, MODES[mode], args.repeats, args.steps)
+            quarter = len(ratios) // 4
+            spread = f"{ratios[quarter]:.3f}-{ratios[-1 - quarter]:.3f}"
+            print(f"{name:32} {mode:10} {plain * 1e3:11.2f} ms {statistics.median(ratios):16.3f} {spread:>21}",
+                  flush=True)
 
 
 if __name__ == "__main__":

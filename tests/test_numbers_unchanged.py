@@ -126,6 +126,24 @@ def test_trace_keeps_no_tensor_or_graph_alive():
     assert len(t.passes) == 1  # ... while the trace itself is still here
 
 
+def test_notes_on_dead_graphs_are_dropped_and_live_ones_kept():
+    """gradscope's notes on autograd nodes sit beside the graph (reading grad_fn.metadata is
+    costly), so they must go when the graph goes: a long loop of forwards that are never
+    backwarded keeps the table bounded, and a graph still alive keeps its names and lines."""
+    from gradscope.capture import nodetable
+
+    with gradscope.trace() as t:
+        w = torch.ones(3, requires_grad=True)
+        kept = (w * 2).sum()  # alive through every sweep
+        for _ in range(3 * nodetable._FIRST_SWEEP // 2):
+            (w * 3).sum()  # two nodes each, dropped at once
+        assert len(t._tracer.nodes) < 2 * nodetable._FIRST_SWEEP
+        kept.backward()
+    node = t.passes[0].graph.find("kept")
+    assert node.op == "sum" and node.source.code == "kept = (w * 2).sum()  # alive through every sweep"
+    assert [n.op for n in t.passes[0].graph.nodes] == ["sum", "mul", None]
+
+
 def test_hooks_are_removed_from_a_retained_graph():
     """After the trace, a retained graph's nodes carry no gradscope hook: the recorder that
     the hooks close over is freed, and another backward through the graph runs untouched."""

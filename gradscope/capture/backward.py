@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
-from .names import NAME_KEY
-from .recorder import META_KEY
+from .names import name_node
+from .nodetable import BackwardMade, NodeTable
+from .recorder import OpInfo
 from .source import assignment_target
 from .summaries import Box, Pending, PendingBatch, _device_name, _dtype_name, _nest
-from .walk import BACKWARD_TAG, GraphIndex, finish_leaf_values, walk
+from .walk import GraphIndex, finish_leaf_values, walk
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -278,7 +279,7 @@ class PassRecorder:
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
         """d output / d input for each small edge, by calling the node with one-hot gradients."""
-        if not _callable(fn):
+        if not _callable(fn, self.tracer.nodes):
             return
         limit = self.options.max_jacobian
         outputs = [(tuple(m.shape), m.dtype, m.device) for m in fn._input_metadata]
@@ -316,20 +317,23 @@ class PassRecorder:
 
     # -- create_graph: mark what backward built ------------------------------------------
     def _tag_created(self, fn, grad_inputs) -> None:
-        info = fn.metadata.get(META_KEY)
-        label = f"{info.op} at {info.source.short}" if info and info.source else type(fn).__name__
+        notes = self.tracer.nodes
+        info = notes.get(fn)
+        label = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
         known = self.index.id_of if self.index else {}
-        stack = [g.grad_fn for g in grad_inputs if isinstance(g, torch.Tensor) and g.grad_fn is not None]
-        while stack:
-            n = stack.pop()
-            if id(n) in known or id(n) in self._tagged or type(n).__name__ == "AccumulateGrad":
+        for g in grad_inputs:
+            if not isinstance(g, torch.Tensor) or g.grad_fn is None:
                 continue
-            meta = n.metadata
-            if META_KEY in meta or BACKWARD_TAG in meta:
-                continue
-            meta[BACKWARD_TAG] = label
-            self._tagged.add(id(n))
-            stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
+            stack = [g.grad_fn]
+            while stack:
+                n = stack.pop()
+                if id(n) in known or id(n) in self._tagged or type(n).__name__ == "AccumulateGrad":
+                    continue
+                if notes.get(n) is not None:
+                    continue
+                notes.add(n, BackwardMade(type(n), label, g))
+                self._tagged.add(id(n))
+                stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
 
     # -- after the call ------------------------------------------------------------------
     def after(self, result: Any, error: BaseException | None, pass_index: int) -> Pass:
@@ -423,7 +427,7 @@ def _node_id_of(t: torch.Tensor, index: GraphIndex) -> str | None:
     return index.id_of.get(id(fn))
 
 
-def _callable(fn) -> bool:
+def _callable(fn, notes: NodeTable) -> bool:
     """May gradscope call this node to get its local Jacobian? (DESIGN: never AccumulateGrad,
     never a custom Python Function — its backward is the user's code, maybe with side effects —
     never a node whose saved tensors have unpack hooks, never compiled-function nodes.)"""
@@ -434,13 +438,13 @@ def _callable(fn) -> bool:
         return False
     if not hasattr(fn, "_input_metadata"):
         return False
-    info = fn.metadata.get(META_KEY)
-    return info is None or not info.saved_hooks
+    info = notes.get(fn)
+    return type(info) is not OpInfo or not info.saved_hooks
 
 
 def _name_tensor(t: Any, name: str) -> None:
     if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-        t.grad_fn.metadata.setdefault(NAME_KEY, name)
+        name_node(t.grad_fn, name, replace=False)
 
 
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:

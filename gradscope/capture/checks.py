@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .idtable import IdTable
-from .recorder import META_KEY, OpInfo, op_name
+from .recorder import OpInfo, op_name
 from .source import _is_internal, user_source
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ log = logging.getLogger("gradscope")
 _MUTATIONS_KEPT = 4096  # in-place edits remembered (all tensors): enough to name recent lines
 _DATA_MUTATIONS_KEPT = 256  # edits through `.data` aliases
 _CUT_WALK_BUDGET = 256  # autograd nodes walked to find the leaves behind a detach
-_PASS_KEY = "gradscope.pass"  # metadata: (pass index, retain_graph) of the last pass through a node
 
 _MODIFIED = "modified by an inplace operation"
 _FREED = ("backward through the graph a second time", "after they have already been freed")
@@ -255,22 +254,22 @@ class LiveChecks:
         """
         todo = []
         marks = self._marks = {}
-        retain = recorder.call.retain_graph
+        mark = (p, recorder.call.retain_graph)
         saved_names = self._saved_names
+        notes = self.tracer.nodes
         for node_id, fn in index.node_of.items():
             if node_id in index.leaf_tensors:
                 continue
-            meta = fn.metadata
-            info = meta.get(META_KEY)
-            if info is None or info.saved_hooks:  # never unpack what a hook would recompute
+            info = notes.get(fn)
+            if type(info) is not OpInfo or info.saved_hooks:  # never unpack what a hook would recompute
                 continue
             names = saved_names.get(type(fn))
             if names is None:
                 names = saved_names[type(fn)] = _saved_attributes(fn)
             if names:
                 todo.append((node_id, fn, info, names))
-                marks[node_id] = meta.get(_PASS_KEY)
-                meta[_PASS_KEY] = (p, retain)
+                marks[node_id] = info.mark
+                info.mark = mark
         if todo and self.data_mutations:
             min_seq = min(info.seq for _, _, info, _ in todo)
             data_muts = [m for m in self.data_mutations if m.seq >= min_seq and m.ptr is not None]
@@ -355,9 +354,10 @@ class LiveChecks:
         # its output was edited: an in-place op (in this graph) whose first input is this node
         # (`nn.ReLU(inplace=True)` records as "relu": in place is known from the edit log)
         edits = {(m.seq, m.op) for m in self.mutations}
+        notes = self.tracer.nodes
         for other in index.node_of.values():
-            other_info = other.metadata.get(META_KEY)
-            if other_info is None:
+            other_info = notes.get(other)
+            if type(other_info) is not OpInfo:
                 continue
             if not (_is_inplace(other_info.op) or (other_info.seq - 1, other_info.op) in edits):
                 continue

@@ -2,6 +2,8 @@
 
 Explicit names given with `gradscope.name(t, "w")` are kept weakly on the tensor's identity
 (leaves) or in the grad_fn's metadata (non-leaves), so they die with the tensor or graph.
+Reading a node's metadata costs (see nodetable.py), so the nodes that carry a name are
+listed by sequence number and only theirs is read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ _explicit_leaf_names: IdTable = IdTable()
 
 NAME_KEY = "gradscope.name"
 
+# non-leaf nodes that carry a name: sequence number -> node class (the newest kept)
+_named_nodes: dict[int, type] = {}
+_NAMED_NODES_KEPT = 1 << 16
+
 
 def set_name(tensor: torch.Tensor, name: str) -> torch.Tensor:
     """Give `tensor` a display name in gradscope graphs; returns the tensor unchanged."""
@@ -23,10 +29,28 @@ def set_name(tensor: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(name, str) or not name:
         raise ValueError("gradscope.name expects a non-empty string name")
     if tensor.grad_fn is not None:
-        tensor.grad_fn.metadata[NAME_KEY] = name
+        name_node(tensor.grad_fn, name)
     else:
         _explicit_leaf_names[tensor] = name
     return tensor
+
+
+def name_node(fn, name: str, replace: bool = True) -> None:
+    """Name an autograd node (kept in its metadata: it dies with the node)."""
+    meta = fn.metadata
+    if replace or NAME_KEY not in meta:
+        meta[NAME_KEY] = name
+    if len(_named_nodes) >= _NAMED_NODES_KEPT:
+        for key in list(_named_nodes)[: _NAMED_NODES_KEPT // 2]:
+            del _named_nodes[key]
+    _named_nodes[fn._sequence_nr()] = type(fn)
+
+
+def node_name(fn) -> str | None:
+    """The name given to an autograd node, if any."""
+    if _named_nodes and _named_nodes.get(fn._sequence_nr()) is type(fn):
+        return fn.metadata.get(NAME_KEY)
+    return None
 
 
 def explicit_leaf_name(tensor: torch.Tensor) -> str | None:

@@ -1,8 +1,8 @@
 """The forward recorder: a TorchFunctionMode that tags every grad_fn with where it came from.
 
 For each torch function the user's code calls, the mode runs it unchanged and then writes an
-`OpInfo` (op name, the user's line, module path, statement id) into the output's
-`grad_fn.metadata`, which lives and dies with the graph. It also notices in-place edits
+`OpInfo` (op name, the user's line, module path, statement id) for the output's grad_fn
+into the tracer's `NodeTable`. It also notices in-place edits
 (an argument's `_version` moved) and leaves that start requiring grad, and hands calls of
 `backward`/`autograd.grad` to the tracer. Per op it does as little Python as it can: the
 training loop of a small-op model pays for every microsecond here.
@@ -22,8 +22,6 @@ from .source import assignment_target, source_of, user_frame
 if TYPE_CHECKING:
     from .tracer import Tracer
 
-META_KEY = "gradscope"
-
 _Tensor = torch.Tensor
 _is_compiling = torch.compiler.is_compiling
 _grad_enabled = torch.is_grad_enabled
@@ -33,11 +31,14 @@ _version_of = operator.attrgetter("_version")
 
 
 class OpInfo:
-    """What gradscope knows of the forward op behind one grad_fn (stored in its metadata)."""
+    """What gradscope knows of the forward op behind one grad_fn (kept in the tracer's
+    `NodeTable`)."""
 
-    __slots__ = ("op", "source", "module", "stmt", "seq", "inputs", "saved_hooks")
+    __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "mark")
 
-    def __init__(self, op, source, module, stmt, seq, inputs, saved_hooks):
+    def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks):
+        self.cls: type = cls  # the grad_fn's class: a check on the table's key
+        self.tensor = tensor  # weak reference to the op's output
         self.op: str = op
         self.source = source
         self.module: str | None = module
@@ -47,6 +48,7 @@ class OpInfo:
         self.inputs: tuple = inputs
         # saved-tensor hooks were active (checkpoint, save_on_cpu): never call or unpack this node
         self.saved_hooks: bool = saved_hooks
+        self.mark: tuple | None = None  # (pass index, retain_graph) of the last pass through it
 
 
 def op_name(func: Callable) -> str:
@@ -86,6 +88,7 @@ class RecordingMode(TorchFunctionMode):
         self.tracer = tracer
         self._intercepted = tracer.intercepted  # calls handed to the tracer instead of recorded
         self._recent = tracer.recent_outputs
+        self._nodes = tracer.nodes
         self._seq = 0
         self._stmt = 0
         self._last_stmt_key: tuple = ()
@@ -132,12 +135,15 @@ class RecordingMode(TorchFunctionMode):
         if grad_fn is None:  # a leaf that requires grad: created here, or requires_grad_()
             self.tracer.on_new_leaf(out)
             return
-        meta = grad_fn.metadata
-        if META_KEY in meta:  # an op that returned an existing tensor (e.g. contiguous())
+        nodes = self._nodes
+        if nodes.get(grad_fn) is not None:  # an op that returned an existing tensor (e.g. contiguous())
             return
         frame = user_frame(2)
         self._seq += 1
-        meta[META_KEY] = OpInfo(
+        out_ref = _weakref(out)
+        nodes.add(grad_fn, OpInfo(
+            type(grad_fn),
+            out_ref,
             op_name(func),
             source_of(frame),
             self.tracer.modules.current,
@@ -145,8 +151,8 @@ class RecordingMode(TorchFunctionMode):
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
             _top_saved_hooks(False) is not None,
-        )
-        self._recent.append(_weakref(out))
+        ))
+        self._recent.append(out_ref)
 
     def _statement(self, frame) -> int:
         """An id shared by the ops of one execution of one statement.

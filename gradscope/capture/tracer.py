@@ -24,8 +24,9 @@ from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .idtable import IdTable
 from .modules import ModuleTracker
-from .names import NAME_KEY
-from .recorder import META_KEY, RecordingMode, assigned_name
+from .names import node_name
+from .nodetable import NodeTable
+from .recorder import OpInfo, RecordingMode, assigned_name
 from .source import assignment_target, user_source
 from .summaries import SummaryOptions
 from .walk import walk
@@ -73,6 +74,7 @@ class Tracer:
         self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
+        self.nodes = NodeTable()  # what the recorder and passes know of autograd nodes
         self._mode: RecordingMode | None = None
         self._step_hooks: list = []
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
@@ -117,6 +119,7 @@ class Tracer:
                 hook.remove()
             self._step_hooks = []
             self.recent_outputs.clear()
+            self.nodes.clear()
             if _active is self:
                 _active = None
 
@@ -165,10 +168,12 @@ class Tracer:
         result = func(*args)
         t = args[0] if args else None
         if isinstance(t, torch.Tensor) and t.grad_fn is not None and not t.retains_grad:
-            info = t.grad_fn.metadata.get(META_KEY)
+            info = self.nodes.get(t.grad_fn)
+            if type(info) is not OpInfo:
+                info = None
             self.emit("nonleaf-grad-read", {
                 "shape": list(t.shape), "op": type(t.grad_fn).__name__,
-                "name": t.grad_fn.metadata.get(NAME_KEY) or assigned_name(info) or "",
+                "name": node_name(t.grad_fn) or assigned_name(info) or "",
                 "defined_at": asdict(info.source) if info is not None and info.source is not None else None,
             })
         return result

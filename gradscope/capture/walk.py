@@ -15,14 +15,12 @@ import torch
 
 from ..model import Edge, Graph, Node
 from .argnames import argument_name
-from .names import NAME_KEY, explicit_leaf_name
-from .recorder import META_KEY, OpInfo, assigned_name
+from .names import explicit_leaf_name, node_name
+from .recorder import OpInfo, assigned_name
 from .summaries import _DTYPE_NAMES, Box, PendingBatch, SummaryOptions, _device_name, _dtype_name
 
 if TYPE_CHECKING:
     from .tracer import Tracer
-
-BACKWARD_TAG = "gradscope.created_by"  # metadata key on nodes that a create_graph backward made
 
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
 
@@ -107,7 +105,7 @@ def walk(
         graph.nodes[k].is_root = True
     raw_edges.sort()
     graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
-    namer.name(graph, index)
+    namer.name(graph, index, make.notes)
     if own_batch:
         batch.resolve()
         finish_leaf_values(index.pending_values)
@@ -131,24 +129,23 @@ class _NodeMaker:
         self.index, self.tracer, self.batch, self.namer = index, tracer, batch, namer
         self.max_values = batch.options.max_values
         self.parameter_names = tracer.modules.parameter_names if tracer is not None else None
+        self.notes = tracer.nodes if tracer is not None else None
 
     def __call__(self, node_id: str, fn) -> Node:
         cls = type(fn).__name__
         if cls == "AccumulateGrad":
             return self._leaf(node_id, fn.variable)
-        meta = fn.metadata
-        info: OpInfo | None = meta.get(META_KEY)
-        node = Node.blank(node_id, "op", meta.get(NAME_KEY, ""), cls)
-        if info is not None:
-            node.op, node.source, node.module = info.op, info.source, info.module
+        note = self.notes.get(fn) if self.notes is not None else None
+        node = Node.blank(node_id, "op", node_name(fn) or "", cls)
+        if type(note) is OpInfo:
+            node.op, node.source, node.module = note.op, note.source, note.module
             if not node.name:
-                self.namer.ops.append((node, info))
+                self.namer.ops.append((node, note))
         else:
             node.op = op_from_class(cls)
-            created_by = meta.get(BACKWARD_TAG)
-            if created_by is not None:
+            if note is not None:  # a BackwardMade
                 node.created_by_backward = True
-                node.created_by = created_by
+                node.created_by = note.label
         shape_meta = getattr(fn, "_input_metadata", None)
         if shape_meta:
             m = shape_meta[0]
@@ -193,7 +190,7 @@ class _Namer:
         self.ops: list[tuple[Node, OpInfo]] = []  # op nodes without an explicit name
         self.leaves: set[str] = set()  # leaf node ids without a name
 
-    def name(self, graph: Graph, index: GraphIndex) -> None:
+    def name(self, graph: Graph, index: GraphIndex, notes) -> None:
         """Several ops can run on one line (`y = (x + w) * (w + 1)`): the assignment target
         names the last op of that statement; the others are labelled by op."""
         last_of_stmt: dict[int, tuple[int, Node, OpInfo]] = {}
@@ -205,18 +202,18 @@ class _Namer:
             name = assigned_name(info)
             if name:
                 node.name = name
-        if self.leaves:
-            _name_leaves_by_use(graph, index, self.leaves)
+        if self.leaves and notes is not None:
+            _name_leaves_by_use(graph, index, self.leaves, notes)
         _label_unnamed(graph)
 
 
-def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str]) -> None:
+def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], notes) -> None:
     """Name leaves made before the trace after the variable a consuming line passes."""
     for edge in graph.edges:
         if edge.src not in unnamed:
             continue
-        info = index.node_of[edge.dst].metadata.get(META_KEY)
-        if info is None or info.source is None:
+        info = notes.get(index.node_of[edge.dst])
+        if type(info) is not OpInfo or info.source is None:
             continue
         name = argument_name(info.source.code, info.op, edge.index, len(info.inputs))
         if name:
