@@ -88,9 +88,7 @@ class LiveChecks:
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
         self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
-        # this pass's nodes with saved tensors, and each one's previous pass mark
-        self._todo: list = []
-        self._marks: dict[str, Any] = {}
+        self._unread = None  # the graph of this pass, if its saved tensors were not read yet
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:
@@ -252,44 +250,47 @@ class LiveChecks:
         value per node. PyTorch's own version check raises during backward when an in-place
         edit broke one: `after_failed_pass` then reads them to say which line did it.
         """
-        todo = []
-        marks = self._marks = {}
         mark = (p, recorder.call.retain_graph)
-        saved_names = self._saved_names
-        notes = self.tracer.nodes
-        for node_id, fn in index.node_of.items():
-            if node_id in index.leaf_tensors:
-                continue
-            info = notes.get(fn)
-            if type(info) is not OpInfo or info.saved_hooks:  # never unpack what a hook would recompute
-                continue
-            names = saved_names.get(type(fn))
-            if names is None:
-                names = saved_names[type(fn)] = _saved_attributes(fn)
-            if names:
-                todo.append((node_id, fn, info, names))
-                marks[node_id] = info.mark
-                info.mark = mark
-        if todo and self.data_mutations:
+        for note in index.notes:
+            if type(note) is OpInfo:
+                note.prev_mark, note.mark = note.mark, mark
+        self._unread = index
+        if self.data_mutations:
+            todo = self._with_saved_tensors(index)
+            if not todo:
+                return
             min_seq = min(info.seq for _, _, info, _ in todo)
             data_muts = [m for m in self.data_mutations if m.seq >= min_seq and m.ptr is not None]
             if len(data_muts) != len(self.data_mutations):  # older edits cannot touch newer graphs
                 self.data_mutations = deque(data_muts, maxlen=_DATA_MUTATIONS_KEPT)
             if data_muts:
                 self._read_saved(index, todo, data_muts, looking_for="freed")
-                todo = []  # read already: a failing backward has nothing more to show
-        self._todo = todo
+                self._unread = None  # read already: a failing backward has nothing more to show
+
+    def _with_saved_tensors(self, index: "GraphIndex") -> list:
+        """(node id, node, OpInfo, saved attributes) of the nodes whose saved tensors may be read."""
+        todo = []
+        saved_names = self._saved_names
+        for node, fn, info in zip(index.graph.nodes, index.node_of.values(), index.notes):
+            if type(info) is not OpInfo or info.saved_hooks:  # never unpack what a hook would recompute
+                continue
+            names = saved_names.get(type(fn))
+            if names is None:
+                names = saved_names[type(fn)] = _saved_attributes(fn)
+            if names:
+                todo.append((node.id, fn, info, names))
+        return todo
 
     def after_failed_pass(self, index: "GraphIndex", error: BaseException) -> None:
         """Backward raised: find the saved tensor an in-place edit modified, or the pass that
         freed the graph. (Nodes that ran before the failure have freed their own saved
         tensors: those are not the cause, and are not reported as a freed graph.)"""
-        todo, self._todo = self._todo, []
+        unread, self._unread = self._unread, None
         text = str(error)
         looking_for = "modified" if _MODIFIED in text else "freed" if any(s in text for s in _FREED) else None
-        if todo and looking_for:
+        if unread is index and looking_for:
             try:
-                self._read_saved(index, todo, [], looking_for)
+                self._read_saved(index, self._with_saved_tensors(index), [], looking_for)
             except Exception:
                 log.debug("gradscope: checking saved tensors failed", exc_info=True)
 
@@ -304,7 +305,7 @@ class LiveChecks:
                     if _MODIFIED in text:
                         self._saved_modified(index, node_id, fn, info, name, text)
                     elif looking_for == "freed" and any(s in text for s in _FREED):
-                        freed.append((node_id, self._marks.get(node_id)))
+                        freed.append((node_id, info.prev_mark))
                     break
                 if data_muts:
                     self._check_data_edit(node_id, info, name, value, data_muts)

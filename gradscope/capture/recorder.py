@@ -34,7 +34,8 @@ class OpInfo:
     """What gradscope knows of the forward op behind one grad_fn (kept in the tracer's
     `NodeTable`)."""
 
-    __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "mark")
+    __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "mark",
+                 "prev_mark")
 
     def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks):
         self.cls: type = cls  # the grad_fn's class: a check on the table's key
@@ -49,6 +50,7 @@ class OpInfo:
         # saved-tensor hooks were active (checkpoint, save_on_cpu): never call or unpack this node
         self.saved_hooks: bool = saved_hooks
         self.mark: tuple | None = None  # (pass index, retain_graph) of the last pass through it
+        self.prev_mark: tuple | None = None  # ... and of the one before
 
 
 def op_name(func: Callable) -> str:

@@ -34,6 +34,7 @@ class GraphIndex:
     id_of: dict[int, str] = field(default_factory=dict)  # id(grad_fn) -> node id (alive during the pass)
     leaf_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # leaf node id -> tensor
     leaves: list[tuple[Node, torch.Tensor]] = field(default_factory=list)  # leaf nodes and their tensors
+    notes: list = field(default_factory=list)  # per node (in order): its NodeTable note, or None
     # leaf values queued on the pass's batch: filled in by `finish_leaf_values` after resolve
     pending_values: list[tuple[Node, Box]] = field(default_factory=list)
 
@@ -136,6 +137,7 @@ class _NodeMaker:
         if cls == "AccumulateGrad":
             return self._leaf(node_id, fn.variable)
         note = self.notes.get(fn) if self.notes is not None else None
+        self.index.notes.append(note)
         node = Node.blank(node_id, "op", node_name(fn) or "", cls)
         if type(note) is OpInfo:
             node.op, node.source, node.module = note.op, note.source, note.module
@@ -156,6 +158,7 @@ class _NodeMaker:
 
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
         index, tracer = self.index, self.tracer
+        index.notes.append(None)
         index.leaf_tensors[node_id] = leaf
         node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
