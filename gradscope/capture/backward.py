@@ -411,6 +411,7 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
 
 
 def _one_like(root: torch.Tensor) -> Pending:
+    """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor."""
     shape = list(root.shape)
     one = Pending(shape, _dtype_name(root.dtype), _device_name(root.device), None, None)
     one.result = TensorSummary(shape=shape, dtype=one.dtype, device=one.device, norm=1.0, max_abs=1.0,

@@ -32,35 +32,49 @@ class BackwardMade:
 
 
 class NodeTable:
-    """autograd node -> its note (an `OpInfo` or a `BackwardMade`), by sequence number."""
+    """autograd node -> its note (an `OpInfo` or a `BackwardMade`), by sequence number.
+
+    Nodes that backward builds may come from another thread (a GPU's backward thread), whose
+    sequence numbers are counted apart: their notes are kept apart too, so that they never
+    replace the note of a forward node with the same number.
+    """
 
     def __init__(self) -> None:
-        self._notes: dict[int, Any] = {}
+        self._notes: dict[int, Any] = {}  # forward ops (made in the thread the trace records)
+        self._made: dict[int, BackwardMade] = {}  # nodes made by create_graph backwards
         self._sweep_at = _FIRST_SWEEP
 
     def get(self, fn) -> Any:
         """The note on `fn`, or None."""
-        note = self._notes.get(fn._sequence_nr())
-        return note if note is not None and note.cls is type(fn) else None
+        key = fn._sequence_nr()
+        note = self._notes.get(key)
+        if note is not None and note.cls is type(fn):
+            return note
+        if self._made:
+            note = self._made.get(key)
+            if note is not None and note.cls is type(fn):
+                return note
+        return None
 
     def add(self, fn, note: Any) -> None:
         """Note `fn` (`note.cls` is `type(fn)`, `note.tensor` a weak reference to a tensor
         whose graph holds `fn`)."""
-        self._notes[fn._sequence_nr()] = note
-        if len(self._notes) >= self._sweep_at:
+        (self._made if type(note) is BackwardMade else self._notes)[fn._sequence_nr()] = note
+        if len(self._notes) + len(self._made) >= self._sweep_at:
             self._sweep()
 
     def __len__(self) -> int:
-        return len(self._notes)
+        return len(self._notes) + len(self._made)
 
     def clear(self) -> None:
         self._notes.clear()
+        self._made.clear()
 
     def _sweep(self) -> None:
         """Drop the notes of nodes no live tensor's graph reaches."""
         seen: set[int] = set()  # sequence numbers (wrapper ids are reused once freed)
         stack = []
-        for note in self._notes.values():
+        for note in [*self._notes.values(), *self._made.values()]:
             t = note.tensor()
             try:
                 fn = t.grad_fn if t is not None else None
@@ -75,4 +89,5 @@ class NodeTable:
                     seen.add(nxt._sequence_nr())
                     stack.append(nxt)
         self._notes = {k: v for k, v in self._notes.items() if k in seen}
-        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self._notes))
+        self._made = {k: v for k, v in self._made.items() if k in seen}
+        self._sweep_at = max(_FIRST_SWEEP, 2 * len(self))
