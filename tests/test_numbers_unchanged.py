@@ -8,10 +8,10 @@ import weakref
 import pytest
 import torch
 import torch.nn as nn
+from zoo import CASES
 
 import gradscope
 from gradscope.capture import NestedTraceError
-from zoo import CASES
 
 EVERY_OPTION = [
     {},  # the defaults

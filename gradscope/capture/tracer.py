@@ -8,7 +8,6 @@ active at a time.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import deque
 from dataclasses import asdict
 from typing import Any

@@ -17,7 +17,14 @@ from ..model import Edge, Graph, Node
 from .argnames import argument_name
 from .names import explicit_leaf_name, node_name
 from .recorder import OpInfo, assigned_name
-from .summaries import _DTYPE_NAMES, Box, PendingBatch, SummaryOptions, _device_name, _dtype_name
+from .summaries import (
+    _DTYPE_NAMES,
+    Box,
+    PendingBatch,
+    SummaryOptions,
+    _device_name,
+    _dtype_name,
+)
 
 if TYPE_CHECKING:
     from .tracer import Tracer
