@@ -81,11 +81,10 @@ def walk(
             fn = _accumulate_node(t)
         if fn is None:
             continue
-        k = number.get(id(fn))
-        if k is None:
-            k = number[id(fn)] = len(fns)
+        if id(fn) not in number:
+            number[id(fn)] = len(fns)
             fns.append(fn)
-        roots_found.append(k)
+        roots_found.append(number[id(fn)])
     raw_edges: list[tuple[int, int, int]] = []
     stack = list(fns)
     while stack:
