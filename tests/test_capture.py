@@ -543,24 +543,32 @@ def test_cpu_statistics_count_nan_and_inf_and_survive_overflow():
 
 
 def test_accelerator_statistics_flag_nan_and_inf_without_counting(monkeypatch):
-    """On a GPU large tensors keep three reductions on the device; NaN/Inf presence is read
-    from them on the host. Exercised here by running that path on CPU tensors."""
+    """On a GPU large tensors keep their reductions on the device, small ones a copy, and
+    all of a pass's numbers reach the host in one transfer; NaN/Inf presence is read from
+    the statistics there. Exercised here by running that path on CPU tensors."""
     from gradscope.capture import summaries
 
-    monkeypatch.setattr(summaries, "_device_stats", lambda t: (
-        torch.linalg.vector_norm(t, dtype=torch.float32), torch.linalg.vector_norm(t, float("inf")),
-        t.sum(dtype=torch.float32)))
+    monkeypatch.setattr(summaries, "_on_host", lambda t: False)
     batch = summaries.PendingBatch(summaries.SummaryOptions())
-    clean = torch.arange(100.0)
+    clean = torch.arange(100.0).reshape(10, 10).t()  # dense, not contiguous
     with_nan, with_inf = clean.clone(), clean.clone().half()
-    with_nan[3], with_inf[5] = float("nan"), float("inf")
+    with_nan[3, 0], with_inf[5, 1] = float("nan"), float("inf")
     pending = [batch.summarize(t) for t in (clean, with_nan, with_inf)]
+    light = [batch.summarize(t, norm_only=True) for t in (clean, with_nan, with_inf)]
+    small = batch.summarize(torch.tensor([[1.0, -2.0]]))
+    box = batch.keep(torch.tensor([3.0, 4.0]))
+    assert all(p.result is None for p in pending + light + [small]) and box.value is None  # queued
     batch.start_transfer()
     batch.resolve()
     a, b, c = (p.result for p in pending)
     assert (a.max_abs, a.mean, a.nan, a.inf, a.counts_exact) == (99.0, 49.5, 0, 0, False)
     assert a.norm == pytest.approx(float(torch.linalg.vector_norm(clean)))
     assert (b.nan, b.inf) == (1, 0) and (c.nan, c.inf) == (0, 1) and c.dtype == "float16"
+    la, lb, lc = (p.result for p in light)
+    assert (la.norm, la.max_abs, la.mean) == (pytest.approx(a.norm), None, None)
+    assert (lb.nan, lb.inf, lc.nan, lc.inf) == (1, 0, 0, 1)
+    assert small.result.value == [[1.0, -2.0]] and small.result.max_abs == 2.0
+    assert box.value == [3.0, 4.0]
 
 
 def test_repeated_big_graphs_record_edge_gradients_on_a_sample_of_passes():

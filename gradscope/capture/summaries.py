@@ -78,15 +78,15 @@ class PendingBatch:
         t = tensor.detach()
         small = t.numel() <= self.options.max_values
         item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
-        on_cpu = t.device.type == "cpu"
+        on_host = _on_host(t)
         if small:
-            if on_cpu:
+            if on_host:
                 item.result = _finish(item, None, _host_numbers(t))
                 return item
             item.values = t.clone()
         elif self.options.stats and (t.is_floating_point() or t.is_complex()):
             stats = _norm_stats(t) if norm_only else self._stats(t)
-            if on_cpu:
+            if on_host:
                 item.result = _finish(item, stats, None)
                 return item
             item.stats = stats
@@ -112,7 +112,7 @@ class PendingBatch:
         """A small tensor's values as nested lists of floats (queued when not on the CPU)."""
         box = Box()
         t = tensor.detach()
-        if t.device.type == "cpu":
+        if _on_host(t):
             box.value = _nest(_host_numbers(t), _real_shape(t))
         else:
             self._raw.append((t, box))
@@ -207,6 +207,12 @@ class _HostCopy:
         return self.host.tolist()
 
 
+def _on_host(t: torch.Tensor) -> bool:
+    """Is t in host memory, where reading a number costs nothing? (Else: an accelerator's,
+    whose numbers are reduced there and copied once per pass.)"""
+    return t.device.type == "cpu"
+
+
 def _elements_key(t: torch.Tensor) -> tuple | None:
     """A key equal for tensors holding the same elements in any order, or None.
 
@@ -239,7 +245,7 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
         return t.view(-1)
     if _is_dense(t):
         return t.as_strided((t.numel(),), (1,))
-    return t.reshape(-1) if t.device.type == "cpu" else t
+    return t.reshape(-1) if _on_host(t) else t
 
 
 def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
@@ -252,7 +258,7 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
     host learns whether a NaN or Inf is present from max|x| once the pass's numbers land.
     """
     t = _flat(t.abs() if t.is_complex() else t)
-    if t.device.type != "cpu":
+    if not _on_host(t):
         return (
             torch.linalg.vector_norm(t, dtype=torch.float32),
             torch.linalg.vector_norm(t, float("inf")),
@@ -269,7 +275,7 @@ def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
 def _norm_stats(t: torch.Tensor) -> tuple[torch.Tensor] | list:
     """The norm alone (with NaN/Inf counted, on the CPU, when it is not finite)."""
     t = _flat(t.abs() if t.is_complex() else t)
-    if t.device.type != "cpu":
+    if not _on_host(t):
         return (torch.linalg.vector_norm(t, dtype=torch.float32),)
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
