@@ -75,7 +75,7 @@ class PendingBatch:
         """
         if tensor is None or not isinstance(tensor, torch.Tensor):
             return None
-        t = tensor.detach()
+        t = tensor.detach() if tensor.requires_grad else tensor  # (a detach allocates a tensor)
         small = t.numel() <= self.options.max_values
         item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
         on_host = _on_host(t)
@@ -111,7 +111,7 @@ class PendingBatch:
     def keep(self, tensor: torch.Tensor) -> Box:
         """A small tensor's values as nested lists of floats (queued when not on the CPU)."""
         box = Box()
-        t = tensor.detach()
+        t = tensor.detach() if tensor.requires_grad else tensor
         if _on_host(t):
             box.value = _nest(_host_numbers(t), _real_shape(t))
         else:
