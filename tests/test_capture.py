@@ -492,6 +492,51 @@ def test_submodule_called_alone_first_is_named_by_its_parent_later():
     assert {n.module for n in second.graph.nodes if n.op == "linear"} == {"0", "2"}
 
 
+MODULES_AND_CALLBACKS = """\
+    import torch
+    import torch.nn as nn
+
+    def gelu_ish(h):
+        return h * torch.sigmoid(1.7 * h)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Sequential(nn.Linear(4, 4), nn.Tanh())
+            self.layer = nn.TransformerEncoderLayer(4, 1, 8, dropout=0.0, activation=gelu_ish,
+                                                    batch_first=True)
+
+        def forward(self, x):
+            h = self.inner(x)
+            h = h + torch.relu(h)
+            return self.layer(h.unsqueeze(0)).squeeze(0)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Block(), nn.Linear(4, 1))
+    loss = model(torch.randn(3, 4)).sum()
+    loss.backward()
+"""
+
+
+def test_lines_inside_modules_match_a_full_frame_walk(tmp_path, monkeypatch):
+    """Ops inside modules find the user's line through the module call's frame (a
+    shortcut); it must agree with walking every frame: torch modules in user modules in
+    torch modules, and a user function called back from inside a torch module."""
+    from gradscope.capture.modules import ModuleTracker
+
+    t, lines = run_snippet(tmp_path, MODULES_AND_CALLBACKS)
+    monkeypatch.setattr(ModuleTracker, "running", property(lambda self: None))  # no shortcut
+    reference, _ = run_snippet(tmp_path, MODULES_AND_CALLBACKS)
+    g, ref = t.passes[0].graph, reference.passes[0].graph
+    sources = [(n.op, n.module, n.source.line if n.source else None) for n in g.nodes]
+    assert sources == [(n.op, n.module, n.source.line if n.source else None) for n in ref.nodes]
+    found = {(op, line) for op, _, line in sources}
+    assert ("sigmoid", line_of(lines, "torch.sigmoid(1.7 * h)")) in found  # the callback's own line
+    assert ("linear", line_of(lines, "h = self.inner(x)")) in found
+    assert ("relu", line_of(lines, "h + torch.relu(h)")) in found
+    assert ("linear", line_of(lines, "loss = model(")) in found  # the last Linear, called by Sequential
+
+
 def test_single_edge_leaf_accumulates_too():
     """x feeds one op only: its .grad after each pass is still the accumulated sum."""
     with gradscope.trace() as t:
