@@ -5,9 +5,9 @@
 
 Timings on a shared virtual machine move by ±5% from run to run; gradscope's own Python
 cost is far smaller than that. This counts it instead, exactly and repeatably: every
-bytecode executed in a few steps of a small MLP (10 × Linear(128), batch 32: small, so
-that the count, not the arithmetic, is what the step is about), untraced and traced,
-per function. It is a meter for Python work only: what torch does in C++ on gradscope's
+bytecode executed in a few steps of a small model (an MLP of 10 × Linear(128), batch 32,
+or a 2-layer transformer encoder of width 32: small, so that the count, not the
+arithmetic, is what the step is about), untraced and traced, per function. It is a meter for Python work only: what torch does in C++ on gradscope's
 behalf (see docs/benchmarks.md: `grad_fn.metadata`) does not show here.
 """
 
@@ -27,14 +27,19 @@ import gradscope  # noqa: E402
 MODES = {"capture": {"gradients": "off", "jacobian": 0}, "default": {}, "every-pass": {"every": 1}}
 
 
-def make_step():
+def make_step(model_name: str):
     torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for _ in range(10):
-        layers += [nn.Linear(128, 128), nn.ReLU()]
-    model = nn.Sequential(*layers)
+    if model_name == "mlp":
+        layers: list[nn.Module] = []
+        for _ in range(10):
+            layers += [nn.Linear(128, 128), nn.ReLU()]
+        model: nn.Module = nn.Sequential(*layers)
+        x, y = torch.randn(32, 128), torch.randn(32, 128)
+    else:  # a small transformer encoder: many ops per module
+        layer = nn.TransformerEncoderLayer(32, 2, 64, batch_first=True)
+        model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        x, y = torch.randn(4, 8, 32), torch.randn(4, 8, 32)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x, y = torch.randn(32, 128), torch.randn(32, 128)
 
     def step() -> None:
         opt.zero_grad()
@@ -76,16 +81,17 @@ def count(step, steps: int, options: dict | None) -> collections.Counter:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="capture", choices=sorted(MODES))
+    parser.add_argument("--model", default="mlp", choices=["mlp", "transformer"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    step = make_step()
+    step = make_step(args.model)
     plain = count(step, args.steps, None)
     traced = count(step, args.steps, MODES[args.mode])
     per_step = {k: (traced[k] - plain.get(k, 0)) / args.steps for k in traced}
     total_plain, total_traced = sum(plain.values()) / args.steps, sum(traced.values()) / args.steps
-    print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, mode {args.mode}")
+    print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, {args.model}, mode {args.mode}")
     print(f"bytecodes per step: untraced {total_plain:,.0f}, traced {total_traced:,.0f}, "
           f"added {total_traced - total_plain:,.0f}")
     for (filename, function), n in sorted(per_step.items(), key=lambda kv: -kv[1])[: args.top]:

@@ -7,9 +7,6 @@ outermost module that runs gives qualified names to its submodules (`features`,
 
 from __future__ import annotations
 
-import sys
-from types import FrameType
-
 import torch
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -17,36 +14,15 @@ from torch.nn.modules.module import (
 )
 
 from .idtable import IdTable
-from .source import user_frame
 
 _is_compiling = torch.compiler.is_compiling
-
-
-class RunningModule:
-    """One module call in progress: its path, the frame that runs its hooks and forward
-    (torch's), and, found once when first asked, the user's frame it was called from."""
-
-    __slots__ = ("path", "frame", "parent", "_user", "_found")
-
-    def __init__(self, path: str, frame: FrameType, parent: "RunningModule | None") -> None:
-        self.path = path
-        self.frame = frame  # held only while the call runs (it is on the stack anyway)
-        self.parent = parent
-        self._user: FrameType | None = None
-        self._found = False
-
-    def user_frame(self) -> FrameType | None:
-        if not self._found:
-            self._user = user_frame(0, self.parent, start=self.frame.f_back)
-            self._found = True
-        return self._user
 
 
 class ModuleTracker:
     """Tracks the module path of the code running now, while installed."""
 
     def __init__(self) -> None:
-        self._stack: list[RunningModule] = []
+        self._stack: list[str] = []
         # module -> its qualified path under the outermost module that ran it
         self._paths = IdTable()  # module -> qualified path (looked up on every module call)
         self.parameter_names: IdTable = IdTable()
@@ -60,12 +36,7 @@ class ModuleTracker:
     @property
     def current(self) -> str | None:
         """The qualified path of the innermost running submodule ("" for a top module: None)."""
-        return self._stack[-1].path or None if self._stack else None
-
-    @property
-    def running(self) -> RunningModule | None:
-        """The innermost module call in progress."""
-        return self._stack[-1] if self._stack else None
+        return self._stack[-1] or None if self._stack else None
 
     def install(self) -> None:
         self._handles = [
@@ -90,9 +61,7 @@ class ModuleTracker:
             else:
                 self._adopt(module)
                 path = ""
-        stack = self._stack
-        # (the frame that calls this hook is torch's, and runs the module's forward too)
-        stack.append(RunningModule(path, sys._getframe(1), stack[-1] if stack else None))
+        self._stack.append(path)
         self.ran[id(module)] = module
         return None
 

@@ -140,8 +140,7 @@ class RecordingMode(TorchFunctionMode):
         nodes = self._nodes
         if nodes.get(grad_fn) is not None:  # an op that returned an existing tensor (e.g. contiguous())
             return
-        modules = self.tracer.modules
-        frame = user_frame(2, modules.running)
+        frame = user_frame(2)
         self._seq += 1
         out_ref = _weakref(out)
         nodes.add(grad_fn, OpInfo(
@@ -149,7 +148,7 @@ class RecordingMode(TorchFunctionMode):
             out_ref,
             op_name(func),
             source_of(frame),
-            modules.current,
+            self.tracer.modules.current,
             self._statement(frame),
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),

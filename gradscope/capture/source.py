@@ -52,21 +52,11 @@ def _is_internal(filename: str) -> bool:
 _internal_by_code: dict = {}
 
 
-def user_frame(depth: int = 1, module=None, start: FrameType | None = None) -> FrameType | None:
-    """The innermost frame outside torch and gradscope, or None.
-
-    `module`: the innermost running module call (`modules.RunningModule`), if any. Walking
-    out from an op inside torch's own module code, the frames up to that call's own frame
-    are all torch's; from there on the walk is the one the call already made (or makes
-    now, once), so each op walks two or three frames instead of the whole stack.
-    `start`: walk out from this frame instead of the caller's.
-    """
-    frame: FrameType | None = start if start is not None else sys._getframe(depth + 1)
+def user_frame(depth: int = 1) -> FrameType | None:
+    """The innermost frame outside torch and gradscope, or None."""
+    frame: FrameType | None = sys._getframe(depth + 1)
     internal_by_code = _internal_by_code
-    boundary = module.frame if module is not None else None
     while frame is not None:
-        if frame is boundary:
-            return module.user_frame()
         code = frame.f_code
         internal = internal_by_code.get(code)
         if internal is None:
