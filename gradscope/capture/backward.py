@@ -354,6 +354,10 @@ class PassRecorder:
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self._remember_grads(index)
+        if error is None and not self.call.retain_graph and self.call.api != "torch.autograd.grad" \
+                and not self.call.inputs:
+            # every node of the graph ran and freed what it saved: its notes can go
+            self.tracer.nodes.retire(list(index.node_of.values()))
         if self.call.create_graph and error is None:
             self._name_new_gradients(index, result)
         self.result = Pass(

@@ -7,17 +7,21 @@ all of gradscope's own Python. So notes live here, keyed by the node's sequence 
 (`grad_fn._sequence_nr()`, a per-thread counter that is never reused) and checked against
 the node's class.
 
-Nodes cannot be weak-referenced, so the table cannot see a node die. It keeps, with each
-note, a weak reference to a tensor the node belongs to; when the table has doubled, it
-walks the graphs of the tensors still alive and drops the notes of nodes it cannot reach.
+Nodes cannot be weak-referenced, so the table cannot see a node die. A training step's
+notes go when the backward that consumes its graph is over (one pass later); for graphs
+no backward frees, each note keeps a weak reference to a tensor the node belongs to, and
+when the table has doubled it walks the graphs of the tensors still alive and drops the
+notes of nodes it cannot reach.
 """
 
 from __future__ import annotations
 
+import operator
 import weakref
 from typing import Any
 
 _FIRST_SWEEP = 1 << 14  # notes kept before the first sweep
+_SEQUENCE_NR = operator.methodcaller("_sequence_nr")
 
 
 class BackwardMade:
@@ -42,6 +46,7 @@ class NodeTable:
     def __init__(self) -> None:
         self._notes: dict[int, Any] = {}  # forward ops (made in the thread the trace records)
         self._made: dict[int, BackwardMade] = {}  # nodes made by create_graph backwards
+        self._retiring: list[tuple[int, Any]] = []  # (key, note) of the last freed graph
         self._sweep_at = _FIRST_SWEEP
 
     def get(self, fn) -> Any:
@@ -63,12 +68,22 @@ class NodeTable:
         if len(self._notes) + len(self._made) >= self._sweep_at:
             self._sweep()
 
+    def retire(self, fns: list) -> None:
+        """A backward freed these nodes' graph: their notes are dropped after the next pass,
+        not at once (a later backward into the freed graph, PyTorch's error, is still named)."""
+        notes = self._notes
+        for key, note in self._retiring:
+            if notes.get(key) is note:
+                del notes[key]
+        self._retiring = [(key, notes[key]) for key in map(_SEQUENCE_NR, fns) if key in notes]
+
     def __len__(self) -> int:
         return len(self._notes) + len(self._made)
 
     def clear(self) -> None:
         self._notes.clear()
         self._made.clear()
+        self._retiring = []
 
     def _sweep(self) -> None:
         """Drop the notes of nodes no live tensor's graph reaches."""
