@@ -144,6 +144,19 @@ def test_notes_on_dead_graphs_are_dropped_and_live_ones_kept():
     assert [n.op for n in t.passes[0].graph.nodes] == ["sum", "mul", None]
 
 
+def test_notes_of_a_training_step_go_one_pass_after_its_backward():
+    with gradscope.trace() as t:
+        w = torch.ones(3, requires_grad=True)
+        sizes = []
+        for _ in range(5):
+            loss = (w * 2).exp().sum()  # three ops a step
+            loss.backward()
+            sizes.append(len(t._tracer.nodes))
+    # after each backward: this step's notes (the last step's went as this pass ended)
+    assert sizes == [3, 3, 3, 3, 3]
+    assert all(p.graph.find("loss").source is not None for p in t.passes)
+
+
 def test_hooks_are_removed_from_a_retained_graph():
     """After the trace, a retained graph's nodes carry no gradscope hook: the recorder that
     the hooks close over is freed, and another backward through the graph runs untouched."""
