@@ -268,7 +268,8 @@ class LiveChecks:
                 self._unread = None  # read already: a failing backward has nothing more to show
 
     def _with_saved_tensors(self, index: "GraphIndex") -> list:
-        """(node id, node, OpInfo, saved attributes) of the nodes whose saved tensors may be read."""
+        """(node id, autograd node, its OpInfo, saved attributes) of the nodes whose saved
+        tensors may be read."""
         todo = []
         saved_names = self._saved_names
         for node, fn, info in zip(index.graph.nodes, index.node_of.values(), index.notes):
@@ -431,6 +432,7 @@ class LiveChecks:
 
         (A checkpoint with use_reentrant=True fills .grad of parameters its graph hides.)
         """
+        self._unread = None  # hold no autograd node past its pass
         missing, self._missing = self._missing, None
         if missing is None or error is not None:
             return
