@@ -1,9 +1,9 @@
 """Tensor statistics computed on the tensor's device, brought to the host once per pass.
 
 During backward, gradients are summarised as they flow: a few reductions launched on the
-gradient's own device, never a `.item()` (on a GPU that would synchronise once per edge).
-Every summary of a pass is queued here and `resolve()` copies them all to the host in one
-transfer per device when the pass ends.
+gradient's own device. On an accelerator never a `.item()` (it would synchronise once per
+edge): the pass's summaries are queued here and `resolve()` copies them all to the host in
+one transfer per device when the pass ends. A CPU tensor's numbers are read at once.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class PendingBatch:
     def start_transfer(self) -> None:
         """Start copying every queued number to the host: one copy per device.
 
-        On the CPU the numbers are read at once. On a CUDA device the copy is queued
-        behind the pass's own kernels, into pinned memory, without waiting for it:
+        (CPU tensors never get here: they are read at once.) On a CUDA device the copy is
+        queued behind the pass's own kernels, into pinned memory, without waiting for it:
         `done()` says when it has landed and `resolve()` reads it (waiting only if needed).
         """
         by_device: dict[torch.device, list[torch.Tensor]] = {}
