@@ -283,7 +283,7 @@ class PassRecorder:
             return
         limit = self.options.max_jacobian
         outputs = [(tuple(m.shape), m.dtype, m.device) for m in fn._input_metadata]
-        sizes = [_numel(shape) for shape, _, _ in outputs]
+        sizes = [math.prod(shape) for shape, _, _ in outputs]
         total = sum(sizes)
         wanted = [
             i for i, g in enumerate(grad_inputs)
@@ -469,10 +469,3 @@ def _elements(graph) -> int:
 
 _GRAD_FN, _SOURCE, _NAME, _SHAPE = (operator.attrgetter(a) for a in ("grad_fn", "source", "name", "shape"))
 _EDGE = operator.attrgetter("src", "dst", "index")
-
-
-def _numel(shape: tuple) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

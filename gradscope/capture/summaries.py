@@ -85,7 +85,7 @@ class PendingBatch:
                 return item
             item.values = t.clone()
         elif self.options.stats and (t.is_floating_point() or t.is_complex()):
-            stats = _norm_stats(t) if norm_only else self._stats(t)
+            stats = _device_stats(t, norm_only=True) if norm_only else self._stats(t)
             if on_host:
                 item.result = _finish(item, stats, None)
                 return item
@@ -248,39 +248,31 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1) if _on_host(t) else t
 
 
-def _device_stats(t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
+def _device_stats(t: torch.Tensor, norm_only: bool = False) -> tuple[torch.Tensor, ...] | list:
     """Statistics of a large tensor: [norm, max|x|, sum, #nan, #inf] on the host (CPU), or
-    (norm, max|x|, sum) as 0-d tensors left on the device (accelerators).
+    (norm, max|x|, sum) as 0-d tensors left on the device (accelerators). `norm_only`: the
+    norm alone ([norm, None, None, #nan, #inf], or (norm,)).
 
     On the CPU reading a number is free, so NaN and Inf are counted only when the norm says
     one is there. On an accelerator reading would synchronise per tensor, and counting
-    would cost four more kernels per edge: there three reductions are launched and the
-    host learns whether a NaN or Inf is present from max|x| once the pass's numbers land.
+    would cost four more kernels per edge: there the reductions are launched and the host
+    learns whether a NaN or Inf is present from max|x| (or the norm) once the pass's
+    numbers land.
     """
     t = _flat(t.abs() if t.is_complex() else t)
     if not _on_host(t):
-        return (
-            torch.linalg.vector_norm(t, dtype=torch.float32),
-            torch.linalg.vector_norm(t, float("inf")),
-            t.sum(dtype=torch.float32),
-        )
+        norm = torch.linalg.vector_norm(t, dtype=torch.float32)
+        if norm_only:
+            return (norm,)
+        return norm, torch.linalg.vector_norm(t, float("inf")), t.sum(dtype=torch.float32)
     if t.dtype not in (torch.float32, torch.float64):
         t = t.float()
     norm = _cpu_norm(t)
     nan, inf = _nonfinite_counts(t, norm)
+    if norm_only:
+        return [norm, None, None, nan, inf]
     max_abs = max(-t.amin().item(), t.amax().item())  # two plain reductions beat aminmax on CPU
     return [norm, max_abs, t.sum().item(), nan, inf]
-
-
-def _norm_stats(t: torch.Tensor) -> tuple[torch.Tensor] | list:
-    """The norm alone (with NaN/Inf counted, on the CPU, when it is not finite)."""
-    t = _flat(t.abs() if t.is_complex() else t)
-    if not _on_host(t):
-        return (torch.linalg.vector_norm(t, dtype=torch.float32),)
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.float()
-    norm = _cpu_norm(t)
-    return [norm, None, None, *_nonfinite_counts(t, norm)]
 
 
 def _cpu_norm(flat: torch.Tensor) -> float:
@@ -299,7 +291,7 @@ def _nonfinite_counts(t: torch.Tensor, norm: float) -> tuple[int, int]:
 
 
 def _finish(item: Pending, stats: list | None, values: list[float] | None) -> TensorSummary:
-    """The summary, from host statistics (see `_device_stats`, `_norm_stats`) or values."""
+    """The summary, from host statistics (see `_device_stats`) or values."""
     summary = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device)
     if stats is not None:
         if len(stats) == 5:  # from the CPU: counted exactly
