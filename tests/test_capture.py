@@ -388,6 +388,25 @@ def test_no_gradients_option_records_graph_only(tmp_path):
     assert g.find("w").grad_after.value == [5.0]  # .grad before/after is still shown
 
 
+def test_no_gradients_option_describes_large_grads_by_the_leaf():
+    """Without statistics a large .grad's summary comes from its leaf (no look at the tensor):
+    it must still say what the tensor is, and only where .grad exists."""
+    layer = nn.Linear(30, 20).double()
+    unused = gradscope.name(nn.Parameter(torch.zeros(40)), "unused")
+    with gradscope.trace(gradients="off") as t:
+        (layer(torch.ones(2, 30, dtype=torch.float64)).sum() + 0 * unused.sum()).backward()
+        layer.weight.grad = None
+        layer(torch.ones(2, 30, dtype=torch.float64)).sum().backward()
+    first = t.passes[0].graph.find("weight")
+    assert (first.grad_after.shape, first.grad_after.dtype, first.grad_after.device) == ([20, 30], "float64", "cpu")
+    assert first.grad_after.norm is None and first.grad_after.value is None
+    assert t.passes[0].graph.find("bias").grad_after.value is None  # 20 elements: over the value limit
+    assert t.passes[0].graph.find("unused").grad_after.shape == [40]  # a gradient of zeros is still one
+    second = t.passes[1].graph
+    assert second.find("weight").grad_before is None  # set to None between the passes
+    assert second.find("bias").grad_before.shape == [20]
+    assert layer.weight.grad.shape == (20, 30)
+
 def test_values_option_keeps_larger_tensors():
     w = torch.arange(100.0, requires_grad=True)
     with gradscope.trace(gradients="values", values=200) as t:
@@ -627,6 +646,33 @@ def test_repeated_big_graphs_record_edge_gradients_on_a_sample_of_passes():
         for _ in range(5):
             (w * 3).sum().backward()
     assert all(p.edge_gradients for p in t.passes)
+
+
+def test_passes_without_edge_gradients_share_their_edges_and_only_those():
+    """Quiet passes of one wiring share Edge objects (nothing per pass is on them); a full
+    pass gets its own, so its gradients never show on another pass."""
+    w = torch.ones(300, 300, requires_grad=True)
+    with gradscope.trace() as t:
+        for i in range(12):
+            ((w * 3).sum() if i != 7 else (w * 3).mean()).backward()  # pass 7 is wired otherwise
+    p = t.passes
+    assert [q.index for q in p if q.edge_gradients] == [0, 1, 2, 7, 11]  # 11: the sum's 10th
+    for q in p:  # every edge of a full pass has its gradient, no edge of a quiet pass has one
+        assert all((e.grad is not None) == q.edge_gradients for e in q.graph.edges), q.index
+    assert all(a is b for a, b in zip(p[3].graph.edges, p[6].graph.edges))
+    assert p[3].graph.edges is not p[6].graph.edges  # the lists are each pass's own
+    assert not any(a is b for a, b in zip(p[2].graph.edges, p[3].graph.edges))
+    assert not any(a is b for a, b in zip(p[10].graph.edges, p[11].graph.edges))
+    assert [(e.src, e.dst, e.index) for e in p[10].graph.edges] == [(e.src, e.dst, e.index) for e in p[11].graph.edges]
+    layer = nn.Linear(4, 4)
+    with gradscope.trace(gradients="off") as t:
+        for _ in range(3):
+            layer(torch.ones(1, 4)).sum().backward()
+        layer(torch.ones(1, 4)).relu().sum().backward()  # one more node: other wiring
+    graphs = [q.graph for q in t.passes]
+    assert all(a is b for a, b in zip(graphs[0].edges, graphs[2].edges))
+    assert len(graphs[3].edges) == len(graphs[2].edges) + 1
+    assert not any(a is b for a, b in zip(graphs[2].edges, graphs[3].edges))
 
 
 def test_small_graphs_are_recorded_in_full_on_every_pass():

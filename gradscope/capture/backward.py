@@ -144,12 +144,24 @@ class PassRecorder:
         with torch.no_grad():
             index = self.index = walk(self.call.roots, self.tracer, self.batch)
             self.full = self.options.gradients and self._due_in_full(index)
+            self._own_or_share_edges(index)
             self._record_seeds(index)
             for node, leaf in index.leaves:
                 self._grad_before(node, leaf)
         if self.full:
             self._install_hooks(index)
         return index
+
+    def _own_or_share_edges(self, index: GraphIndex) -> None:
+        """A pass that records edge gradients writes them on its edges: it gets Edge objects
+        of its own. A pass that does not offers its edges to the next one wired alike."""
+        graph = index.graph
+        if self.full:
+            if index.edges_shared:
+                graph.edges = [Edge(e.src, e.dst, e.index) for e in graph.edges]
+                index.edges_shared = False
+        else:
+            self.tracer.quiet_edges = (index.wiring, graph.edges)
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
@@ -172,10 +184,9 @@ class PassRecorder:
     def _record_seeds(self, index: GraphIndex) -> None:
         """Each root's seed gradient, and its value when small (a loss, per pass)."""
         for root, seed in zip(self.call.roots, self.call.seeds):
-            node_id = _node_id_of(root, index)
-            if node_id is None:
+            node = index.node_for(root)
+            if node is None:
                 continue
-            node = index.graph.node(node_id)
             if node.kind == "op" and root.numel() <= self.batch.options.max_values:
                 self._later(node, "value", self.batch.keep(root))
             if seed is None and root.numel() == 1 and not root.is_complex():
@@ -244,7 +255,7 @@ class PassRecorder:
             node.grad_carried_over = True
             self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
         else:
-            self._later(node, "grad_before", self.batch.summarize(grad, norm_only=not self.full))
+            self._leaf_grad(node, "grad_before", leaf, grad)
 
     def _grad_after(self, node, leaf: torch.Tensor) -> None:
         edge = self._only_edge_into_leaf.get(node.id)
@@ -252,7 +263,19 @@ class PassRecorder:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
             self._copy_later.append((node, "grad_after", edge, "grad", False))
         else:
-            self._later(node, "grad_after", self.batch.summarize(leaf.grad, norm_only=not self.full))
+            self._leaf_grad(node, "grad_after", leaf, leaf.grad)
+
+    def _leaf_grad(self, node, attr: str, leaf: torch.Tensor, grad: torch.Tensor | None) -> None:
+        """node.<attr> = the summary of a leaf's .grad.
+
+        With statistics off, a .grad too big for its values has nothing to read but its shape,
+        dtype and device, and those are the leaf's (AccumulateGrad and the .grad setter keep
+        them equal): the summary is made from the leaf's node without touching the tensor.
+        """
+        if grad is not None and not self.batch.options.stats and leaf.numel() > self.batch.options.max_values:
+            setattr(node, attr, TensorSummary(shape=list(node.shape), dtype=node.dtype, device=node.device))
+        else:
+            self._later(node, attr, self.batch.summarize(grad, norm_only=not self.full))
 
     def _name_new_gradients(self, index: GraphIndex, result: Any) -> None:
         """Name the differentiable gradients a create_graph pass made, so that the next pass,
@@ -262,8 +285,8 @@ class PassRecorder:
             target = assignment_target(self.source.code) if self.source else None
             roots = "".join(n.name for n in graph.roots)
             for i, (grad, inp) in enumerate(zip(result, self.call.inputs)):
-                input_id = _node_id_of(inp, index)
-                wrt = graph.node(input_id).name if input_id else "input"
+                input_node = index.node_for(inp)
+                wrt = input_node.name if input_node else "input"
                 _name_tensor(grad, f"{target}[{i}]" if target else f"d{roots}/d{wrt}")
         else:
             for node, leaf in index.leaves:
@@ -320,7 +343,7 @@ class PassRecorder:
         notes = self.tracer.nodes
         info = notes.get(fn)
         label = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
-        known = self.index.id_of if self.index else {}
+        known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:
                 continue
@@ -357,7 +380,7 @@ class PassRecorder:
         if error is None and not self.call.retain_graph and self.call.api != "torch.autograd.grad" \
                 and not self.call.inputs:
             # every node of the graph ran and freed what it saved: its notes can go
-            self.tracer.nodes.retire(list(index.node_of.values()))
+            self.tracer.nodes.retire(index.notes)
         if self.call.create_graph and error is None:
             self._name_new_gradients(index, result)
         self.result = Pass(
@@ -369,7 +392,7 @@ class PassRecorder:
             create_graph=self.call.create_graph,
             step=self.tracer.optimizer_steps,
             edge_gradients=self.full,
-            inputs=[i for i in (_node_id_of(t, index) for t in self.call.inputs) if i is not None],
+            inputs=[node.id for node in map(index.node_for, self.call.inputs) if node is not None],
             error=None if error is None else f"{type(error).__name__}: {error}",
         )
         self._later(self.result, "results", results)
@@ -421,15 +444,6 @@ def _one_like(root: torch.Tensor) -> Pending:
     one.result = TensorSummary(shape=shape, dtype=one.dtype, device=one.device, norm=1.0, max_abs=1.0,
                                mean=1.0, value=_nest([1.0], shape))
     return one
-
-
-def _node_id_of(t: torch.Tensor, index: GraphIndex) -> str | None:
-    fn = t.grad_fn
-    if fn is None:
-        if not t.requires_grad:
-            return None
-        fn = torch.autograd.graph.get_gradient_edge(t).node
-    return index.id_of.get(id(fn))
 
 
 def _callable(fn, notes: NodeTable) -> bool:

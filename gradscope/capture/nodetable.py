@@ -16,21 +16,20 @@ notes of nodes it cannot reach.
 
 from __future__ import annotations
 
-import operator
 import weakref
 from typing import Any
 
 _FIRST_SWEEP = 1 << 14  # notes kept before the first sweep
-_SEQUENCE_NR = operator.methodcaller("_sequence_nr")
 
 
 class BackwardMade:
     """A note on a node that a `create_graph=True` backward built (no forward op made it)."""
 
-    __slots__ = ("cls", "label", "tensor")
+    __slots__ = ("cls", "label", "tensor", "key")
 
     def __init__(self, cls: type, label: str, tensor: Any) -> None:
         self.cls = cls
+        self.key = 0  # set by NodeTable.add
         self.label = label  # the forward op whose backward made it, e.g. "pow at lesson.py:3"
         self.tensor = weakref.ref(tensor)
 
@@ -46,7 +45,7 @@ class NodeTable:
     def __init__(self) -> None:
         self._notes: dict[int, Any] = {}  # forward ops (made in the thread the trace records)
         self._made: dict[int, BackwardMade] = {}  # nodes made by create_graph backwards
-        self._retiring: list[tuple[int, Any]] = []  # (key, note) of the last freed graph
+        self._retiring: list = []  # the notes of the last freed graph
         self._sweep_at = _FIRST_SWEEP
 
     def get(self, fn) -> Any:
@@ -63,19 +62,21 @@ class NodeTable:
 
     def add(self, fn, note: Any) -> None:
         """Note `fn` (`note.cls` is `type(fn)`, `note.tensor` a weak reference to a tensor
-        whose graph holds `fn`)."""
-        (self._made if type(note) is BackwardMade else self._notes)[fn._sequence_nr()] = note
+        whose graph holds `fn`; `note.key` is set here)."""
+        note.key = key = fn._sequence_nr()
+        (self._made if type(note) is BackwardMade else self._notes)[key] = note
         if len(self._notes) + len(self._made) >= self._sweep_at:
             self._sweep()
 
-    def retire(self, fns: list) -> None:
-        """A backward freed these nodes' graph: their notes are dropped after the next pass,
-        not at once (a later backward into the freed graph, PyTorch's error, is still named)."""
+    def retire(self, graph_notes: list) -> None:
+        """A backward freed the graph of these notes (None for nodes without one): they are
+        dropped after the next pass, not at once (a later backward into the freed graph,
+        PyTorch's error, is still named)."""
         notes = self._notes
-        for key, note in self._retiring:
-            if notes.get(key) is note:
-                del notes[key]
-        self._retiring = [(key, notes[key]) for key in map(_SEQUENCE_NR, fns) if key in notes]
+        for note in self._retiring:
+            if notes.get(note.key) is note:
+                del notes[note.key]
+        self._retiring = [note for note in graph_notes if note is not None and notes.get(note.key) is note]
 
     def __len__(self) -> int:
         return len(self._notes) + len(self._made)

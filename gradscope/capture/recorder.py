@@ -35,7 +35,7 @@ class OpInfo:
     `NodeTable`)."""
 
     __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "mark",
-                 "prev_mark")
+                 "prev_mark", "key")
 
     def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks):
         self.cls: type = cls  # the grad_fn's class: a check on the table's key
@@ -51,6 +51,7 @@ class OpInfo:
         self.saved_hooks: bool = saved_hooks
         self.mark: tuple | None = None  # (pass index, retain_graph) of the last pass through it
         self.prev_mark: tuple | None = None  # ... and of the one before
+        self.key = 0  # the node's key in the NodeTable (set when added)
 
 
 def op_name(func: Callable) -> str:

@@ -344,12 +344,12 @@ def _nest(flat: list, shape: list[int]) -> Any:
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
-def _host_numbers(t: torch.Tensor) -> list[float]:
-    """A CPU tensor's elements as floats, flat (complex as re, im pairs): what a transfer reads."""
-    flat = t.reshape(-1)
-    if flat.is_complex():
-        flat = torch.view_as_real(flat).reshape(-1)
-    return flat.to(torch.float64).tolist()
+def _host_numbers(t: torch.Tensor) -> list:
+    """A CPU tensor's elements as Python numbers, flat (complex as re, im pairs): what a
+    transfer reads. (`tolist` is exact for every real dtype: no float64 copy needed.)"""
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return t.tolist() if t.dim() == 1 else t.reshape(-1).tolist()
 
 
 def _real_shape(t: torch.Tensor) -> list[int]:

@@ -56,6 +56,11 @@ class Tracer:
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
         self.graphs_seen: dict[int, int] = {}  # graph structure -> passes seen (see GradientOptions)
         self.nonfinite_seen = False
+        # (wiring, edges) of the last pass recorded without edge gradients. Its Edge objects
+        # carry nothing of that pass (no gradient, no derivative): the next pass wired the
+        # same way shares them instead of making its own (a training loop makes one graph
+        # per step). Passes that record edge gradients always get edges of their own.
+        self.quiet_edges: tuple[list, list] | None = None
         self.trace = Trace()
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
@@ -67,9 +72,9 @@ class Tracer:
         # calls the recorder hands to the tracer instead of recording as ops
         self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
         # `.grad` reads: looked up by equality (each `Tensor.grad.__get__` is a new object)
-        self.intercepted[torch.Tensor.grad.__get__] = lambda func, args, kwargs: self.on_grad_read(func, args)
+        self.intercepted[torch.Tensor.grad.__get__] = self.on_grad_read
         # `.grad` writes (zero_grad sets each to None) change no tensor: nothing to record
-        self.intercepted[torch.Tensor.grad.__set__] = lambda func, args, kwargs: func(*args, **kwargs)
+        self.intercepted[torch.Tensor.grad.__set__] = _call
         self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
@@ -163,8 +168,8 @@ class Tracer:
         except Exception:
             log.debug("gradscope: recording an op error failed", exc_info=True)
 
-    def on_grad_read(self, func, args) -> Any:
-        result = func(*args)
+    def on_grad_read(self, func, args: tuple, kwargs: dict) -> Any:
+        result = func(*args, **kwargs)
         t = args[0] if args else None
         if isinstance(t, torch.Tensor) and t.grad_fn is not None and not t.retains_grad:
             info = self.nodes.get(t.grad_fn)
@@ -287,6 +292,10 @@ def _tops(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
             seen.add(key)
             tops.append(t)
     return tops
+
+
+def _call(func, args: tuple, kwargs: dict) -> Any:
+    return func(*args, **kwargs)
 
 
 def active_tracer() -> Tracer | None:

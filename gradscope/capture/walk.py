@@ -38,12 +38,24 @@ class GraphIndex:
 
     graph: Graph
     node_of: dict[str, object] = field(default_factory=dict)  # id -> grad_fn / AccumulateGrad
-    id_of: dict[int, str] = field(default_factory=dict)  # id(grad_fn) -> node id (alive during the pass)
+    position: dict[int, int] = field(default_factory=dict)  # id(grad_fn) -> its place in graph.nodes
     leaf_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # leaf node id -> tensor
     leaves: list[tuple[Node, torch.Tensor]] = field(default_factory=list)  # leaf nodes and their tensors
     notes: list = field(default_factory=list)  # per node (in order): its NodeTable note, or None
     # leaf values queued on the pass's batch: filled in by `finish_leaf_values` after resolve
     pending_values: list[tuple[Node, Box]] = field(default_factory=list)
+    wiring: list[tuple[int, int, int]] = field(default_factory=list)  # (consumer, index, input) numbers, sorted
+    edges_shared: bool = False  # graph.edges are another pass's Edge objects (see Tracer.quiet_edges)
+
+    def node_for(self, t: torch.Tensor) -> Node | None:
+        """The node of tensor `t` in this graph (its grad_fn's, or a leaf's), or None."""
+        fn = t.grad_fn
+        if fn is None:
+            if not t.requires_grad:
+                return None
+            fn = _accumulate_node(t)
+        k = self.position.get(id(fn))
+        return None if k is None else self.graph.nodes[k]
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,8 +114,8 @@ def walk(
                 stack.append(nxt)
             raw_edges.append((dst, i, k))
 
-    ids = [f"n{k}" for k in range(len(fns))]
-    index.id_of = dict(zip(map(id, fns), ids))
+    ids = _node_ids(len(fns))
+    index.position = number
     index.node_of = dict(zip(ids, fns))
     namer = _Namer()
     make = _NodeMaker(index, tracer, batch, namer)
@@ -111,12 +123,31 @@ def walk(
     for k in roots_found:
         graph.nodes[k].is_root = True
     raw_edges.sort()
-    graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
+    index.wiring = raw_edges
+    quiet = tracer.quiet_edges if tracer is not None else None
+    if quiet is not None and quiet[0] == raw_edges:
+        graph.edges = list(quiet[1])  # (see Tracer.quiet_edges)
+        index.edges_shared = True
+    else:
+        graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
     namer.name(graph, index, make.notes)
     if own_batch:
         batch.resolve()
         finish_leaf_values(index.pending_values)
     return index
+
+
+_NODE_IDS: list[str] = []
+_NODE_IDS_KEPT = 4096
+
+
+def _node_ids(n: int) -> list[str]:
+    """["n0", ..., "n<n-1>"]: every pass numbers its nodes alike, so the strings are kept."""
+    if n > len(_NODE_IDS) and len(_NODE_IDS) < _NODE_IDS_KEPT:
+        _NODE_IDS.extend(f"n{k}" for k in range(len(_NODE_IDS), min(max(n, 64), _NODE_IDS_KEPT)))
+    if n <= len(_NODE_IDS):
+        return _NODE_IDS[:n]
+    return _NODE_IDS + [f"n{k}" for k in range(len(_NODE_IDS), n)]
 
 
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
