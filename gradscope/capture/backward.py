@@ -418,7 +418,9 @@ class PassRecorder:
         self._fill.clear()
         self._copy_later.clear()
         assert self.result is not None
-        if any(n.grad_after is not None and not n.grad_after.finite for n in self.result.graph.leaves):
+        if self.options.gradients and any(
+            n.grad_after is not None and not n.grad_after.finite for n in self.result.graph.leaves
+        ):
             self.tracer.nonfinite_seen = True  # record the next pass in full, to find where
         return self.result
 

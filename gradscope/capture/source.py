@@ -48,22 +48,24 @@ def _is_internal(filename: str) -> bool:
     return internal
 
 
-# code object -> is it torch's or gradscope's? (looked up for every frame walked, every op)
-_internal_by_code: dict = {}
+# code objects known to be torch's or gradscope's, and known to be the user's (checked for
+# every frame walked, every op: set membership is the cheapest test there is)
+_internal_codes: set = set()
+_user_codes: set = set()
 
 
 def user_frame(depth: int = 1) -> FrameType | None:
     """The innermost frame outside torch and gradscope, or None."""
     frame: FrameType | None = sys._getframe(depth + 1)
-    internal_by_code = _internal_by_code
+    internal_codes = _internal_codes
     while frame is not None:
         code = frame.f_code
-        internal = internal_by_code.get(code)
-        if internal is None:
-            internal = internal_by_code[code] = _is_internal(code.co_filename)
-        if not internal:
+        if code in internal_codes:
+            frame = frame.f_back
+        elif code in _user_codes:
             return frame
-        frame = frame.f_back
+        else:
+            (internal_codes if _is_internal(code.co_filename) else _user_codes).add(code)
     return None
 
 
