@@ -218,15 +218,15 @@ def _finite(s) -> bool:
 def _first_nonfinite(graph: Graph):
     """(node, its non-finite outgoing edges) for the first node in backward order where a
     non-finite gradient appears, or None."""
+    if all(_finite(e.grad) for e in graph.edges) and all(
+        _finite(n.seed) and all(_finite(g) for g in n.grad_outputs) for n in graph.nodes
+    ):
+        return None  # (nearly every pass: checked before any index is built)
     edges_into: dict[str, list] = {}
     edges_from: dict[str, list] = {}
     for e in graph.edges:
         edges_into.setdefault(e.dst, []).append(e)
         edges_from.setdefault(e.src, []).append(e)
-    if all(_finite(e.grad) for e in graph.edges) and all(
-        _finite(n.seed) and all(_finite(g) for g in n.grad_outputs) for n in graph.nodes
-    ):
-        return None
     by_id = {n.id: n for n in graph.nodes}
     # backward order: a node is ready once every consumer has sent its gradient
     waiting = {n.id: len(edges_from.get(n.id, ())) for n in graph.nodes}
