@@ -7,8 +7,9 @@ Timings on a shared virtual machine move by ±5% from run to run; gradscope's ow
 cost is far smaller than that. This counts it instead, exactly and repeatably: every
 bytecode executed in a few steps of a small model (an MLP of 10 × Linear(128), batch 32,
 or a 2-layer transformer encoder of width 32: small, so that the count, not the
-arithmetic, is what the step is about), untraced and traced, per function. It is a meter for Python work only: what torch does in C++ on gradscope's
-behalf (see docs/benchmarks.md: `grad_fn.metadata`) does not show here.
+arithmetic, is what the step is about), untraced and traced, per function. It is a meter
+for Python work only: what torch does in C++ on gradscope's behalf (see
+docs/benchmarks.md: `grad_fn.metadata`; the mode's own dispatch) does not show here.
 """
 
 from __future__ import annotations
