@@ -669,7 +669,11 @@ def test_passes_without_edge_gradients_share_their_edges_and_only_those():
         for _ in range(3):
             layer(torch.ones(1, 4)).sum().backward()
         layer(torch.ones(1, 4)).relu().sum().backward()  # one more node: other wiring
+        layer(torch.ones(1, 4)).sum().backward()
+        drawn = gradscope.graph(layer(torch.ones(1, 4)).sum())  # wired as the passes, but not a pass
     graphs = [q.graph for q in t.passes]
+    assert not any(a is b for a, b in zip(graphs[2].edges, graphs[4].edges))  # pass 3 came between
+    assert not any(a is b for q in graphs for a, b in zip(q.edges, drawn.edges))
     assert all(a is b for a, b in zip(graphs[0].edges, graphs[2].edges))
     assert len(graphs[3].edges) == len(graphs[2].edges) + 1
     assert not any(a is b for a, b in zip(graphs[2].edges, graphs[3].edges))

@@ -142,7 +142,7 @@ class PassRecorder:
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
         with torch.no_grad():
-            index = self.index = walk(self.call.roots, self.tracer, self.batch)
+            index = self.index = walk(self.call.roots, self.tracer, self.batch, self.tracer.quiet_edges)
             self.full = self.options.gradients and self._due_in_full(index)
             self._own_or_share_edges(index)
             self._record_seeds(index)

@@ -69,12 +69,15 @@ def walk(
     roots: list[torch.Tensor],
     tracer: "Tracer | None" = None,
     batch: PendingBatch | None = None,
+    edges_like: tuple[list, list[Edge]] | None = None,
 ) -> GraphIndex:
     """Build the graph behind `roots` as it stands now.
 
     Leaf values (small leaves only) are queued on `batch` when given, so a pass brings them
-    to the host together with its gradients; otherwise they are read at once. (This runs
-    before every recorded backward: it is written for few Python operations per node.)
+    to the host together with its gradients; otherwise they are read at once. `edges_like`,
+    another graph's (wiring, edges): when this graph is wired the same, it shares those
+    Edge objects (see `Tracer.quiet_edges`). (This runs before every recorded backward: it
+    is written for few Python operations per node.)
     """
     graph = Graph()
     index = GraphIndex(graph)
@@ -124,9 +127,8 @@ def walk(
         graph.nodes[k].is_root = True
     raw_edges.sort()
     index.wiring = raw_edges
-    quiet = tracer.quiet_edges if tracer is not None else None
-    if quiet is not None and quiet[0] == raw_edges:
-        graph.edges = list(quiet[1])  # (see Tracer.quiet_edges)
+    if edges_like is not None and edges_like[0] == raw_edges:
+        graph.edges = list(edges_like[1])
         index.edges_shared = True
     else:
         graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
