@@ -27,7 +27,7 @@ _INTERNAL_DIRS = (
 _USER_DIRS = (os.path.join(_PACKAGE_DIR, "examples") + os.sep,)
 
 _internal_by_file: dict[str, bool] = {}
-_sources: dict[tuple, Source] = {}  # (code object, line) -> its Source
+_sources: dict[tuple, tuple] = {}  # (id of a code object, line) -> (that code object, its Source)
 
 # `a = ...`, `self.h = ...`, `x: Tensor = ...`, `x += ...`; not `a == b` nor `f(a=1)`.
 _ASSIGNMENT = re.compile(
@@ -48,24 +48,28 @@ def _is_internal(filename: str) -> bool:
     return internal
 
 
-# code objects known to be torch's or gradscope's, and known to be the user's (checked for
-# every frame walked, every op: set membership is the cheapest test there is)
-_internal_codes: set = set()
-_user_codes: set = set()
+# Code objects known to be torch's or gradscope's, and known to be the user's, by id():
+# every frame walked, every op, is tested here, and hashing a code object hashes its
+# constants. The code objects are kept (in `_codes_kept`), so that their ids stay theirs.
+_internal_codes: set[int] = set()
+_user_codes: set[int] = set()
+_codes_kept: list = []
 
 
 def user_frame(depth: int = 1) -> FrameType | None:
     """The innermost frame outside torch and gradscope, or None."""
     frame: FrameType | None = sys._getframe(depth + 1)
-    internal_codes = _internal_codes
+    internal_codes, user_codes = _internal_codes, _user_codes
     while frame is not None:
-        code = frame.f_code
-        if code in internal_codes:
+        key = id(frame.f_code)
+        if key in internal_codes:
             frame = frame.f_back
-        elif code in _user_codes:
+        elif key in user_codes:
             return frame
         else:
-            (internal_codes if _is_internal(code.co_filename) else _user_codes).add(code)
+            code = frame.f_code
+            _codes_kept.append(code)
+            (internal_codes if _is_internal(code.co_filename) else user_codes).add(key)
     return None
 
 
@@ -74,16 +78,17 @@ def source_of(frame: FrameType | None) -> Source | None:
     if frame is None:
         return None
     code = frame.f_code
-    key = (code, frame.f_lineno)
-    src = _sources.get(key)
-    if src is None:
-        src = Source(
-            file=code.co_filename,
-            line=key[1],
-            code=linecache.getline(code.co_filename, key[1]).strip(),
-            function=code.co_name,
-        )
-        _sources[key] = src
+    key = (id(code), frame.f_lineno)
+    kept = _sources.get(key)
+    if kept is not None and kept[0] is code:
+        return kept[1]
+    src = Source(
+        file=code.co_filename,
+        line=key[1],
+        code=linecache.getline(code.co_filename, key[1]).strip(),
+        function=code.co_name,
+    )
+    _sources[key] = (code, src)  # (the code object kept with it: its id stays its own)
     return src
 
 
