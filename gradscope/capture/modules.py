@@ -14,6 +14,7 @@ from torch.nn.modules.module import (
 )
 
 from .idtable import IdTable
+from .names import leaf_names_changed
 
 _is_compiling = torch.compiler.is_compiling
 
@@ -23,6 +24,9 @@ class ModuleTracker:
 
     def __init__(self) -> None:
         self._stack: list[str] = []
+        # the qualified path of the innermost running submodule (None outside modules and
+        # in a top module): an attribute, not a property, because every op reads it
+        self.current: str | None = None
         # module -> its qualified path under the outermost module that ran it
         self._paths = IdTable()  # module -> qualified path (looked up on every module call)
         self.parameter_names: IdTable = IdTable()
@@ -32,11 +36,6 @@ class ModuleTracker:
         self._handles: list = []
         # modules whose forward ran since the checks last looked (id -> module), in call order
         self.ran: dict[int, torch.nn.Module] = {}
-
-    @property
-    def current(self) -> str | None:
-        """The qualified path of the innermost running submodule ("" for a top module: None)."""
-        return self._stack[-1] or None if self._stack else None
 
     def install(self) -> None:
         self._handles = [
@@ -49,6 +48,7 @@ class ModuleTracker:
             h.remove()
         self._handles = []
         self._stack.clear()
+        self.current = None
         self.ran.clear()
 
     def _enter(self, module: torch.nn.Module, args) -> None:
@@ -62,14 +62,17 @@ class ModuleTracker:
                 self._adopt(module)
                 path = ""
         self._stack.append(path)
+        self.current = path or None
         self.ran[id(module)] = module
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
         if _is_compiling():
             return None
-        if self._stack:
-            self._stack.pop()
+        stack = self._stack
+        if stack:
+            stack.pop()
+            self.current = stack[-1] or None if stack else None
         return None
 
     def _adopt(self, root: torch.nn.Module) -> None:
@@ -79,6 +82,7 @@ class ModuleTracker:
         `1.weight`, not `weight`. A name, once given by a module, is kept (the first of
         shared parameters' names).
         """
+        leaf_names_changed()
         size = sum(1 for _ in root.modules())
         for name, sub in root.named_modules(remove_duplicate=False):
             if self._root_size.get(sub, 0) < size:

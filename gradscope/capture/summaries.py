@@ -111,11 +111,10 @@ class PendingBatch:
     def keep(self, tensor: torch.Tensor) -> Box:
         """A small tensor's values as nested lists of floats (queued when not on the CPU)."""
         box = Box()
-        t = tensor.detach() if tensor.requires_grad else tensor
-        if _on_host(t):
-            box.value = _nest(_host_numbers(t), _real_shape(t))
+        if _on_host(tensor):  # (`tolist` nests as the shape says, and is exact for every real dtype)
+            box.value = (torch.view_as_real(tensor.detach()) if tensor.is_complex() else tensor).tolist()
         else:
-            self._raw.append((t, box))
+            self._raw.append((tensor.detach() if tensor.requires_grad else tensor, box))
         return box
 
     def start_transfer(self) -> None:
@@ -210,7 +209,7 @@ class _HostCopy:
 def _on_host(t: torch.Tensor) -> bool:
     """Is t in host memory, where reading a number costs nothing? (Else: an accelerator's,
     whose numbers are reduced there and copied once per pass.)"""
-    return t.device.type == "cpu"
+    return t.is_cpu
 
 
 def _elements_key(t: torch.Tensor) -> tuple | None:
