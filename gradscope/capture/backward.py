@@ -23,11 +23,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
+from .history import LeafHistory, history_of
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
 from .recorder import OpInfo
+from .repeat import QuietTemplate, unshare
 from .source import assignment_target
-from .summaries import Box, Pending, PendingBatch, _device_name, _dtype_name, _nest
+from .summaries import Box, PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ BACKWARD_APIS: dict[Callable, str] = {
     torch.autograd.grad: "torch.autograd.grad",
 }
 
+_TENSOR_BACKWARD = torch.Tensor.backward
 _signatures: dict[Callable, inspect.Signature] = {}
 
 
@@ -57,6 +60,8 @@ class BackwardCall:
 
 
 def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
+    if func is _TENSOR_BACKWARD and len(args) == 1 and not kwargs:  # `loss.backward()`: most calls
+        return BackwardCall(api="Tensor.backward", roots=[args[0]], seeds=[None])
     sig = _signatures.get(func)
     if sig is None:
         sig = _signatures[func] = inspect.signature(func)
@@ -135,6 +140,7 @@ class PassRecorder:
         self._only_edge_into_leaf: dict[str, Edge] = {}
         self._had_grad: set[str] = set()  # leaves whose .grad was not None before the pass
         self.index: GraphIndex | None = None
+        self.histories: list[LeafHistory] = []  # of index.leaves, in their order
         self.result: Pass | None = None
         self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
@@ -142,26 +148,25 @@ class PassRecorder:
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
         with torch.no_grad():
-            index = self.index = walk(self.call.roots, self.tracer, self.batch, self.tracer.quiet_edges)
+            index = self.index = walk(self.call.roots, self.tracer, self.batch, self.tracer.last_quiet)
             self.full = self.options.gradients and self._due_in_full(index)
-            self._own_or_share_edges(index)
+            self._own_or_share(index)
             self._record_seeds(index)
-            for node, leaf in index.leaves:
-                self._grad_before(node, leaf)
+            histories = self.tracer.leaf_histories
+            self.histories = [history_of(histories, leaf) for _, leaf in index.leaves]
+            for (node, leaf), history in zip(index.leaves, self.histories):
+                self._grad_before(node, leaf, history)
         if self.full:
             self._install_hooks(index)
         return index
 
-    def _own_or_share_edges(self, index: GraphIndex) -> None:
+    def _own_or_share(self, index: GraphIndex) -> None:
         """A pass that records edge gradients writes them on its edges: it gets Edge objects
-        of its own. A pass that does not offers its edges to the next one wired alike."""
-        graph = index.graph
+        of its own. A pass that does not offers its graph to the next one that repeats it."""
         if self.full:
-            if index.edges_shared:
-                graph.edges = [Edge(e.src, e.dst, e.index) for e in graph.edges]
-                index.edges_shared = False
-        else:
-            self.tracer.quiet_edges = (index.wiring, graph.edges)
+            unshare(index)
+        elif not index.shares_nodes:
+            self.tracer.last_quiet = QuietTemplate(index, list(index.node_of.values()))
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
@@ -191,7 +196,7 @@ class PassRecorder:
                 self._later(node, "value", self.batch.keep(root))
             if seed is None and root.numel() == 1 and not root.is_complex():
                 # the implicit gradient of a scalar's backward(): a one, known without a tensor
-                self._later(node, "seed", _one_like(root))
+                node.seed = _ones_summary(root)
             elif isinstance(seed, torch.Tensor):
                 self._later(node, "seed", self.batch.summarize(seed))
 
@@ -244,12 +249,12 @@ class PassRecorder:
 
         return posthook
 
-    def _grad_before(self, node, leaf: torch.Tensor) -> None:
+    def _grad_before(self, node, leaf: torch.Tensor, history: LeafHistory) -> None:
         grad = leaf.grad
         if grad is None:
             return
         self._had_grad.add(node.id)
-        last = self.tracer.last_grads.get(leaf)
+        last = history.grad
         if last is not None and last[0]() is grad and last[1] == grad._version:
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
@@ -293,11 +298,10 @@ class PassRecorder:
                 _name_tensor(leaf.grad, f"{node.name}.grad")
 
     def _remember_grads(self, index: GraphIndex) -> None:
-        last_grads = self.tracer.last_grads
-        for node, leaf in index.leaves:
+        for (node, leaf), history in zip(index.leaves, self.histories):
             grad = leaf.grad
             if grad is not None:
-                last_grads[leaf] = (weakref.ref(grad), grad._version, node)
+                history.grad = (weakref.ref(grad), grad._version, node)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
@@ -439,13 +443,11 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
     return pending.result
 
 
-def _one_like(root: torch.Tensor) -> Pending:
+def _ones_summary(root: torch.Tensor) -> TensorSummary:
     """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor."""
     shape = list(root.shape)
-    one = Pending(shape, _dtype_name(root.dtype), _device_name(root.device), None, None)
-    one.result = TensorSummary(shape=shape, dtype=one.dtype, device=one.device, norm=1.0, max_abs=1.0,
-                               mean=1.0, value=_nest([1.0], shape))
-    return one
+    return TensorSummary(shape=shape, dtype=_dtype_name(root.dtype), device=_device_name(root.device), norm=1.0,
+                         max_abs=1.0, mean=1.0, value=_nest([1.0], shape))
 
 
 def _callable(fn, notes: NodeTable) -> bool:

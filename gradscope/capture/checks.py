@@ -79,8 +79,6 @@ class LiveChecks:
         self.data_mutations: deque[_Mutation] = deque(maxlen=_DATA_MUTATIONS_KEPT)
         # `.data` alias -> weakref to the tensor it aliases (its own version counter!)
         self.data_aliases = IdTable()
-        # leaf -> (pass index, node id) of the last pass it took part in
-        self.leaf_last = IdTable()
         self._update_event = None
         self._updated: set[tuple[int, str]] = set()
         # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
@@ -146,7 +144,8 @@ class LiveChecks:
             log.debug("gradscope: recording an optimizer step failed", exc_info=True)
 
     def _leaf_updated(self, leaf: torch.Tensor, source) -> None:
-        last = self.leaf_last.get(leaf)
+        history = self.tracer.leaf_histories.get(leaf)
+        last = history.last_pass if history is not None else None
         if last is None or last in self._updated:
             return
         self._updated.add(last)
@@ -231,14 +230,13 @@ class LiveChecks:
             return
         only = {id(t) for t in call.inputs} if call.inputs else None  # backward(inputs=...)
         links = []
-        get, put = self.leaf_last.get, self.leaf_last.set
-        for node_id, leaf in index.leaf_tensors.items():
+        for (node, leaf), history in zip(index.leaves, recorder.histories):
             if only is not None and id(leaf) not in only:
                 continue
-            prev = get(leaf)
-            put(leaf, (p, node_id))
+            prev = history.last_pass
+            history.last_pass = (p, node.id)
             if prev is not None and leaf.grad is not None:
-                links.append([node_id, prev[0], prev[1]])
+                links.append([node.id, prev[0], prev[1]])
         if links:
             self.tracer.emit("grad-carried", {"leaves": links})
 

@@ -17,6 +17,26 @@ _explicit_leaf_names: IdTable = IdTable()
 
 NAME_KEY = "gradscope.name"
 
+# Bumped whenever a leaf may be named differently than before (an explicit name, a module's
+# parameter names, a leaf's line): a repeated pass reuses its leaves' names only while
+# this stays the same (see repeat.py).
+_generation = 0
+
+
+def generation() -> int:
+    return _generation
+
+
+def leaf_names_changed() -> None:
+    global _generation
+    _generation += 1
+
+
+def any_named(fns: list) -> bool:
+    """Do any of these autograd nodes carry a name?"""
+    return bool(_named_nodes) and any(_named_nodes.get(fn._sequence_nr()) is type(fn) for fn in fns)
+
+
 # non-leaf nodes that carry a name: sequence number -> node class (the newest kept)
 _named_nodes: dict[int, type] = {}
 _NAMED_NODES_KEPT = 1 << 16
@@ -32,6 +52,7 @@ def set_name(tensor: torch.Tensor, name: str) -> torch.Tensor:
         name_node(tensor.grad_fn, name)
     else:
         _explicit_leaf_names[tensor] = name
+        leaf_names_changed()
     return tensor
 
 

@@ -34,10 +34,10 @@ class OpInfo:
     """What gradscope knows of the forward op behind one grad_fn (kept in the tracer's
     `NodeTable`)."""
 
-    __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "mark",
-                 "prev_mark", "key")
+    __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "output",
+                 "mark", "prev_mark", "key")
 
-    def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks):
+    def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks, output):
         self.cls: type = cls  # the grad_fn's class: a check on the table's key
         self.tensor = tensor  # weak reference to the op's output
         self.op: str = op
@@ -49,6 +49,9 @@ class OpInfo:
         self.inputs: tuple = inputs
         # saved-tensor hooks were active (checkpoint, save_on_cpu): never call or unpack this node
         self.saved_hooks: bool = saved_hooks
+        # (shape, dtype, device) of the node's first output, read from the tensor as it is made
+        # (cheaper than the node's `_input_metadata` in every pass); None when not known
+        self.output: tuple | None = output
         self.mark: tuple | None = None  # (pass index, retain_graph) of the last pass through it
         self.prev_mark: tuple | None = None  # ... and of the one before
         self.key = 0  # the node's key in the NodeTable (set when added)
@@ -141,6 +144,10 @@ class RecordingMode(TorchFunctionMode):
         nodes = self._nodes
         if nodes.get(grad_fn) is not None:  # an op that returned an existing tensor (e.g. contiguous())
             return
+        try:  # what the node's `_input_metadata[0]` says, read here at a fraction of its cost
+            output = (out.shape, out.dtype, out.device) if out.output_nr == 0 else None
+        except RuntimeError:  # tensors without a plain shape (nested)
+            output = None
         frame = user_frame(2)
         self._seq += 1
         out_ref = _weakref(out)
@@ -154,6 +161,7 @@ class RecordingMode(TorchFunctionMode):
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
             _top_saved_hooks(False) is not None,
+            output,
         ))
         self._recent.append(out_ref)
 

@@ -23,9 +23,10 @@ from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .idtable import IdTable
 from .modules import ModuleTracker
-from .names import node_name
+from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
 from .recorder import OpInfo, RecordingMode, assigned_name
+from .repeat import QuietTemplate
 from .source import assignment_target, user_source
 from .summaries import SummaryOptions
 from .walk import walk
@@ -56,18 +57,15 @@ class Tracer:
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
         self.graphs_seen: dict[int, int] = {}  # graph structure -> passes seen (see GradientOptions)
         self.nonfinite_seen = False
-        # (wiring, edges) of the last pass recorded without edge gradients. Its Edge objects
-        # carry nothing of that pass (no gradient, no derivative): the next pass wired the
-        # same way shares them instead of making its own (a training loop makes one graph
-        # per step). Passes that record edge gradients always get edges of their own.
-        self.quiet_edges: tuple[list, list] | None = None
+        # the last pass recorded without edge gradients, for the next one that repeats it
+        # to share its op nodes and edges (see repeat.py)
+        self.last_quiet: QuietTemplate | None = None
         self.trace = Trace()
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
         self.optimizer_steps = 0
-        # leaf -> (weakref to its .grad, that grad's _version, the leaf's Node) after its last pass
-        self.last_grads: IdTable = IdTable()
+        self.leaf_histories: IdTable = IdTable()  # leaf -> its LeafHistory
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
         self.intercepted = {func: self._on_backward for func in BACKWARD_APIS}
@@ -149,6 +147,7 @@ class Tracer:
             self.leaf_names[tensor] = name
         if source:
             self.leaf_sources[tensor] = source
+            leaf_names_changed()
 
     def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
         self.checks.on_inplace(op, tensor, old_version)

@@ -17,6 +17,7 @@ from ..model import Edge, Graph, Node
 from .argnames import argument_name
 from .names import explicit_leaf_name, node_name
 from .recorder import OpInfo, assigned_name
+from .repeat import QuietTemplate
 from .summaries import (
     _DTYPE_NAMES,
     Box,
@@ -45,7 +46,8 @@ class GraphIndex:
     # leaf values queued on the pass's batch: filled in by `finish_leaf_values` after resolve
     pending_values: list[tuple[Node, Box]] = field(default_factory=list)
     wiring: list[tuple[int, int, int]] = field(default_factory=list)  # (consumer, index, input) numbers, sorted
-    edges_shared: bool = False  # graph.edges are another pass's Edge objects (see Tracer.quiet_edges)
+    edges_shared: bool = False  # graph.edges are another pass's Edge objects (see repeat.py)
+    shares_nodes: bool = False  # graph.nodes holds another pass's op nodes (see repeat.py)
 
     def node_for(self, t: torch.Tensor) -> Node | None:
         """The node of tensor `t` in this graph (its grad_fn's, or a leaf's), or None."""
@@ -69,15 +71,15 @@ def walk(
     roots: list[torch.Tensor],
     tracer: "Tracer | None" = None,
     batch: PendingBatch | None = None,
-    edges_like: tuple[list, list[Edge]] | None = None,
+    like: QuietTemplate | None = None,
 ) -> GraphIndex:
     """Build the graph behind `roots` as it stands now.
 
     Leaf values (small leaves only) are queued on `batch` when given, so a pass brings them
-    to the host together with its gradients; otherwise they are read at once. `edges_like`,
-    another graph's (wiring, edges): when this graph is wired the same, it shares those
-    Edge objects (see `Tracer.quiet_edges`). (This runs before every recorded backward: it
-    is written for few Python operations per node.)
+    to the host together with its gradients; otherwise they are read at once. `like`: the
+    last quiet pass's template; a graph that repeats it shares its op nodes and edges (see
+    repeat.py). (This runs before every recorded backward: it is written for few Python
+    operations per node.)
     """
     graph = Graph()
     index = GraphIndex(graph)
@@ -120,19 +122,23 @@ def walk(
     ids = _node_ids(len(fns))
     index.position = number
     index.node_of = dict(zip(ids, fns))
-    namer = _Namer()
-    make = _NodeMaker(index, tracer, batch, namer)
-    graph.nodes = list(map(make, ids, fns))
-    for k in roots_found:
-        graph.nodes[k].is_root = True
     raw_edges.sort()
     index.wiring = raw_edges
-    if edges_like is not None and edges_like[0] == raw_edges:
-        graph.edges = list(edges_like[1])
+    notes = tracer.nodes if tracer is not None else None
+    index.notes = [None if type(fn).__name__ == "AccumulateGrad" or notes is None else notes.get(fn) for fn in fns]
+    if like is not None and like.wiring == raw_edges:
+        if like.fill(index, fns, batch, batch.options.max_values):
+            return index
+        graph.edges = list(like.edges)  # wired alike: the edges are the same, the nodes are not
         index.edges_shared = True
     else:
         graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
-    namer.name(graph, index, make.notes)
+    namer = _Namer()
+    make = _NodeMaker(index, tracer, batch, namer)
+    graph.nodes = list(map(make, ids, fns, index.notes))
+    for k in roots_found:
+        graph.nodes[k].is_root = True
+    namer.name(graph, index, notes)
     if own_batch:
         batch.resolve()
         finish_leaf_values(index.pending_values)
@@ -167,14 +173,11 @@ class _NodeMaker:
         self.index, self.tracer, self.batch, self.namer = index, tracer, batch, namer
         self.max_values = batch.options.max_values
         self.parameter_names = tracer.modules.parameter_names if tracer is not None else None
-        self.notes = tracer.nodes if tracer is not None else None
 
-    def __call__(self, node_id: str, fn) -> Node:
+    def __call__(self, node_id: str, fn, note) -> Node:
         cls = type(fn).__name__
         if cls == "AccumulateGrad":
             return self._leaf(node_id, fn.variable)
-        note = self.notes.get(fn) if self.notes is not None else None
-        self.index.notes.append(note)
         node = Node.blank(node_id, "op", node_name(fn) or "", cls)
         if type(note) is OpInfo:
             node.op, node.source, node.module = note.op, note.source, note.module
@@ -185,17 +188,21 @@ class _NodeMaker:
             if note is not None:  # a BackwardMade
                 node.created_by_backward = True
                 node.created_by = note.label
-        shape_meta = getattr(fn, "_input_metadata", None)
-        if shape_meta:
-            m = shape_meta[0]
-            node.shape = list(m.shape)
-            node.dtype = _DTYPE_NAMES.get(m.dtype) or _dtype_name(m.dtype)
-            node.device = _device_name(m.device)
+        output = note.output if type(note) is OpInfo else None
+        if output is None:
+            shape_meta = getattr(fn, "_input_metadata", None)
+            if shape_meta:
+                m = shape_meta[0]
+                output = m.shape, m.dtype, m.device
+        if output is not None:
+            shape, dtype, device = output
+            node.shape = list(shape)
+            node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
+            node.device = _device_name(device)
         return node
 
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
         index, tracer = self.index, self.tracer
-        index.notes.append(None)
         index.leaf_tensors[node_id] = leaf
         node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))

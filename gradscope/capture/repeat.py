@@ -1,0 +1,156 @@
+"""Passes that repeat the last quiet one: a training loop's graph, step after step.
+
+A training loop builds the same graph every step, and most of its passes are quiet: they
+record no edge gradients, so nothing of the pass is written on their op nodes or edges.
+The next pass over a graph that is the same as the last quiet pass's (same wiring; at
+each place an op of the same class, forward op, line, module and output, in the same
+statement grouping, or the same leaf tensor, unchanged) shares that pass's op `Node` and
+`Edge` objects instead of making its own. Its roots (they carry its loss and seed) and its
+leaves (they carry its `.grad`) are its own. A pass that records edge gradients never
+shares, and is never shared.
+
+This exists for speed: building ~40 model objects per step is a measurable part of a
+traced training step (docs/benchmarks.md). The checks below read only what the recorder
+and the walk read anyway.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from typing import TYPE_CHECKING
+
+from ..model import Edge, Node
+from . import names
+from .recorder import OpInfo
+
+if TYPE_CHECKING:
+    from .summaries import PendingBatch
+    from .walk import GraphIndex
+
+
+class QuietTemplate:
+    """What a quiet pass's graph looked like, to recognise the next pass that repeats it."""
+
+    def __init__(self, index: "GraphIndex", fns: list) -> None:
+        graph = index.graph
+        self.wiring = index.wiring
+        self.edges: list[Edge] = graph.edges
+        self.nodes: list[Node] = graph.nodes
+        self.roots = [k for k, node in enumerate(graph.nodes) if node.is_root]
+        self.generation = names.generation()
+        # per node: an op's key (see `_op_key`), or a leaf's (weakref to its tensor, shape,
+        # dtype, device, requires_grad); empty when the nodes cannot be shared (then only
+        # the edges are, with graphs wired alike)
+        self.keys: list[tuple] = []
+        self.leaves: list[int] = []  # the leaves' places
+        if not _shareable(index, fns):
+            return
+        first = next(note for note in index.notes if note is not None)
+        tensors = iter(index.leaves)
+        for k, (node, note, fn) in enumerate(zip(graph.nodes, index.notes, fns)):
+            if node.kind == "leaf":
+                _, leaf = next(tensors)
+                self.leaves.append(k)
+                self.keys.append((weakref.ref(leaf), leaf.shape, leaf.dtype, leaf.device, leaf.requires_grad))
+            else:
+                self.keys.append(_op_key(note, first) if note is not None else _untagged_key(fn))
+
+    def fill(self, index: "GraphIndex", fns: list, batch: "PendingBatch", max_values: int) -> bool:
+        """Give `index` this template's nodes and edges, if its graph repeats the template's.
+
+        `index.notes` holds the recorder's note of each node (None for leaves); the wiring
+        was compared already. Leaves and roots get nodes of their own. Returns False,
+        leaving `index` untouched, when the graph differs.
+        """
+        notes, keys = index.notes, self.keys
+        if len(notes) != len(keys) or self.generation != names.generation() or names.any_named(fns):
+            return False
+        first = next((note for note in notes if note is not None), None)
+        if type(first) is not OpInfo:
+            return False
+        leaves = set(self.leaves)
+        found = []
+        for k, note in enumerate(notes):
+            if k in leaves:
+                leaf = getattr(fns[k], "variable", None)
+                ref, shape, dtype, device, requires_grad = keys[k]
+                if leaf is None or not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype
+                                        and leaf.device == device and leaf.requires_grad == requires_grad):
+                    return False
+                found.append(leaf)
+            elif note is None:
+                if _untagged_key(fns[k]) != keys[k]:
+                    return False
+            elif type(note) is not OpInfo or _op_key(note, first) != keys[k]:
+                return False
+        # the graph repeats: share the op nodes and edges, make the roots and leaves anew
+        nodes = list(self.nodes)
+        for k in self.roots:
+            nodes[k] = _fresh(nodes[k])
+        for k, leaf in zip(self.leaves, found):
+            node = nodes[k] = _leaf_like(self.nodes[k])
+            index.leaf_tensors[node.id] = leaf
+            index.leaves.append((node, leaf))
+            if leaf.numel() <= max_values:
+                index.pending_values.append((node, batch.keep(leaf)))
+        index.graph.nodes = nodes
+        index.graph.edges = list(self.edges)
+        index.edges_shared = index.shares_nodes = True
+        return True
+
+
+def unshare(index: "GraphIndex") -> None:
+    """Give a graph that shares another pass's nodes and edges copies of its own (a pass
+    that records edge gradients writes them there)."""
+    graph = index.graph
+    if index.shares_nodes:
+        graph.nodes = [node if node.kind == "leaf" or node.is_root else copy.copy(node) for node in graph.nodes]
+        for node in graph.nodes:
+            node.grad_outputs = list(node.grad_outputs)
+        index.shares_nodes = False
+    if index.edges_shared:
+        graph.edges = [Edge(e.src, e.dst, e.index) for e in graph.edges]
+        index.edges_shared = False
+
+
+def _shareable(index: "GraphIndex", fns: list) -> bool:
+    """Can other passes share this graph's nodes? It needs an op the recorder saw (its
+    first), notes that are the recorder's (not a create_graph backward's), and no node with
+    an explicit name (those live on the autograd node)."""
+    notes = index.notes
+    return (
+        any(type(note) is OpInfo for note in notes)
+        and all(note is None or type(note) is OpInfo and note.output is not None for note in notes)
+        and not names.any_named(fns)
+    )
+
+
+def _op_key(note: OpInfo, first: OpInfo) -> tuple:
+    """What an op node is drawn from. Statement and order are relative to the graph's first
+    op: the ops of one statement, named by its assignment, are then the same ones."""
+    return (note.cls, note.op, note.source, note.module, note.output, note.stmt - first.stmt, note.seq - first.seq)
+
+
+def _untagged_key(fn) -> tuple:
+    """An op node no recorded op made (a linear's weight transpose): its class and output."""
+    meta = getattr(fn, "_input_metadata", None)
+    m = meta[0] if meta else None
+    return (type(fn), None) if m is None else (type(fn), m.shape, m.dtype, m.device)
+
+
+def _fresh(node: Node) -> Node:
+    """A root's own copy: it will carry this pass's value and seed."""
+    root = copy.copy(node)
+    root.grad_outputs = []
+    root.value = root.seed = None
+    return root
+
+
+def _leaf_like(node: Node) -> Node:
+    """A leaf node describing the same tensor as `node`, with nothing of `node`'s pass."""
+    leaf = Node.blank(node.id, "leaf", node.name, node.grad_fn)
+    leaf.shape, leaf.dtype, leaf.device = list(node.shape), node.dtype, node.device
+    leaf.requires_grad, leaf.is_parameter, leaf.source = node.requires_grad, node.is_parameter, node.source
+    leaf.is_root = node.is_root
+    return leaf
