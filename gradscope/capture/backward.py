@@ -260,25 +260,32 @@ class PassRecorder:
             node.grad_carried_over = True
             self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
         else:
-            self._leaf_grad(node, "grad_before", leaf, grad)
+            self._leaf_grad(node, "grad_before", leaf, grad, history)
 
-    def _grad_after(self, node, leaf: torch.Tensor) -> None:
+    def _grad_after(self, node, leaf: torch.Tensor, history: LeafHistory) -> None:
         edge = self._only_edge_into_leaf.get(node.id)
         if edge is not None and node.id not in self._had_grad and not _has_grad_hooks(leaf) and leaf.grad is not None:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
             self._copy_later.append((node, "grad_after", edge, "grad", False))
         else:
-            self._leaf_grad(node, "grad_after", leaf, leaf.grad)
+            self._leaf_grad(node, "grad_after", leaf, leaf.grad, history)
 
-    def _leaf_grad(self, node, attr: str, leaf: torch.Tensor, grad: torch.Tensor | None) -> None:
+    def _leaf_grad(self, node, attr: str, leaf: torch.Tensor, grad: torch.Tensor | None,
+                   history: LeafHistory) -> None:
         """node.<attr> = the summary of a leaf's .grad.
 
         With statistics off, a .grad too big for its values has nothing to read but its shape,
         dtype and device, and those are the leaf's (AccumulateGrad and the .grad setter keep
-        them equal): the summary is made from the leaf's node without touching the tensor.
+        them equal): the summary is made from the leaf's node without touching the tensor,
+        and is the same object pass after pass while they stay the same.
         """
         if grad is not None and not self.batch.options.stats and leaf.numel() > self.batch.options.max_values:
-            setattr(node, attr, TensorSummary(shape=list(node.shape), dtype=node.dtype, device=node.device))
+            described = history.grad_described
+            if described is None or described.shape != node.shape or described.dtype != node.dtype \
+                    or described.device != node.device:
+                described = history.grad_described = TensorSummary(shape=list(node.shape), dtype=node.dtype,
+                                                                   device=node.device)
+            setattr(node, attr, described)
         else:
             self._later(node, attr, self.batch.summarize(grad, norm_only=not self.full))
 
@@ -376,8 +383,8 @@ class PassRecorder:
         assert index is not None
         results = []
         with torch.no_grad():
-            for node, leaf in index.leaves:
-                self._grad_after(node, leaf)
+            for (node, leaf), history in zip(index.leaves, self.histories):
+                self._grad_after(node, leaf, history)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self._remember_grads(index)

@@ -10,12 +10,14 @@ from .idtable import IdTable
 class LeafHistory:
     """A leaf's last pass, and the `.grad` that pass left (kept in `Tracer.leaf_histories`)."""
 
-    __slots__ = ("last_pass", "grad")
+    __slots__ = ("last_pass", "grad", "grad_described")
 
     def __init__(self) -> None:
         self.last_pass: tuple[int, str] | None = None  # (pass index, the leaf's node id in it)
         # (weakref to the .grad its last pass left, that grad's _version, the leaf's Node then)
         self.grad: tuple | None = None
+        # the last summary of its .grad that says only shape, dtype and device (passes share it)
+        self.grad_described: Any = None
 
 
 def history_of(histories: IdTable, leaf: Any) -> LeafHistory:

@@ -44,6 +44,7 @@ class QuietTemplate:
         # the edges are, with graphs wired alike)
         self.keys: list[tuple] = []
         self.leaves: list[int] = []  # the leaves' places
+        self.descriptions: list[dict] = []  # the leaves' nodes without anything of their pass
         if not _shareable(index, fns):
             return
         first = next(note for note in index.notes if note is not None)
@@ -52,6 +53,7 @@ class QuietTemplate:
             if node.kind == "leaf":
                 _, leaf = next(tensors)
                 self.leaves.append(k)
+                self.descriptions.append(_description(node))
                 self.keys.append((weakref.ref(leaf), leaf.shape, leaf.dtype, leaf.device, leaf.requires_grad))
             else:
                 self.keys.append(_op_key(note, first) if note is not None else _untagged_key(fn))
@@ -88,8 +90,8 @@ class QuietTemplate:
         nodes = list(self.nodes)
         for k in self.roots:
             nodes[k] = _fresh(nodes[k])
-        for k, leaf in zip(self.leaves, found):
-            node = nodes[k] = _leaf_like(self.nodes[k])
+        for k, description, leaf in zip(self.leaves, self.descriptions, found):
+            node = nodes[k] = _leaf_from(description)
             index.leaf_tensors[node.id] = leaf
             index.leaves.append((node, leaf))
             if leaf.numel() <= max_values:
@@ -141,16 +143,27 @@ def _untagged_key(fn) -> tuple:
 
 def _fresh(node: Node) -> Node:
     """A root's own copy: it will carry this pass's value and seed."""
-    root = copy.copy(node)
+    root = object.__new__(Node)
+    root.__dict__.update(node.__dict__)
     root.grad_outputs = []
     root.value = root.seed = None
     return root
 
 
-def _leaf_like(node: Node) -> Node:
-    """A leaf node describing the same tensor as `node`, with nothing of `node`'s pass."""
-    leaf = Node.blank(node.id, "leaf", node.name, node.grad_fn)
-    leaf.shape, leaf.dtype, leaf.device = list(node.shape), node.dtype, node.device
-    leaf.requires_grad, leaf.is_parameter, leaf.source = node.requires_grad, node.is_parameter, node.source
-    leaf.is_root = node.is_root
+_LEAF_DESCRIPTION = ("id", "kind", "name", "grad_fn", "shape", "dtype", "device", "requires_grad", "is_parameter",
+                     "source", "is_root")
+
+
+def _description(leaf: Node) -> dict:
+    """What a leaf node says of its tensor (not of its pass)."""
+    fields = leaf.__dict__
+    return {k: fields[k] for k in _LEAF_DESCRIPTION if k in fields}
+
+
+def _leaf_from(description: dict) -> Node:
+    """A new leaf node with this description."""
+    leaf = object.__new__(Node)
+    leaf.__dict__.update(description)
+    leaf.shape = list(leaf.shape)
+    leaf.grad_outputs = []
     return leaf

@@ -124,8 +124,11 @@ class PendingBatch:
         queued behind the pass's own kernels, into pinned memory, without waiting for it:
         `done()` says when it has landed and `resolve()` reads it (waiting only if needed).
         """
-        by_device: dict[torch.device, list[torch.Tensor]] = {}
         parts = self._parts = []  # (owner, what, device, start, length, shape) per queued tensor
+        if not self._items and not self._raw:  # (all on the CPU: read already)
+            self._recent.clear()
+            return
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
         offsets: dict[torch.device, int] = {}
 
         def queue(owner, what, *tensors):

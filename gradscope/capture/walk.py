@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
+_ACCUMULATE_GRAD = torch._C._functions.AccumulateGrad  # the node class of leaves
 
 
 @dataclass
@@ -125,7 +126,7 @@ def walk(
     raw_edges.sort()
     index.wiring = raw_edges
     notes = tracer.nodes if tracer is not None else None
-    index.notes = [None if type(fn).__name__ == "AccumulateGrad" or notes is None else notes.get(fn) for fn in fns]
+    index.notes = [None if type(fn) is _ACCUMULATE_GRAD or notes is None else notes.get(fn) for fn in fns]
     if like is not None and like.wiring == raw_edges:
         if like.fill(index, fns, batch, batch.options.max_values):
             return index
