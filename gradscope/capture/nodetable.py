@@ -50,23 +50,40 @@ class NodeTable:
 
     def get(self, fn) -> Any:
         """The note on `fn`, or None."""
+        return self._find(fn._sequence_nr(), type(fn))
+
+    def key_if_new(self, fn) -> int | None:
+        """`fn`'s key, or None when it has a note already (the recorder's `get` and `put` in one)."""
         key = fn._sequence_nr()
-        note = self._notes.get(key)
-        if note is not None and note.cls is type(fn):
-            return note
-        if self._made:
-            note = self._made.get(key)
-            if note is not None and note.cls is type(fn):
-                return note
-        return None
+        return key if self._find(key, type(fn)) is None else None
+
+    def put(self, key: int, note: Any) -> None:
+        """Note a forward op's node under the key `key_if_new` gave."""
+        note.key = key
+        self._notes[key] = note
+        if len(self._notes) + len(self._made) >= self._sweep_at:
+            self._sweep()
 
     def add(self, fn, note: Any) -> None:
         """Note `fn` (`note.cls` is `type(fn)`, `note.tensor` a weak reference to a tensor
         whose graph holds `fn`; `note.key` is set here)."""
-        note.key = key = fn._sequence_nr()
-        (self._made if type(note) is BackwardMade else self._notes)[key] = note
+        if type(note) is not BackwardMade:
+            self.put(fn._sequence_nr(), note)
+            return
+        note.key = fn._sequence_nr()
+        self._made[note.key] = note
         if len(self._notes) + len(self._made) >= self._sweep_at:
             self._sweep()
+
+    def _find(self, key: int, cls: type) -> Any:
+        note = self._notes.get(key)
+        if note is not None and note.cls is cls:
+            return note
+        if self._made:
+            note = self._made.get(key)
+            if note is not None and note.cls is cls:
+                return note
+        return None
 
     def retire(self, graph_notes: list) -> None:
         """A backward freed the graph of these notes (None for nodes without one): they are

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch.overrides import TorchFunctionMode
 
-from .source import assignment_target, source_of, user_frame
+from ..model import Source
+from .source import assignment_target, source_at, user_frame
 
 if TYPE_CHECKING:
     from .tracer import Tracer
@@ -142,22 +143,23 @@ class RecordingMode(TorchFunctionMode):
             self.tracer.on_new_leaf(out)
             return
         nodes = self._nodes
-        if nodes.get(grad_fn) is not None:  # an op that returned an existing tensor (e.g. contiguous())
+        key = nodes.key_if_new(grad_fn)
+        if key is None:  # an op that returned an existing tensor (e.g. contiguous())
             return
         try:  # what the node's `_input_metadata[0]` says, read here at a fraction of its cost
             output = (out.shape, out.dtype, out.device) if out.output_nr == 0 else None
         except RuntimeError:  # tensors without a plain shape (nested)
             output = None
-        frame = user_frame(2)
+        source, stmt = self._where(user_frame(2))
         self._seq += 1
         out_ref = _weakref(out)
-        nodes.add(grad_fn, OpInfo(
+        nodes.put(key, OpInfo(
             type(grad_fn),
             out_ref,
             op_name(func),
-            source_of(frame),
+            source,
             self.tracer.modules.current,
-            self._statement(frame),
+            stmt,
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
             _top_saved_hooks(False) is not None,
@@ -165,21 +167,22 @@ class RecordingMode(TorchFunctionMode):
         ))
         self._recent.append(out_ref)
 
-    def _statement(self, frame) -> int:
-        """An id shared by the ops of one execution of one statement.
+    def _where(self, frame) -> tuple[Source | None, int]:
+        """The op's line, and an id shared by the ops of one execution of one statement.
 
         A statement runs again when its line changes or the bytecode offset goes back
         (a loop came round): `h = torch.tanh(W @ h)` in a loop gives one id per iteration.
         """
         if frame is None:
-            return 0
-        key = (id(frame), frame.f_lineno)
+            return None, 0
+        line = frame.f_lineno  # (computed from the bytecode offset: read once)
+        key = (id(frame), line)
         lasti = frame.f_lasti
         last = self._last_stmt_key
         if not last or last[0] != key or lasti < last[1]:
             self._stmt += 1
         self._last_stmt_key = (key, lasti)
-        return self._stmt
+        return source_at(frame.f_code, line), self._stmt
 
 
 def _tensor_args(args: tuple, kwargs: dict[str, Any]) -> list[torch.Tensor]:

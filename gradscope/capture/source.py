@@ -12,7 +12,7 @@ import linecache
 import os
 import re
 import sys
-from types import FrameType
+from types import CodeType, FrameType
 
 import torch
 
@@ -75,17 +75,19 @@ def user_frame(depth: int = 1) -> FrameType | None:
 
 def source_of(frame: FrameType | None) -> Source | None:
     """The shared `Source` for a frame's current line."""
-    if frame is None:
-        return None
-    code = frame.f_code
-    key = (id(code), frame.f_lineno)
+    return None if frame is None else source_at(frame.f_code, frame.f_lineno)
+
+
+def source_at(code: CodeType, line: int) -> Source:
+    """The shared `Source` for a line of a code object."""
+    key = (id(code), line)
     kept = _sources.get(key)
     if kept is not None and kept[0] is code:
         return kept[1]
     src = Source(
         file=code.co_filename,
-        line=key[1],
-        code=linecache.getline(code.co_filename, key[1]).strip(),
+        line=line,
+        code=linecache.getline(code.co_filename, line).strip(),
         function=code.co_name,
     )
     _sources[key] = (code, src)  # (the code object kept with it: its id stays its own)
