@@ -15,8 +15,8 @@ from torch.nn.modules.module import (
 
 from .idtable import IdTable
 from .names import leaf_names_changed
+from .recorder import compile_flags, dynamo_compiling
 
-_is_compiling = torch.compiler.is_compiling
 
 
 class ModuleTracker:
@@ -52,7 +52,7 @@ class ModuleTracker:
         self.ran.clear()
 
     def _enter(self, module: torch.nn.Module, args) -> None:
-        if _is_compiling():
+        if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
         path = self._paths.get(module)
         if path is None:
@@ -67,7 +67,7 @@ class ModuleTracker:
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
-        if _is_compiling():
+        if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
         stack = self._stack
         if stack:

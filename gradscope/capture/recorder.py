@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import weakref
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -24,7 +25,14 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _Tensor = torch.Tensor
-_is_compiling = torch.compiler.is_compiling
+# "Is Dynamo (or export) tracing us?" asked on every op and module call. Outside TorchScript
+# `torch.compiler.is_compiling()` returns `_is_compiling_flag` (set by export), and Dynamo
+# folds the call to True; `is_dynamo_compiling()` is folded alike and costs one Python call
+# where `is_compiling()` costs two. Where torch lacks either, the public function is used.
+if hasattr(torch.compiler, "is_dynamo_compiling") and hasattr(torch.compiler, "_is_compiling_flag"):
+    dynamo_compiling, compile_flags = torch.compiler.is_dynamo_compiling, torch.compiler
+else:
+    dynamo_compiling, compile_flags = torch.compiler.is_compiling, SimpleNamespace(_is_compiling_flag=False)
 _grad_enabled = torch.is_grad_enabled
 _top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _weakref = weakref.ref
@@ -101,7 +109,7 @@ class RecordingMode(TorchFunctionMode):
         self._last_stmt_key: tuple = ()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if _is_compiling():  # Dynamo must see straight through us, or it falls back to eager
+        if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
