@@ -165,7 +165,7 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
     NaN or Inf although what arrived at it was finite, and the forward ops involved."""
     found: list[Found] = []
     seen: set[tuple] = set()
-    origins = [(p, _first_nonfinite(p.graph)) for p in trace.passes]
+    origins = [(p, _first_nonfinite(p.graph, p.edge_gradients)) for p in trace.passes]
     count = sum(1 for _, o in origins if o is not None)
     for p, origin in origins:
         if origin is None:
@@ -215,10 +215,14 @@ def _finite(s) -> bool:
     return s is None or s.finite
 
 
-def _first_nonfinite(graph: Graph):
+def _first_nonfinite(graph: Graph, edge_gradients: bool = True):
     """(node, its non-finite outgoing edges) for the first node in backward order where a
-    non-finite gradient appears, or None."""
-    if all(_finite(e.grad) for e in graph.edges) and all(
+    non-finite gradient appears, or None. (A pass without edge gradients has none on its
+    edges and nodes: only its roots' seeds can tell.)"""
+    if not edge_gradients:
+        if all(_finite(n.seed) for n in graph.roots):
+            return None
+    elif all(_finite(e.grad) for e in graph.edges) and all(
         _finite(n.seed) and all(_finite(g) for g in n.grad_outputs) for n in graph.nodes
     ):
         return None  # (nearly every pass: checked before any index is built)
