@@ -114,3 +114,15 @@ def test_explicitly_named_nodes_are_not_shared(named):
     shares = any(x is y for x, y in zip(p[1].graph.nodes, p[2].graph.nodes))
     assert shares == (named == "none")
     assert names == ([["h0"], ["h1"], ["h2"]] if named == "op" else [["h"]] * 3)
+
+
+def test_a_graph_with_other_roots_is_not_shared():
+    w = torch.ones(3, requires_grad=True)
+    with gradscope.trace(gradients="off") as t:
+        for i in range(3):
+            h = w * 2
+            loss = h.sum()
+            torch.autograd.backward([loss, h] if i == 2 else [loss], [None, torch.ones(3)] if i == 2 else None)
+    a, b = t.passes[1].graph, t.passes[2].graph
+    assert not any(x is y for x, y in zip(a.nodes, b.nodes))
+    assert sorted(n.name for n in a.roots) == ["loss"] and sorted(n.name for n in b.roots) == ["h", "loss"]

@@ -58,15 +58,16 @@ class QuietTemplate:
             else:
                 self.keys.append(_op_key(note, first) if note is not None else _untagged_key(fn))
 
-    def fill(self, index: "GraphIndex", fns: list, batch: "PendingBatch", max_values: int) -> bool:
+    def fill(self, index: "GraphIndex", fns: list, roots: list[int], batch: "PendingBatch", max_values: int) -> bool:
         """Give `index` this template's nodes and edges, if its graph repeats the template's.
 
-        `index.notes` holds the recorder's note of each node (None for leaves); the wiring
-        was compared already. Leaves and roots get nodes of their own. Returns False,
-        leaving `index` untouched, when the graph differs.
+        `index.notes` holds the recorder's note of each node (None for leaves), `roots` the
+        places of the pass's roots; the wiring was compared already. Leaves and roots get
+        nodes of their own. Returns False, leaving `index` untouched, when the graph differs.
         """
         notes, keys = index.notes, self.keys
-        if len(notes) != len(keys) or self.generation != names.generation() or names.any_named(fns):
+        if len(notes) != len(keys) or sorted(set(roots)) != self.roots or self.generation != names.generation() \
+                or names.any_named(fns):
             return False
         first = next((note for note in notes if note is not None), None)
         if type(first) is not OpInfo:

@@ -128,7 +128,7 @@ def walk(
     notes = tracer.nodes if tracer is not None else None
     index.notes = [None if type(fn) is _ACCUMULATE_GRAD or notes is None else notes.get(fn) for fn in fns]
     if like is not None and like.wiring == raw_edges:
-        if like.fill(index, fns, batch, batch.options.max_values):
+        if like.fill(index, fns, roots_found, batch, batch.options.max_values):
             return index
         graph.edges = list(like.edges)  # wired alike: the edges are the same, the nodes are not
         index.edges_shared = True
