@@ -60,28 +60,32 @@ def grad_accumulation(trace: Trace) -> list[Found]:
     any_update = bool(updated_after)
     passes = {p.index: p for p in trace.passes}
 
+    # Only gradients carried into a pass have a history to follow: a leaf whose .grad was
+    # fresh in a pass holds one contribution, which is never a mistake (and is never stored).
     state: dict[Key, _State] = {}
     stale_hits: list[tuple[Key, Source | None]] = []
     micro_hits: list[tuple[Key, int, Source | None]] = []
     ends: list[Key] = []
     continued: set[Key] = set()
+    carried_into = {pass_index for pass_index, _ in prev}
     for p in trace.passes:
+        if p.index not in carried_into:
+            continue
         for n in p.graph.leaves:
             key = (p.index, n.id)
             before = prev.get(key)
+            if before is None:
+                continue
             zero = is_zero(n.grad_before)
-            carried = before is not None and (zero is False or (zero is None and n.grad_carried_over))
-            if carried:
-                old = state.get(before) or _State(passes=[before[0]])
-                continued.add(before)
-                st = _State(
-                    contributions=old.contributions + 1,
-                    stale_from=old.stale_from or (key if before in updated_after else None),
-                    passes=old.passes + [p.index],
-                )
-            else:
-                st = _State(passes=[p.index])
-            state[key] = st
+            if not (zero is False or (zero is None and n.grad_carried_over)):
+                continue
+            old = state.get(before) or _State(passes=[before[0]])
+            continued.add(before)
+            st = state[key] = _State(
+                contributions=old.contributions + 1,
+                stale_from=old.stale_from or (key if before in updated_after else None),
+                passes=old.passes + [p.index],
+            )
             if key in updated_after:
                 if st.stale_from is not None:
                     stale_hits.append((st.stale_from, updated_after[prev[st.stale_from]], p.index))
