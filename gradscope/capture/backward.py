@@ -60,7 +60,8 @@ class BackwardCall:
 
 
 def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
-    if func is _TENSOR_BACKWARD and len(args) == 1 and not kwargs:  # `loss.backward()`: most calls
+    if func is _TENSOR_BACKWARD and len(args) == 1 and all(v is None or v is False for v in kwargs.values()):
+        # `loss.backward()` (torch passes each argument by keyword, at its default): most calls
         return BackwardCall(api="Tensor.backward", roots=[args[0]], seeds=[None])
     sig = _signatures.get(func)
     if sig is None:

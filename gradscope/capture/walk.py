@@ -152,9 +152,9 @@ _NODE_IDS_KEPT = 4096
 
 def _node_ids(n: int) -> list[str]:
     """["n0", ..., "n<n-1>"]: every pass numbers its nodes alike, so the strings are kept."""
-    kept = min(n, _NODE_IDS_KEPT)
-    _NODE_IDS.extend(f"n{k}" for k in range(len(_NODE_IDS), kept))
-    return _NODE_IDS[:n] + [f"n{k}" for k in range(len(_NODE_IDS), n)]
+    if len(_NODE_IDS) < min(n, _NODE_IDS_KEPT):
+        _NODE_IDS.extend(f"n{k}" for k in range(len(_NODE_IDS), min(n, _NODE_IDS_KEPT)))
+    return _NODE_IDS[:n] if n <= len(_NODE_IDS) else _NODE_IDS + [f"n{k}" for k in range(len(_NODE_IDS), n)]
 
 
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
