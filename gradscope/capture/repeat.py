@@ -2,10 +2,11 @@
 
 A training loop builds the same graph every step, and most of its passes are quiet: they
 record no edge gradients, so nothing of the pass is written on their op nodes or edges.
-The next pass over a graph that is the same as the last quiet pass's (same wiring; at
-each place an op of the same class, forward op, line, module and output, in the same
-statement grouping, or the same leaf tensor, unchanged) shares that pass's op `Node` and
-`Edge` objects instead of making its own. Its roots (they carry its loss and seed) and its
+The next pass over a graph that is the same as the last quiet pass's (same wiring and
+roots; at each place an op of the same class, forward op, line, module and output, in the
+same statement grouping, an internal node of the same class and output, or the same leaf
+tensor, unchanged, under the same names) shares that pass's op `Node` and `Edge` objects
+instead of making its own. Its roots (they carry its loss and seed) and its
 leaves (they carry its `.grad`) are its own. A pass that records edge gradients never
 shares, and is never shared.
 
@@ -162,9 +163,9 @@ def _description(leaf: Node) -> dict:
 
 
 def _leaf_from(description: dict) -> Node:
-    """A new leaf node with this description."""
+    """A new leaf node with this description (its `shape` list is the template's: model
+    objects are records, never edited, and a long run keeps one list, not one a pass)."""
     leaf = object.__new__(Node)
     leaf.__dict__.update(description)
-    leaf.shape = list(leaf.shape)
     leaf.grad_outputs = []
     return leaf
