@@ -178,4 +178,7 @@ def test_a_pass_without_edge_gradients_says_so_in_its_caption():
         for _ in range(5):
             (w * 3).sum().backward()
     assert "not recorded" not in pass_title(t.passes[0])
-    assert "edge gradients not recorded" in pass_title(t.passes[4])
+    assert "edge gradients not recorded (a repeat" in pass_title(t.passes[4], t.trace)
+    with gradscope.trace(gradients="off") as t:
+        (w * 3).sum().backward()
+    assert pass_title(t.passes[0], t.trace).endswith('edge gradients off (trace(gradients="off"))')

@@ -184,7 +184,7 @@ def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | La
         parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}</small></h3>')
         for i in g.drawn:
             p = _pass(trace, i)
-            parts.append(f"<h4>{fmt.esc(pass_title(p))}</h4>{_picture(drawn[i])}{_leaf_table(p)}")
+            parts.append(f"<h4>{fmt.esc(pass_title(p, trace))}</h4>{_picture(drawn[i])}{_leaf_table(p)}")
     return _section("graphs", "Graphs", "".join(parts) or "<p>No graphs.</p>")
 
 

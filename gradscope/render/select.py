@@ -41,11 +41,16 @@ def pass_diagnostics(trace: Trace, p: Pass) -> list[Diagnostic]:
     return diagnostics_for(trace.diagnostics, p.graph, p.index)
 
 
-def pass_title(p: Pass) -> str:
-    """`pass 0 · Tensor.backward at lesson.py:6 · step 3`, the caption of a pass's graph."""
+def pass_title(p: Pass, trace: Trace | None = None) -> str:
+    """`pass 0 · Tensor.backward at lesson.py:6 · step 3`, the caption of a pass's graph
+    (and why its edges carry no gradients, when they do not)."""
     where = f" at {p.source.short}" if p.source else ""
     step = f" · step {p.step}" if p.step else ""
-    sampled = "" if p.edge_gradients else " · edge gradients not recorded (a repeat; see trace(every=))"
+    sampled = ""
+    if not p.edge_gradients:
+        off = trace is not None and (trace.meta.get("options") or {}).get("gradients") == "off"
+        sampled = " · edge gradients off (trace(gradients=\"off\"))" if off else \
+            " · edge gradients not recorded (a repeat; see trace(every=))"
     return f"pass {p.index} · {p.api}{where}{step}{sampled}"
 
 
@@ -57,7 +62,7 @@ def svg_name(pass_index: int) -> str:
 def pass_dot(trace: Trace, p: Pass) -> str:
     """The DOT of pass `p`: its graph, diagnostics, caption, and what autograd.grad returned."""
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
-    return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p),
+    return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p, trace),
                         graph_id=f"p{p.index}", returned=returned)
 
 
