@@ -150,11 +150,12 @@ class PassRecorder:
     def before(self) -> GraphIndex:
         with torch.no_grad():
             index = self.index = walk(self.call.roots, self.tracer, self.batch, self.tracer.last_quiet)
+            histories = self.tracer.leaf_histories
+            # (a repeated pass's leaves are its template's tensors, in order: so are their histories)
+            self.histories = index.histories or [history_of(histories, leaf) for _, leaf in index.leaves]
             self.full = self.options.gradients and self._due_in_full(index)
             self._own_or_share(index)
             self._record_seeds(index)
-            histories = self.tracer.leaf_histories
-            self.histories = [history_of(histories, leaf) for _, leaf in index.leaves]
             for (node, leaf), history in zip(index.leaves, self.histories):
                 self._grad_before(node, leaf, history)
         if self.full:
@@ -167,7 +168,7 @@ class PassRecorder:
         if self.full:
             unshare(index)
         elif not index.shares_nodes:
-            self.tracer.last_quiet = QuietTemplate(index, list(index.node_of.values()))
+            self.tracer.last_quiet = QuietTemplate(index, list(index.node_of.values()), self.histories)
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""

@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 class QuietTemplate:
     """What a quiet pass's graph looked like, to recognise the next pass that repeats it."""
 
-    def __init__(self, index: "GraphIndex", fns: list) -> None:
+    def __init__(self, index: "GraphIndex", fns: list, histories: list) -> None:
         graph = index.graph
+        self.histories = histories  # of the leaves, in order (the same tensors' when repeated)
         self.wiring = index.wiring
         self.edges: list[Edge] = graph.edges
         self.nodes: list[Node] = graph.nodes
@@ -101,6 +102,7 @@ class QuietTemplate:
         index.graph.nodes = nodes
         index.graph.edges = list(self.edges)
         index.edges_shared = index.shares_nodes = True
+        index.histories = self.histories
         return True
 
 
