@@ -59,19 +59,16 @@ class NodeTable:
 
     def put(self, key: int, note: Any) -> None:
         """Note a forward op's node under the key `key_if_new` gave."""
-        note.key = key
-        self._notes[key] = note
-        if len(self._notes) + len(self._made) >= self._sweep_at:
-            self._sweep()
+        self._store(self._notes, key, note)
 
     def add(self, fn, note: Any) -> None:
         """Note `fn` (`note.cls` is `type(fn)`, `note.tensor` a weak reference to a tensor
         whose graph holds `fn`; `note.key` is set here)."""
-        if type(note) is not BackwardMade:
-            self.put(fn._sequence_nr(), note)
-            return
-        note.key = fn._sequence_nr()
-        self._made[note.key] = note
+        self._store(self._made if type(note) is BackwardMade else self._notes, fn._sequence_nr(), note)
+
+    def _store(self, table: dict, key: int, note: Any) -> None:
+        note.key = key
+        table[key] = note
         if len(self._notes) + len(self._made) >= self._sweep_at:
             self._sweep()
 

@@ -177,9 +177,9 @@ class _NodeMaker:
         self.parameter_names = tracer.modules.parameter_names if tracer is not None else None
 
     def __call__(self, node_id: str, fn, note) -> Node:
-        cls = type(fn).__name__
-        if cls == "AccumulateGrad":
+        if type(fn) is _ACCUMULATE_GRAD:
             return self._leaf(node_id, fn.variable)
+        cls = type(fn).__name__
         node = Node.blank(node_id, "op", node_name(fn) or "", cls)
         if type(note) is OpInfo:
             node.op, node.source, node.module = note.op, note.source, note.module
