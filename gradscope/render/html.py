@@ -2,18 +2,20 @@
 
 Sections: diagnostics, each distinct graph (inline SVG) with its leaves' gradients,
 plots of the loss and of each leaf's `.grad` across passes, pictures the script saved,
-and the list of passes. No scripts, no external files: styles are inline, pictures are
-inline, every piece of user text is escaped.
+and the list of passes. No external files: styles, pictures and the one script (pan and
+zoom of the graphs, `report.js`) are inline, and every piece of user text is escaped.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..model import Diagnostic, Node, Pass, Trace, single_number
 from . import fmt
+from .html_frame import graph_frame, id_prefix, report_script, unique_ids
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
 from .select import (
@@ -22,10 +24,11 @@ from .select import (
     event_graphs,
     event_title,
     graph_groups,
+    event_svg_name,
     pass_dot,
     pass_title,
+    svg_name,
 )
-from .svg import strip_prolog
 
 CSS = Path(__file__).with_name("report.css")
 MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
@@ -40,6 +43,7 @@ def trace_to_html(
     event_svgs: Mapping[int, str | LayoutError] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     pictures: Sequence[Path] = (),
+    linked: bool = False,
 ) -> str:
     """The report for `trace`: a whole page when `standalone`, else a `<div>` for a notebook.
 
@@ -47,6 +51,8 @@ def trace_to_html(
     `event_svgs` event indexes (the graph as it stood when an error was raised); other
     graphs to draw are laid out here, each within `timeout` seconds. `pictures` are
     image files the traced script saved (embedded, so the page stays self-contained).
+    `linked`: the page sits in an output folder beside each graph's SVG file
+    (`pass-000.svg`), and each picture links to its file.
     """
     groups = graph_groups(trace)
     drawn = dict(svgs or {})
@@ -61,12 +67,12 @@ def trace_to_html(
     body = "".join([
         _header(trace, groups),
         _diagnostics(trace.diagnostics),
-        _graphs(trace, groups, drawn, drawn_events),
+        _graphs(trace, groups, drawn, drawn_events, linked),
         _plots(trace),
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])
-    div = f'<div class="gs-report">{body}</div>'
+    div = f'<div class="gs-report">{unique_ids(body, id_prefix(standalone))}</div>' + report_script()
     style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
     if not standalone:
         return style + div
@@ -132,18 +138,33 @@ def _meta_value(v) -> str:
     return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
+def _rich(text: str) -> str:
+    """Escaped text with its Markdown `code` spans as <code> (diagnostics write code so)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", fmt.esc(text))
+
+
+def _diagnostic_link(d: Diagnostic) -> str:
+    """` · pass 3`, linking to the picture the diagnostic is drawn on (an event's graph
+    for a leaf edited before any backward)."""
+    if d.pass_index is not None:
+        return f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>'
+    if d.event_index is not None:
+        return f' · <a href="#event-{d.event_index}">the graph when it was raised</a>'
+    return ""
+
+
 def _diagnostics(diagnostics: list[Diagnostic]) -> str:
     if not diagnostics:
         return _section("diagnostics", "Diagnostics", '<p class="gs-ok">No autograd problems found.</p>')
     cards = []
     for d in diagnostics:
         where = "".join(f"<li>{_source(s)}</li>" for s in d.sources)
-        at = f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>' if d.pass_index is not None else ""
-        hint = f'<p class="gs-hint">{fmt.esc(d.hint)}</p>' if d.hint else ""
+        at = _diagnostic_link(d)
+        hint = f'<p class="gs-hint">{_rich(d.hint)}</p>' if d.hint else ""
         cards.append(
             f'<div class="gs-diag gs-{fmt.esc(d.severity)}"><h3><span class="gs-sev">{fmt.esc(d.severity)}</span> '
-            f"<code>{fmt.esc(d.code)}</code> {fmt.esc(d.title)}{at}</h3>"
-            f"<p>{fmt.esc(d.message)}</p>{hint}" + (f"<ul>{where}</ul>" if where else "") + "</div>"
+            f"<code>{fmt.esc(d.code)}</code> {_rich(d.title)}{at}</h3>"
+            f"<p>{_rich(d.message)}</p>{hint}" + (f"<ul>{where}</ul>" if where else "") + "</div>"
         )
     return _section("diagnostics", f"Diagnostics ({len(diagnostics)})", "".join(cards))
 
@@ -156,7 +177,7 @@ def _passes(trace: Trace, groups: list[GraphGroup]) -> str:
     for p in trace.passes:
         g = group_of[p.index]
         rows.append([
-            f'<a id="pass-{p.index}"></a>{p.index}', fmt.esc(p.api), _source(p.source),
+            f'<a id="pass-{p.index}-row"></a>{p.index}', fmt.esc(p.api), _source(p.source),
             _yes(p.retain_graph), _yes(p.create_graph), str(p.step),
             f'<a href="#graph-{g.number}">graph {g.number}</a>',
             f'<span class="gs-error">{fmt.esc(p.error, 200)}</span>' if p.error else "",
@@ -174,24 +195,21 @@ def _yes(flag: bool) -> str:
 
 
 def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | LayoutError],
-            drawn_events: Mapping[int, str | LayoutError]) -> str:
+            drawn_events: Mapping[int, str | LayoutError], linked: bool = False) -> str:
+    """Each picture's heading is what a diagnostic's link points at (`#pass-3`, `#event-0`)."""
     parts = []
     for i, picture in drawn_events.items():
         parts.append(f'<h3 id="event-{i}">Before backward</h3>'
-                     f"<h4>{fmt.esc(event_title(trace.events[i]))}</h4>{_picture(picture)}")
+                     f"<h4>{fmt.esc(event_title(trace.events[i]))}</h4>"
+                     f"{graph_frame(picture, event_svg_name(i) if linked else None)}")
     for g in groups:
         shared = _span(g.passes)
         parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}</small></h3>')
         for i in g.drawn:
             p = _pass(trace, i)
-            parts.append(f"<h4>{fmt.esc(pass_title(p, trace))}</h4>{_picture(drawn[i])}{_leaf_table(p)}")
+            parts.append(f'<h4 id="pass-{i}">{fmt.esc(pass_title(p, trace))}</h4>'
+                         f"{graph_frame(drawn[i], svg_name(i) if linked else None)}{_leaf_table(p)}")
     return _section("graphs", "Graphs", "".join(parts) or "<p>No graphs.</p>")
-
-
-def _picture(picture: str | LayoutError) -> str:
-    if isinstance(picture, LayoutError):
-        return f'<p class="gs-error">{fmt.esc(picture)}</p>'
-    return f'<div class="gs-graph">{strip_prolog(picture)}</div>'
 
 
 def _span(passes: list[int]) -> str:

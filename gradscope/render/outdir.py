@@ -47,8 +47,8 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     event_svgs = {i: _draw(event_dot(trace, i), out_dir / event_svg_name(i), timeout, written)
                   for i, _, _ in event_graphs(trace)}
     report = out_dir / "report.html"
-    report.write_text(trace_to_html(trace, svgs=svgs, event_svgs=event_svgs, timeout=timeout, pictures=pictures),
-                      encoding="utf-8")
+    report.write_text(trace_to_html(trace, svgs=svgs, event_svgs=event_svgs, timeout=timeout, pictures=pictures,
+                                    linked=True), encoding="utf-8")
     written.files.insert(0, report)
     return written
 
