@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -80,8 +81,21 @@ class trace:
             tracer.stop()
             self.trace.diagnostics = _diagnose(self.trace)
             if self.save_path is not None:
-                self.trace.save(self.save_path)
+                self._save_on_exit(exc)
         return False
+
+    def _save_on_exit(self, exc: BaseException | None) -> None:
+        """Write the trace to `save`. When the block raised, its exception goes on unchanged
+        and a failed save is only a warning (and a note on that exception)."""
+        try:
+            self.trace.save(self.save_path)
+        except Exception as save_error:
+            if exc is None:
+                raise
+            message = f"gradscope: could not save the trace to {self.save_path}: {save_error}"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            if hasattr(exc, "add_note"):  # Python 3.11+: shown under the block's own traceback
+                exc.add_note(message)
 
     def __call__(self, fn: F) -> F:
         @functools.wraps(fn)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from . import __version__, runner
+from .cli_options import OneLineUsageGroup, Seconds, known_codes
 from .model import Trace, TraceFormatError, load
 from .render import EXTENSIONS, LayoutError, render
 from .render.layout import DEFAULT_TIMEOUT
@@ -66,7 +67,7 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(cls=OneLineUsageGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "-V", "--version", prog_name="gradscope", message="%(prog)s %(version)s")
 def cli() -> None:
     """gradscope: see how PyTorch autograd gets its numbers.
@@ -81,10 +82,10 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("-o", "--output", "output", type=click.Path(path_type=Path), metavar="DIR",
                      help="Output folder [default: gradscope-out/<script name>/]."),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True,
+        click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
                      metavar="SECONDS", help="Time allowed to lay out each graph."),
         click.option("--strict", is_flag=True, help="Exit 3 if the script succeeded but a warning or error was found."),
-        click.option("--ignore", "ignore", multiple=True, metavar="CODE",
+        click.option("--ignore", "ignore", multiple=True, metavar="CODE", callback=known_codes,
                      help="Drop diagnostics with this code (repeatable)."),
     ]
     for option in reversed(options):
@@ -92,7 +93,11 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+# `trace`: gradscope's options before SCRIPT, everything after it is the script's.
+_PASS_THROUGH = {"allow_interspersed_args": False}
+# `demo`: the showcases are ours and none has an option of gradscope's name, so gradscope's
+# options are taken after NAME too (`gradscope demo backward -o out`); others go to the demo.
+_DEMO_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": True}
 
 
 @cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.", epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
@@ -117,7 +122,7 @@ def trace(as_module: bool, script: str, args: tuple[str, ...], **options: Any) -
     _trace_and_write(target, **options)
 
 
-@cli.command(context_settings=_PASS_THROUGH, short_help="List the showcases, or trace one.")
+@cli.command(context_settings=_DEMO_ARGS, short_help="List the showcases, or trace one.")
 @_run_options
 @click.argument("name", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -125,10 +130,13 @@ def trace(as_module: bool, script: str, args: tuple[str, ...], **options: Any) -
 def demo(name: str | None, args: tuple[str, ...], **options: Any) -> None:
     """List the showcases, or trace showcase NAME like `gradscope trace` does.
 
+    gradscope's options may come before or after NAME; other arguments go to the showcase.
+
     \b
     Examples:
       gradscope demo                list them
       gradscope demo backward       y = (x + w)(w + 1): w.grad = 2 + 3 = 5
+      gradscope demo logistic_regression -o out --max-iterations 50
     """
     examples = list_examples()
     if name is None:
@@ -137,6 +145,8 @@ def demo(name: str | None, args: tuple[str, ...], **options: Any) -> None:
             click.echo(f"  {ex_name:<{width}}  {description}")
         click.echo("no showcases found" if not examples else "trace one: gradscope demo NAME [ARGS]", err=True)
         return
+    if name.startswith("-"):  # an option click passed through: not one of gradscope's
+        raise click.NoSuchOption(name)
     if name not in examples:
         raise BadInput(f"gradscope: no showcase named {name!r}; choose one of: {', '.join(examples) or 'none'}")
     _trace_and_write(runner.script_target(examples[name][0], args), **options)
@@ -167,7 +177,7 @@ def list_examples() -> dict[str, tuple[Path, str]]:
               help="A file (.svg .png .dot .html) or a folder [default: the trace's folder].")
 @click.option("--pass", "pass_index", type=int, default=None, metavar="N",
               help="The pass to draw [default: the last for a file; each distinct graph for a folder].")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS", help="Time allowed to lay out each graph.")
 @_one_line_errors
 def render_command(trace_file: Path, output: Path | None, pass_index: int | None, timeout: float) -> None:

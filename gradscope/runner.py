@@ -140,7 +140,10 @@ _RUNPY = {runpy.__file__, runpy.run_module.__code__.co_filename}  # "<frozen run
 
 def format_user_traceback(exc: BaseException) -> str:
     """The traceback Python would print for `exc`, without gradscope's and runpy's frames
-    (the runner at the top, capture's wrappers in the middle), chained exceptions included."""
+    (the runner at the top, capture's wrappers in the middle) and torch's dispatch into
+    them, chained exceptions included."""
+    from .tracebacks import user_frames  # imports torch: only once a script was traced
+
     te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
     seen: set[int] = set()
     stack = [te]
@@ -149,7 +152,7 @@ def format_user_traceback(exc: BaseException) -> str:
         if id(t) in seen:
             continue
         seen.add(id(t))
-        t.stack = traceback.StackSummary.from_list([f for f in t.stack if not _is_ours(f.filename)])
+        t.stack = traceback.StackSummary.from_list(user_frames(t.stack, _is_ours))
         stack += [c for c in (t.__cause__, t.__context__) if c is not None]
         stack += list(getattr(t, "exceptions", None) or [])  # ExceptionGroup members
     return "".join(te.format())

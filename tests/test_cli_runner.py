@@ -54,11 +54,11 @@ def test_exceptions_become_exit_codes_and_restore_state(tmp_path):
 
 
 def test_strict_and_ignore(tmp_path, monkeypatch, capsys):
-    """Until the diagnostics rules land, `diagnose` is replaced by one that finds two."""
+    """`diagnose` is replaced by one that finds two (codes --ignore knows)."""
     found = [
-        Diagnostic(code="GS201", severity="warning", title="gradients pile up", message="",
+        Diagnostic(code="grad-accumulation", severity="warning", title="gradients pile up", message="",
                    sources=[Source(str(tmp_path / "s.py"), 4, "y.backward()")], pass_index=0),
-        Diagnostic(code="GS900", severity="info", title="fyi", message=""),
+        Diagnostic(code="no-gradient", severity="info", title="fyi", message=""),
     ]
     monkeypatch.setattr(gradscope.diagnostics, "diagnose", lambda trace: list(found))
     script = tmp_path / "s.py"
@@ -70,9 +70,9 @@ def test_strict_and_ignore(tmp_path, monkeypatch, capsys):
         return info.value.code
 
     assert run() == 0
-    assert "warning GS201 gradients pile up  s.py:4" in capsys.readouterr().err
+    assert "warning grad-accumulation gradients pile up  s.py:4" in capsys.readouterr().err
     assert run("--strict") == 3
-    assert run("--strict", "--ignore", "GS201") == 0  # only an info diagnostic is left
-    assert [d.code for d in load(tmp_path / "out" / "trace.json").diagnostics] == ["GS900"]
-    assert run("--ignore", "GS201", "--ignore", "GS900") == 0
+    assert run("--strict", "--ignore", "grad-accumulation") == 0  # only an info diagnostic is left
+    assert [d.code for d in load(tmp_path / "out" / "trace.json").diagnostics] == ["no-gradient"]
+    assert run("--ignore", "grad-accumulation", "--ignore", "no-gradient") == 0
     assert "no diagnostics" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from typing import Any
 from ..model import Trace
 from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
-from .select import pass_dot
+from .select import event_dot, pass_dot
 
 EXTENSIONS = (".svg", ".png", ".dot", ".html")
 
@@ -22,7 +22,9 @@ __all__ = ["render", "LayoutError", "EXTENSIONS"]
 def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any) -> Path:
     """Write one pass's graph (`.svg`, `.png`, `.dot`) or the trace's report (`.html`) to `path`.
 
-    `pass_index` picks the pass by position (negative counts from the end). Options:
+    `pass_index` picks the pass by position (negative counts from the end); a trace with no
+    pass draws the graph its last error kept (`leaf_inplace`: the graph when `w.add_(1)` was
+    refused). Options:
     `timeout` (seconds for layout, default 60). Raises ValueError for an unknown
     extension or a pass that does not exist, and LayoutError when layout runs out of time
     (the DOT is then left beside `path`).
@@ -37,13 +39,18 @@ def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any)
     if ext == ".html":
         path.write_text(trace_to_html(trace, timeout=timeout), encoding="utf-8")
         return path
-    if not trace.passes:
-        raise ValueError("the trace has no backward pass to draw")
-    try:
-        p = trace.passes[pass_index]
-    except IndexError:
-        raise ValueError(f"no pass {pass_index}: the trace has {len(trace.passes)} (0 to {len(trace.passes) - 1})") from None
-    source = pass_dot(trace, p)
+    if trace.passes:
+        try:
+            p = trace.passes[pass_index]
+        except IndexError:
+            raise ValueError(f"no pass {pass_index}: the trace has {len(trace.passes)} "
+                             f"(0 to {len(trace.passes) - 1})") from None
+        source = pass_dot(trace, p)
+    else:  # no backward ran, but an error kept the graph as it stood (a leaf edited in place)
+        events = [i for i, e in enumerate(trace.events) if e.graph is not None]
+        if not events:
+            raise ValueError("the trace has no backward pass and no graph to draw")
+        source = event_dot(trace, events[-1])
     if ext == ".dot":
         path.write_text(source, encoding="utf-8")
     else:
