@@ -37,11 +37,19 @@ class Source:
     line: int
     code: str = ""
     function: str = ""
+    cell: int | None = None  # a notebook cell's execution count, n of In[n]; `file` is then a temp file
+
+    @property
+    def file_label(self) -> str:
+        """`name.py`, or `cell [3]` for code typed into a notebook."""
+        return f"cell [{self.cell}]" if self.cell is not None else Path(self.file).name
 
     @property
     def short(self) -> str:
-        """`name.py:12`, the form shown on graphs."""
-        return f"{Path(self.file).name}:{self.line}"
+        """`name.py:12` (`cell [3], line 2` in a notebook), the form shown on graphs."""
+        if self.cell is not None:
+            return f"{self.file_label}, line {self.line}"
+        return f"{self.file_label}:{self.line}"
 
 
 @dataclass(slots=True)
@@ -244,9 +252,12 @@ class Graph:
         return g
 
     def _repr_svg_(self) -> str:
-        from .render.svg import graph_to_svg
+        from .render.notebook import graph_svg
 
-        return graph_to_svg(self)
+        return graph_svg(self)
+
+    def __repr__(self) -> str:  # short: a notebook keeps it as the output's text/plain
+        return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
 
 
 @dataclass
@@ -270,6 +281,14 @@ class Pass:
     @property
     def kind(self) -> str:
         return "grad" if self.api == "torch.autograd.grad" else "backward"
+
+    def _repr_html_(self) -> str:
+        from .render.notebook import pass_html
+
+        return pass_html(self)
+
+    def __repr__(self) -> str:
+        return f"Pass({self.index}, {self.api}, {self.graph!r})"
 
 
 @dataclass
@@ -351,6 +370,12 @@ class Trace:
         from .render.html import trace_to_html
 
         return trace_to_html(self, standalone=False)
+
+    def __repr__(self) -> str:  # a loaded trace's full repr would be megabytes of text/plain
+        script = self.meta.get("script")
+        of = f" of {Path(str(script)).name}" if script else ""
+        n, d = len(self.passes), len(self.diagnostics)
+        return f"Trace({n} pass{'es' if n != 1 else ''}, {d} diagnostic{'s' if d != 1 else ''}{of})"
 
 
 def load(path: str | Path) -> Trace:

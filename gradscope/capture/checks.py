@@ -507,4 +507,5 @@ def _source_of(d: dict):
 
     if not d or "file" not in d:
         return None
-    return Source(file=d["file"], line=d.get("line", 0), code=d.get("code", ""), function=d.get("function", ""))
+    return Source(file=d["file"], line=d.get("line", 0), code=d.get("code", ""), function=d.get("function", ""),
+                  cell=d.get("cell"))

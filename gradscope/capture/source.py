@@ -17,6 +17,7 @@ from types import CodeType, FrameType
 import torch
 
 from ..model import Source
+from ..notebook import notebook_cell
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INTERNAL_DIRS = (
@@ -89,6 +90,7 @@ def source_at(code: CodeType, line: int) -> Source:
         line=line,
         code=linecache.getline(code.co_filename, line).strip(),
         function=code.co_name,
+        cell=notebook_cell(code.co_filename),
     )
     _sources[key] = (code, src)  # (the code object kept with it: its id stays its own)
     return src

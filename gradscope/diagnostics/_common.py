@@ -25,6 +25,7 @@ def source_of(data: Any) -> Source | None:
         line=int(data.get("line") or 0),
         code=str(data.get("code") or ""),
         function=str(data.get("function") or ""),
+        cell=data["cell"] if isinstance(data.get("cell"), int) else None,
     )
 
 
@@ -35,7 +36,7 @@ def where(source: Source | None) -> str:
     code = strip_comment(source.code)
     if code:
         return f"`{code}` (line {source.line})"
-    return f"line {source.line} ({source.short.split(':')[0]})"
+    return f"line {source.line} ({source.file_label})"
 
 
 def strip_comment(code: str) -> str:

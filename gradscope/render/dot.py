@@ -192,7 +192,7 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
         big = returned is _NOT_ASKED
         after = f'<font point-size="16"><b>{after}</b></font>' if big else after
         rows.append(_row(f".grad {before} → {after}", None if big else SMALL_FONT, GRAD))
-    if node.is_root:
+    if node.is_root and node.seed is not None:  # gradscope.graph(y): no backward, so no seed
         rows.append(_row(f"root · seed <b>{fmt.esc(fmt.tensor(node.seed), 40)}</b>", color="#9d174d"))
     if node.created_by_backward and node.created_by:
         rows.append(_row(f"made by backward of {fmt.esc(node.created_by, 50)}", SMALL_FONT, "#6d28d9"))

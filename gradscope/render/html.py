@@ -117,7 +117,8 @@ def _source(src) -> str:
         return ""
     text = fmt.code(src.code)
     code = f" <code>{fmt.esc(text, 80)}</code>" if text else ""
-    return f'<span class="gs-src" title="{fmt.esc(src.file)}">{fmt.esc(src.short)}</span>{code}'
+    path = src.file if src.cell is None else src.short  # a cell's temporary file means nothing
+    return f'<span class="gs-src" title="{fmt.esc(path)}">{fmt.esc(src.short)}</span>{code}'
 
 
 # -- sections --------------------------------------------------------------------------

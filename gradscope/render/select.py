@@ -59,10 +59,12 @@ def svg_name(pass_index: int) -> str:
     return f"pass-{pass_index:03d}.svg"
 
 
-def pass_dot(trace: Trace, p: Pass) -> str:
-    """The DOT of pass `p`: its graph, diagnostics, caption, and what autograd.grad returned."""
+def pass_dot(trace: Trace | None, p: Pass) -> str:
+    """The DOT of pass `p`: its graph, diagnostics (those of `trace`), caption, and what
+    autograd.grad returned."""
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
-    return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p, trace),
+    diagnostics = pass_diagnostics(trace, p) if trace is not None else []
+    return graph_to_dot(p.graph, diagnostics, title=pass_title(p, trace),
                         graph_id=f"p{p.index}", returned=returned)
 
 
