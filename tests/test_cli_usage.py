@@ -105,18 +105,12 @@ USAGE_ERRORS = [
     (["trace", "--bogus", "ran.py"], "gradscope trace: No such option '--bogus'; see 'gradscope trace --help'"),
     (["trace", "--outptu", "x", "ran.py"],
      "gradscope trace: No such option '--outptu'. Did you mean '--output'?; see 'gradscope trace --help'"),
-    (["trace", "--timeout", "nan", "ran.py"],
-     "gradscope trace: Invalid value for '--timeout': nan is not between 0.1 and 86400 seconds; "
-     "see 'gradscope trace --help'"),
-    (["trace", "--timeout", "inf", "ran.py"],
-     "gradscope trace: Invalid value for '--timeout': inf is not between 0.1 and 86400 seconds; "
-     "see 'gradscope trace --help'"),
-    (["trace", "--timeout", "1e300", "ran.py"],
-     "gradscope trace: Invalid value for '--timeout': 1e300 is not between 0.1 and 86400 seconds; "
-     "see 'gradscope trace --help'"),
-    (["trace", "--timeout", "soon", "ran.py"],
-     "gradscope trace: Invalid value for '--timeout': 'soon' is not a number of seconds; "
-     "see 'gradscope trace --help'"),
+    *[(["trace", "--timeout", value, "ran.py"], f"gradscope trace: Invalid value for '--timeout': {why}; "
+       "see 'gradscope trace --help'")
+      for value, why in [("nan", "nan is not between 0.1 and 86400 seconds"),
+                         ("inf", "inf is not between 0.1 and 86400 seconds"),
+                         ("1e300", "1e300 is not between 0.1 and 86400 seconds"),
+                         ("soon", "'soon' is not a number of seconds")]],
     (["trace", "--ignore", "grad-acumulation", "ran.py"],
      "gradscope trace: Invalid value for '--ignore': no diagnostic has the code 'grad-acumulation'; the codes are "
      "leaf-inplace, saved-tensor-modified, grad-accumulation, backward-twice, nonleaf-grad, no-gradient, "

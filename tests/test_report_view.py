@@ -150,10 +150,9 @@ TWICE = """\
 import torch
 w = torch.tensor([1.0, 2.0], requires_grad=True)
 for step in range(3):
-    loss = (w * w).sum()
-    loss.backward()
+    (w * w).sum().backward()
     with torch.no_grad():
-        w -= 0.1 * w.grad
+        w.sub_(0.1 * w.grad)
 y = (w * 3).sum()
 y.backward()
 y.backward()
