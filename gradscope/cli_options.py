@@ -43,8 +43,11 @@ def known_codes(ctx: click.Context, param: click.Parameter, codes: Sequence[str]
 
 
 def usage_exit(exc: click.UsageError) -> NoReturn:
-    """`gradscope trace: No such option: --bogus (see 'gradscope trace --help')`, exit 2."""
-    command = exc.ctx.command_path if exc.ctx is not None else "gradscope"
+    """`gradscope trace: No such option '--bogus'; see 'gradscope trace --help'`, exit 2."""
+    ctx = exc.ctx
+    command = ctx.command_path if ctx is not None else "gradscope"
+    if ctx is not None and isinstance(ctx.command, click.Group) and ctx.invoked_subcommand:
+        command += f" {ctx.invoked_subcommand}"  # a subcommand's parser blames the group: name the command
     message = " ".join(exc.format_message().split()).rstrip(".")  # "Did you mean" joins the line
     click.echo(f"{command}: {message}; see '{command} --help'", err=True)
     sys.exit(EXIT_USAGE)
@@ -70,4 +73,6 @@ class OneLineUsageGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
+            if exc.ctx is None:  # click leaves it out of "Option '-o' requires an argument"
+                exc.ctx = ctx
             usage_exit(exc)

@@ -116,6 +116,7 @@ USAGE_ERRORS = [
      "leaf-inplace, saved-tensor-modified, grad-accumulation, backward-twice, nonleaf-grad, no-gradient, "
      "nonfinite-gradient, nonscalar-backward; see 'gradscope trace --help'"),
     (["trace"], "gradscope trace: Missing argument 'SCRIPT'; see 'gradscope trace --help'"),
+    (["trace", "-o"], "gradscope trace: Option '-o' requires an argument; see 'gradscope trace --help'"),
     (["demo", "--bogus", "backward"], "gradscope demo: No such option '--bogus'; see 'gradscope demo --help'"),
     (["demo", "backward", "--timeout", "-1"],
      "gradscope demo: Invalid value for '--timeout': -1 is not between 0.1 and 86400 seconds; "

@@ -41,8 +41,8 @@ def report(tmp_path_factory) -> Path:
 
 
 def console_errors(log: str) -> list[str]:
-    """Console lines in Chromium's log. The report has no scripts, so any console message
-    (an uncaught error, a console.error, a resource that failed) is a fault."""
+    """Console lines in Chromium's log. The report's one script (pan and zoom) logs nothing,
+    so any console message (an uncaught error, a console.error, a resource that failed) is a fault."""
     return [line for line in log.splitlines()
             if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line]
 
