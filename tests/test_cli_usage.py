@@ -92,6 +92,8 @@ def test_render_draws_the_graph_of_a_trace_with_only_an_errors_graph(tmp_path, g
     r = gradscope_cmd("demo", "leaf_inplace", "-o", "out")
     assert r.returncode == 1
     assert json.loads((tmp_path / "out" / "trace.json").read_text())["passes"] == []
+    report = (tmp_path / "out" / "report.html").read_text()  # its diagnostic links to that graph
+    assert '<a href="#event-0">the graph when it was raised</a>' in report and '<h3 id="event-0">' in report
     r = gradscope_cmd("render", "out/trace.json", "-o", "x.png")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

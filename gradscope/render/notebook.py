@@ -8,12 +8,12 @@ or several reports, never has two elements with one id.
 from __future__ import annotations
 
 from ..model import Graph, Pass
-from .html import CSS, _leaf_table
+from . import fmt
+from .html import CSS, _leaf_table  # the report's own leaf table, shared on purpose
 from .html_frame import graph_frame, id_prefix, report_script, unique_ids
 from .layout import LayoutError, layout
 from .select import pass_dot, pass_title
 from .svg import graph_to_svg, strip_prolog
-from . import fmt
 
 
 def graph_svg(graph: Graph) -> str:
