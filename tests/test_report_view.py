@@ -123,7 +123,7 @@ def test_in_a_small_window_the_frame_scrolls_to_the_root_and_legend(logistic, tm
     assert abs(got["width"] - got["natural"]) < 0.5  # still 100 % in a narrow window
 
 
-def test_a_wide_graph_is_not_shrunk_and_zooms_with_buttons_and_ctrl_wheel(tmp_path):
+def test_a_wide_graph_is_not_shrunk_and_pans_and_zooms(tmp_path):
     write(tmp_path, "wide.py", WIDE)
     assert run_gradscope("trace", "-o", "out", "wide.py", cwd=tmp_path).returncode == 0
     got = measure(tmp_path / "out" / "report.html", tmp_path, """
@@ -138,12 +138,22 @@ def test_a_wide_graph_is_not_shrunk_and_zooms_with_buttons_and_ctrl_wheel(tmp_pa
       sizes.push(svg.getBoundingClientRect().width);
       f.querySelector('[data-gs-zoom="reset"]').click();
       sizes.push(svg.getBoundingClientRect().width);
+      view.scrollLeft = 0;
+      function pointer(type, x) {
+        view.dispatchEvent(new PointerEvent(type, {pointerId: 1, button: 0, pointerType: "mouse", bubbles: true,
+                                                   clientX: r.left + x, clientY: r.top + 40}));
+      }
+      pointer("pointerdown", 300); pointer("pointermove", 180); pointer("pointerup", 180);
+      var dragged = view.scrollLeft;
+      pointer("pointermove", 100);  // after the button is up, moving pans no more
       return {natural: natural, sizes: sizes, page: doc.documentElement.clientWidth, frame: view.clientWidth,
-              label: f.querySelector('[data-gs-zoom="reset"]').textContent, wheelDefault: kept};""")
+              label: f.querySelector('[data-gs-zoom="reset"]').textContent, wheelDefault: kept,
+              dragged: dragged, after: view.scrollLeft};""")
     natural, sizes = got["natural"], got["sizes"]
     assert natural > got["page"] > got["frame"]  # wider than the page: it used to be squeezed to fit
     assert [round(s / natural, 3) for s in sizes] == [1.0, 1.25, 1.0, 1.0]
     assert got["label"] == "100%" and got["wheelDefault"] is False  # the wheel zoomed, the page did not scroll
+    assert got["dragged"] == got["after"] == 120  # dragging 120 px to the left shows 120 px more on the right
 
 
 TWICE = """\

@@ -45,8 +45,11 @@
     var drag = null;
     view.addEventListener("pointerdown", function (ev) {
       if (ev.button !== 0 || ev.pointerType === "touch") return;  // touch scrolls natively
+      var r = view.getBoundingClientRect();
+      if (ev.clientX - r.left >= view.clientLeft + view.clientWidth ||
+          ev.clientY - r.top >= view.clientTop + view.clientHeight) return;  // on a scrollbar
       drag = { x: ev.clientX, y: ev.clientY, left: view.scrollLeft, top: view.scrollTop };
-      view.setPointerCapture(ev.pointerId);
+      try { view.setPointerCapture(ev.pointerId); } catch (e) { /* a pointer already gone */ }
       view.classList.add("gs-dragging");
     });
     view.addEventListener("pointermove", function (ev) {
