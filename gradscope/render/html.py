@@ -22,9 +22,9 @@ from .select import (
     GraphGroup,
     event_dot,
     event_graphs,
+    event_svg_name,
     event_title,
     graph_groups,
-    event_svg_name,
     pass_dot,
     pass_title,
     svg_name,
@@ -148,9 +148,10 @@ def _diagnostic_link(d: Diagnostic) -> str:
     """` · pass 3`, linking to the picture the diagnostic is drawn on (an event's graph
     for a leaf edited before any backward)."""
     if d.pass_index is not None:
-        return f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>'
+        index = fmt.esc(d.pass_index)  # an int, unless a crafted trace.json says otherwise
+        return f' · <a href="#pass-{index}">pass {index}</a>'
     if d.event_index is not None:
-        return f' · <a href="#event-{d.event_index}">the graph when it was raised</a>'
+        return f' · <a href="#event-{fmt.esc(d.event_index)}">the graph when it was raised</a>'
     return ""
 
 
