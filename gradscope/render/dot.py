@@ -238,7 +238,7 @@ def _red_edge(red: bool) -> dict[str, str]:
 # -- diagnostics and legend ------------------------------------------------------------
 def _add_note(g: graphviz.Digraph, i: int, d: Diagnostic, targets: list[str]) -> None:
     # Graphviz rejects an empty <font></font>, so the source line is added only when known.
-    where = f'<br/><font point-size="{SMALL_FONT}">{fmt.esc(d.sources[0].short, 40)}</font>' if d.sources else ""
+    where = f'<br/><font point-size="{SMALL_FONT}">{fmt.esc(fmt.lines_of(d), 80)}</font>' if d.sources else ""
     label = f'<<font color="{RED}"><b>{fmt.esc(d.code, 20) or "!"}</b> {fmt.esc(d.title, 60)}</font>{where}>'
     g.node(f"diag{i}", label=label, shape="note", style="filled", fillcolor="#fee2e2", color=RED)
     for t in targets:
