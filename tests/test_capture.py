@@ -696,10 +696,27 @@ def test_a_nonfinite_gradient_makes_the_next_pass_full():
     assert [p.index for p in t.passes if p.edge_gradients] == [0, 1, 2, 6, 7]
 
 
-def test_small_roots_keep_their_value(tmp_path):
+def test_small_roots_and_ops_keep_their_value(tmp_path):
     t, _ = run_snippet(tmp_path, LESSON)
-    assert t.passes[0].graph.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
-    assert t.passes[0].graph.find("a").value is None  # only roots and leaves carry values
+    g = t.passes[0].graph
+    assert g.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
+    assert g.find("a").value == [3.0] and g.find("b").value == [2.0]  # so dy/da = b = 2 reads off b
+
+
+def test_op_values_are_never_stale():
+    """An op output edited in place since, or freed, shows no value; each repeat of a
+    loop's graph shows its own."""
+    w = torch.tensor([1.0], requires_grad=True)
+    with gradscope.trace() as t:
+        for i in range(3):
+            a = gradscope.name(w * (i + 1), "a")
+            b = gradscope.name(a + 0, "b")
+            b.mul_(1)  # b's own node now holds an edited output: no value for it
+            (b * (w + 1)).sum().backward()
+    assert [p.graph.find("a").value for p in t.passes] == [[1.0], [2.0], [3.0]]
+    assert all(p.graph.find("b").value is None for p in t.passes)
+    # w + 1 lives on inside mul's saved tensors: its value, when shown, is its own
+    assert {str(n.value) for p in t.passes for n in p.graph.nodes if n.op == "add" and n.name != "b"} <= {"[2.0]", "None"}
 
 
 def test_grad_after_under_ddp_is_what_lands_in_grad(tmp_path):

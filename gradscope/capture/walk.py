@@ -201,6 +201,8 @@ class _NodeMaker:
             node.shape = list(shape)
             node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
             node.device = _device_name(device)
+            if type(note) is OpInfo and _small(shape, self.max_values):
+                queue_op_value(self.index, node, note, fn, self.batch)
         return node
 
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
@@ -222,6 +224,21 @@ class _NodeMaker:
         if not node.name:
             self.namer.leaves.add(node_id)
         return node
+
+
+def _small(shape, limit: int) -> bool:
+    n = 1
+    for d in shape:
+        n *= d
+    return n <= limit
+
+
+def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: PendingBatch) -> None:
+    """An op's forward value, when its output is small and still the one the op made (alive,
+    still computed by this node, never edited in place since: its version is 0)."""
+    out = note.tensor() if note.tensor is not None else None
+    if out is not None and out._version == 0 and out.grad_fn is fn:
+        index.pending_values.append((node, batch.keep(out)))
 
 
 def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:

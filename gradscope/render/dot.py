@@ -93,7 +93,10 @@ def graph_to_dot(
     by_id = {n.id: n for n in graph.nodes}
     flagged = {nid for d in diagnostics for nid in d.nodes if nid in ids}
 
-    _add_nodes(g, graph.nodes, ids, flagged, returned or {})
+    addends: dict[str, list[TensorSummary | None]] = {}
+    for e in graph.edges:
+        addends.setdefault(e.src, []).append(e.grad)
+    _add_nodes(g, graph.nodes, _Drawing(ids, flagged, returned or {}, addends))
     for e in graph.edges:
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
@@ -107,8 +110,19 @@ def graph_to_dot(
 
 
 # -- nodes -----------------------------------------------------------------------------
-def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None]) -> None:
+@dataclass
+class _Drawing:
+    """What drawing a node needs beyond the node: its DOT id, whether a diagnostic flags it,
+    what autograd.grad returned for it, the gradients its edges carried."""
+
+    ids: dict[str, str]
+    flagged: set[str]
+    returned: Mapping[str, TensorSummary | None]
+    addends: dict[str, list[TensorSummary | None]]
+    clusters: int = 0
+
+
+def _add_nodes(g: graphviz.Digraph, nodes: list[Node], drawing: _Drawing) -> None:
     """Add nodes, each inside the clusters of its module path (`encoder.layers.0` sits in
     `encoder` > `encoder.layers` > `encoder.layers.0`)."""
     tree: dict = {}
@@ -118,8 +132,7 @@ def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flag
         for depth in range(len(parts)):
             level = level.setdefault(".".join(parts[: depth + 1]), {})
         level.setdefault(None, []).append(n)
-    counter = iter(range(1_000_000))
-    _add_level(g, tree, ids, flagged, returned, counter)
+    _add_level(g, tree, drawing)
 
 
 def forward_order(nodes: list[Node]) -> list[Node]:
@@ -133,18 +146,19 @@ def forward_order(nodes: list[Node]) -> list[Node]:
     return [n for _, _, n in sorted(keyed, key=lambda k: k[:2])]
 
 
-def _add_level(g: graphviz.Digraph, level: dict, ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None], counter) -> None:
+def _add_level(g: graphviz.Digraph, level: dict, drawing: _Drawing) -> None:
     for n in level.get(None, []):
-        label = node_label(n, returned[n.id] if n.id in returned else _NOT_ASKED)
-        g.node(ids[n.id], label=label, **_node_attrs(n, n.id in flagged))
+        returned = drawing.returned[n.id] if n.id in drawing.returned else _NOT_ASKED
+        label = node_label(n, returned, drawing.addends.get(n.id, ()))
+        g.node(drawing.ids[n.id], label=label, **_node_attrs(n, n.id in drawing.flagged))
     for path, sub in level.items():
         if path is None:
             continue
-        with g.subgraph(name=f"cluster_m{next(counter)}") as c:
+        drawing.clusters += 1
+        with g.subgraph(name=f"cluster_m{drawing.clusters}") as c:
             c.attr(label=f"<<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>>",
                    style="rounded,dashed", color="#a8a29e", labeljust="l")
-            _add_level(c, sub, ids, flagged, returned, counter)
+            _add_level(c, sub, drawing)
 
 
 def _node_attrs(node: Node, flagged: bool) -> dict[str, str]:
@@ -166,10 +180,11 @@ def _row(text: str, size: int | None = None, color: str | None = None) -> str:
 _NOT_ASKED = object()  # the node was not among autograd.grad's inputs
 
 
-def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
+def node_label(node: Node, returned: object = _NOT_ASKED, addends: Sequence[TensorSummary | None] = ()) -> str:
     """The HTML-like label of a node. Every piece of user text is escaped here.
 
     `returned`: what autograd.grad returned for this node, when it was one of its inputs.
+    `addends`: the gradients sent to a leaf along its edges (shown as their sum when small).
     """
     rows = [_row(_headline(node))]
     if node.kind != "leaf":
@@ -181,12 +196,17 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
         rows.append(_row(f"{where}  <i>{code}</i>" if code else where, SMALL_FONT))
     if node.shape is not None or node.dtype:
         text = fmt.shape(node.shape) + (" " + fmt.esc(node.dtype.replace("torch.", ""), 20) if node.dtype else "")
-        value = fmt.value(node.value) if node.kind == "leaf" or node.is_root else None
-        rows.append(_row(text + (f" = {fmt.esc(value, 40)}" if value is not None else ""), SMALL_FONT, GREY))
+        rows.append(_row(text, SMALL_FONT, GREY))
+    value = fmt.value(node.value)
+    if value is not None:  # the forward value, so `∂y/∂a = b = 2` can be read off b's box
+        rows.append(_row(f"{fmt.esc(node.name or node.op, 40)} = {fmt.esc(value, 40)}", 12))
     if returned is not _NOT_ASKED:  # autograd.grad leaves .grad alone: its answer is returned
         got = fmt.esc(fmt.tensor(returned), 40)  # type: ignore[arg-type]
         rows.append(_row(f'autograd.grad returned <font point-size="16"><b>{got}</b></font>', color=GRAD))
-    if node.kind == "leaf" and (node.grad_before is not None or node.grad_after is not None):
+    total = _grad_sum(node, addends)
+    if total is not None and returned is _NOT_ASKED:
+        rows.append(_row(f'<font point-size="16"><b>{fmt.esc(total, 80)}</b></font>', color=GRAD))
+    elif node.kind == "leaf" and (node.grad_before is not None or node.grad_after is not None):
         before = fmt.esc(fmt.tensor(node.grad_before), 40)
         after = fmt.esc(fmt.tensor(node.grad_after), 40)
         big = returned is _NOT_ASKED
@@ -197,6 +217,26 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
     if node.created_by_backward and node.created_by:
         rows.append(_row(f"made by backward of {fmt.esc(node.created_by, 50)}", SMALL_FONT, "#6d28d9"))
     return '<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">' + "".join(rows) + "</table>>"
+
+
+def _grad_sum(node: Node, addends: Sequence[TensorSummary | None]) -> str | None:
+    """`w.grad = 2 + 3 = 5`: a leaf's .grad as the sum of what its edges sent (after what it
+    held before, when it held a number), when every addend is one number and they do add
+    up to what .grad became (a hook may have changed it: then no sum is shown)."""
+    if node.kind != "leaf" or not addends or node.grad_after is None:
+        return None
+    parts = [a.scalar() if a is not None else None for a in addends]
+    before = node.grad_before.scalar() if node.grad_before is not None else 0.0
+    after = node.grad_after.scalar()
+    numbers = [before, after, *parts]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        return None
+    if node.grad_before is not None:
+        parts = [before, *parts]
+    if abs(sum(parts) - after) > 1e-6 * max(1.0, abs(after)):
+        return None
+    terms = " + ".join(fmt.num(p) for p in parts) + " = " if len(parts) > 1 else ""
+    return f"{node.name or 'leaf'}.grad = {terms}{fmt.num(after)}"
 
 
 def _headline(node: Node) -> str:
