@@ -128,7 +128,10 @@ def test_second_order_passes(tmp_path):
     made = [n for n in second.graph.nodes if n.created_by_backward]
     assert made and all(n.source is None for n in made)
     assert any(n.grad_fn == "MulBackward0" for n in made)
-    assert made[0].created_by == f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}"
+    assert made[0].created_by == (f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}; pass 0, "
+                                  f"torch.autograd.grad at snippet.py:{line_of(lines, 'grad_1 =')} with create_graph=True")
+    pow_node = next(n for n in made if n.grad_fn == "PowBackward0")
+    assert pow_node.saved == {"exponent": 1.0, "self": 3.0}  # pow's backward built x ** 1
     assert second.graph.roots[0].name == "grad_1[0]"  # named after the line that made it
     assert not any(n.created_by_backward for n in first.graph.nodes)
 

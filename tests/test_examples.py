@@ -373,7 +373,7 @@ def test_gallery_script_rebuilds_the_committed_gallery(tmp_path):
         data = (tmp_path / "gallery" / name).read_bytes()
         assert data.startswith(b"\x89PNG") if name.endswith(".png") else b"<svg" in data
     # the lesson's 5 is on the backward graph
-    assert ">5<" in (tmp_path / "gallery" / "backward.svg").read_text()
+    assert ">w.grad = 2 + 3 = 5<" in (tmp_path / "gallery" / "backward.svg").read_text()
 
 
 # -- the guide's Python examples ---------------------------------------------------------------------

@@ -53,3 +53,32 @@ def test_accumulation_pass_adds_to_what_grad_held(tmp_path):
     texts = svg_texts(trace.render(tmp_path / "acc.svg", pass_index=3))
     assert "w.grad = 15 + 2 + 3 = 20" in texts
     assert "x.grad = 6 + 2 = 8" in texts
+
+
+def _line(name: str, text: str) -> int:
+    lines = (EXAMPLES / f"{name}.py").read_text().splitlines()
+    (hit,) = [i for i, line in enumerate(lines, 1) if text in line]
+    return hit
+
+
+def test_second_order_says_which_call_made_the_graph_and_returned_6_then_2(tmp_path):
+    from gradscope.render.html import trace_to_html
+
+    trace = traced("second_order")
+    first_call = _line("second_order", "grad_1 = torch.autograd.grad")
+    pow_line = _line("second_order", "y = torch.pow(x, 2)")
+    first = svg_texts(trace.render(tmp_path / "p0.svg", pass_index=0))
+    assert "x = 3" in first and "y = 9" in first and "6" in first
+    assert "autograd.grad returned" in "\n".join(first)
+    assert any("create_graph=True" in t for t in first)  # the caption says this pass builds a graph
+    second = svg_texts(trace.render(tmp_path / "p1.svg", pass_index=1))
+    assert "saved exponent = 1, self = 3" in second  # the pow backward built: x ** 1 at x = 3
+    assert "saved other = 2" in second  # ... times 2
+    assert "grad_1[0] = 6" in second  # what the first autograd.grad returned, the second's root
+    assert f"made by backward of pow at second_order.py:{pow_line}" in second
+    assert f"pass 0, torch.autograd.grad at second_order.py:{first_call} with create_graph=True" in second
+    assert "2" in second and "autograd.grad returned" in "\n".join(second)
+    html = trace_to_html(trace)
+    # the leaf tables: what each autograd.grad returned for x (its .grad stays None)
+    assert html.count("<th>autograd.grad returned</th>") == 2
+    assert "<td><b>6</b></td>" in html and "<td><b>2</b></td>" in html

@@ -351,7 +351,10 @@ class PassRecorder:
     def _tag_created(self, fn, grad_inputs) -> None:
         notes = self.tracer.nodes
         info = notes.get(fn)
-        label = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
+        op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
+        call = f" at {self.source.short}" if self.source else ""
+        # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
+        label = f"{op}; pass {len(self.tracer.trace.passes)}, {self.call.api}{call} with create_graph=True"
         known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:

@@ -190,6 +190,7 @@ class _NodeMaker:
             if note is not None:  # a BackwardMade
                 node.created_by_backward = True
                 node.created_by = note.label
+                node.saved = saved_numbers(fn) or None
         output = note.output if type(note) is OpInfo else None
         if output is None:
             shape_meta = getattr(fn, "_input_metadata", None)
@@ -224,6 +225,32 @@ class _NodeMaker:
         if not node.name:
             self.namer.leaves.add(node_id)
         return node
+
+
+SAVED_PREFIX = "_saved_"
+SAVED_SHOWN = 4  # the most elements of a saved tensor shown
+
+
+def saved_numbers(fn) -> dict:
+    """The numbers a node saved for backward, when each is a number or a tiny CPU tensor:
+    `{"exponent": 1.0, "self": 3.0}` for the pow a create_graph backward built. Only for
+    such nodes (few): it reads every saved attribute."""
+    found = {}
+    for attr in dir(fn):
+        if not attr.startswith(SAVED_PREFIX):
+            continue
+        try:
+            v = getattr(fn, attr)
+        except Exception:  # freed, or modified in place: nothing to show
+            continue
+        if isinstance(v, torch.Tensor):
+            if v.device.type != "cpu" or v.numel() > SAVED_SHOWN or v.is_complex():
+                continue
+            v = v.item() if v.numel() == 1 else v.tolist()
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        found[attr[len(SAVED_PREFIX):]] = v
+    return found
 
 
 def _small(shape, limit: int) -> bool:

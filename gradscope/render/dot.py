@@ -214,8 +214,14 @@ def node_label(node: Node, returned: object = _NOT_ASKED, addends: Sequence[Tens
         rows.append(_row(f".grad {before} → {after}", None if big else SMALL_FONT, GRAD))
     if node.is_root:
         rows.append(_row(f"root · seed <b>{fmt.esc(fmt.tensor(node.seed), 40)}</b>", color="#9d174d"))
+    if node.saved:  # what a node no line shows computes with: pow's exponent, mul's factor
+        shown = ", ".join(f"{fmt.esc(k, 20)} = {fmt.esc(fmt.value(v) or '…', 20)}" for k, v in node.saved.items())
+        rows.append(_row(f"saved {shown}", SMALL_FONT, "#6d28d9"))
     if node.created_by_backward and node.created_by:
-        rows.append(_row(f"made by backward of {fmt.esc(node.created_by, 50)}", SMALL_FONT, "#6d28d9"))
+        op, _, call = node.created_by.partition("; ")
+        rows.append(_row(f"made by backward of {fmt.esc(op, 50)}", SMALL_FONT, "#6d28d9"))
+        if call:
+            rows.append(_row(fmt.esc(call, 90), SMALL_FONT, "#6d28d9"))
     return '<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">' + "".join(rows) + "</table>>"
 
 

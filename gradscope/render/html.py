@@ -213,7 +213,13 @@ def _leaf_table(p: Pass) -> str:
         fmt.shape(n.shape), fmt.esc(fmt.value(n.value) or ""),
         fmt.esc(fmt.tensor(n.grad_before)), f"<b>{fmt.esc(fmt.tensor(n.grad_after))}</b>",
     ] for n in leaves]
-    return _table(["leaf", "shape", "value", ".grad before", ".grad after"], rows, "gs-leaves")
+    head = ["leaf", "shape", "value", ".grad before", ".grad after"]
+    if p.kind == "grad":  # autograd.grad returns its answer and leaves .grad alone
+        returned = dict(zip(p.inputs, p.results))
+        for row, n in zip(rows, leaves):
+            row.append(f"<b>{fmt.esc(fmt.tensor(returned[n.id]))}</b>" if n.id in returned else "")
+        head.append("autograd.grad returned")
+    return _table(head, rows, "gs-leaves")
 
 
 def _plots(trace: Trace) -> str:

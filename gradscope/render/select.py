@@ -51,7 +51,8 @@ def pass_title(p: Pass, trace: Trace | None = None) -> str:
         off = trace is not None and (trace.meta.get("options") or {}).get("gradients") == "off"
         sampled = " · edge gradients off (trace(gradients=\"off\"))" if off else \
             " · edge gradients not recorded (a repeat; see trace(every=))"
-    return f"pass {p.index} · {p.api}{where}{step}{sampled}"
+    made = " · create_graph=True: its backward is a graph too" if p.create_graph else ""
+    return f"pass {p.index} · {p.api}{where}{made}{step}{sampled}"
 
 
 def svg_name(pass_index: int) -> str:
