@@ -398,7 +398,7 @@ def test_guide_examples_run(tmp_path, monkeypatch):
     script = tmp_path / "guide_graph.py"
     script.write_text("import torch\nimport gradscope\n" + _guide_block("gradscope.graph(y)"))
     ns = runpy.run_path(str(script))
-    assert [n.label for n in ns["g"].nodes] == ["y", "add_1", "add_2", "w", "x"]
+    assert [n.label for n in ns["g"].nodes] == ["y", "add", "add_1", "w", "x"]
 
 
 def _guide_diagnostic_examples() -> list[tuple[str, str]]:

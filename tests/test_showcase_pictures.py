@@ -82,3 +82,63 @@ def test_second_order_says_which_call_made_the_graph_and_returned_6_then_2(tmp_p
     # the leaf tables: what each autograd.grad returned for x (its .grad stays None)
     assert html.count("<th>autograd.grad returned</th>") == 2
     assert "<td><b>6</b></td>" in html and "<td><b>2</b></td>" in html
+
+
+def test_requires_grad_draws_the_graph_it_inspects(tmp_path):
+    from gradscope.render.select import event_dot, event_graphs
+    from gradscope.render.layout import layout
+
+    trace = traced("requires_grad")
+    assert trace.passes == []  # no backward ran ...
+    ((i, event, _),) = event_graphs(trace)  # ... but the graph it read requires_grad of is kept
+    assert event.source.line == _line("requires_grad", "print(a.requires_grad")
+    path = tmp_path / "rg.svg"
+    path.write_bytes(layout(event_dot(trace, i), "svg"))
+    texts = svg_texts(path)
+    assert texts.count("requires_grad=True") == 5  # w, x set it; a, b, y inherit it
+    assert texts.count("set when it was created") == 2
+    assert "from w, x" in texts and "from w" in texts and "from a, b" in texts
+    assert "a = 3" in texts and "b = 2" in texts and "y = 6" in texts
+
+
+def test_requires_grad_reads_inside_torch_or_after_a_pass_save_nothing():
+    import os
+
+    import torch
+
+    # code whose file lies inside torch (as nn modules that check requires_grad mid-forward)
+    inside_torch = compile("flag = t.requires_grad", os.path.join(os.path.dirname(torch.__file__), "x.py"), "exec")
+    w = torch.ones(2, requires_grad=True)
+    with gradscope.trace() as t:
+        y = w * 2
+        exec(inside_torch, {"t": y})
+        y.sum().backward()
+        assert y.requires_grad  # after a pass: nothing new to show
+    assert [e.kind for e in t.trace.events if e.kind == "requires-grad-read"] == []
+
+
+LEAF_ERROR = "RuntimeError: a leaf Variable that requires grad is being used in an in-place operation."
+
+
+def test_leaf_inplace_report_shows_pytorchs_error_by_the_line_and_the_graph(tmp_path):
+    from gradscope.render.html import trace_to_html
+
+    trace = traced("leaf_inplace")
+    html = trace_to_html(trace)
+    line = _line("leaf_inplace", "w.add_(1)  #")
+    # in the diagnostic, right after the line that raised it
+    assert f'leaf_inplace.py:{line}</span> <code>w.add_(1)</code> <span class="gs-error">{LEAF_ERROR}</span>' in html
+    # over the graph as it stood, and in the graph's own caption
+    assert f"when PyTorch raised {LEAF_ERROR}</h4>" in html
+    assert f">{LEAF_ERROR}<".replace("-", "&#45;") in html.split("<h4>", 2)[-1]  # (Graphviz writes - as &#45;)
+
+
+def test_grad_accumulation_plot_labels_5_10_15_20():
+    import re
+
+    from gradscope.render.html import trace_to_html
+
+    html = trace_to_html(traced("grad_accumulation"))
+    plots = re.findall(r'<svg class="gs-plot".*?</svg>', html, re.S)
+    (w_plot,) = [p for p in plots if "<title>w.grad</title>" in p]
+    assert re.findall(r'<text class="gs-point"[^>]*>([^<]*)</text>', w_plot) == ["5", "10", "15", "20"]

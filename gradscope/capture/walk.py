@@ -297,7 +297,22 @@ class _Namer:
                 node.name = name
         if self.leaves and notes is not None:
             _name_leaves_by_use(graph, index, self.leaves, notes)
-        _label_unnamed(graph)
+        _label_unnamed(_forward_order(graph, list(index.node_of.values())))
+
+
+def _forward_order(graph: Graph, fns: list) -> list[Node]:
+    """The graph's nodes in the order the forward made them: ops by their autograd sequence
+    number (counted as nodes are made), each leaf just before the first op that used it."""
+    at = {node.id: k for k, node in enumerate(graph.nodes)}
+    key: dict[str, tuple] = {}
+    for node, fn in zip(graph.nodes, fns):
+        if node.kind == "op":
+            key[node.id] = (fn._sequence_nr(), 1, 0)
+    for e in graph.edges:
+        if graph.nodes[at[e.src]].kind == "leaf" and e.dst in key:
+            used = (key[e.dst][0], 0, e.index)
+            key[e.src] = min(key.get(e.src, used), used)
+    return sorted(graph.nodes, key=lambda n: key.get(n.id, (-1, 0, at[n.id])))
 
 
 def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], notes) -> None:
@@ -314,11 +329,25 @@ def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], note
             unnamed.discard(edge.src)
 
 
-def _label_unnamed(graph: Graph) -> None:
+def _label_unnamed(order: list[Node]) -> None:
+    """Unnamed nodes are called after their op, numbered in forward order: the first linear
+    is `linear`, the next `linear_1` (as torch.fx numbers them); a leaf is `leaf`, `leaf_1`."""
+    taken = {node.name for node in order if node.name}
     counts: dict[str, int] = {}
-    for node in graph.nodes:
+    for node in order:
         if node.name:
             continue
-        base = node.op if node.kind == "op" else "leaf"
-        counts[base] = counts.get(base, 0) + 1
-        node.name = f"{base}_{counts[base]}"
+        base = (node.op or "op") if node.kind == "op" else "leaf"
+        node.name = _next_free(base, counts, taken)
+
+
+def _next_free(base: str, counts: dict[str, int], taken: set[str]) -> str:
+    """`base`, then `base_1`, `base_2`, ...: the first not in `taken` (which it joins)."""
+    k = counts.get(base, 0)
+    name = base if k == 0 else f"{base}_{k}"
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    counts[base] = k + 1
+    taken.add(name)
+    return name

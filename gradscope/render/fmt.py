@@ -27,10 +27,15 @@ def esc(text: Any, limit: int | None = None) -> str:
     Control characters are dropped (they are invalid XML), line breaks become spaces,
     and text longer than `limit` is cut with an ellipsis before escaping.
     """
-    s = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    s = plain(text)
     if limit is not None and len(s) > limit:
         s = s[: max(limit - 1, 1)] + "…"
     return html.escape(s, quote=True)
+
+
+def plain(text: Any) -> str:
+    """`text` on one line, without the control characters XML forbids (not HTML-escaped)."""
+    return _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
 def code(line: str) -> str:

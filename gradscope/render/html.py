@@ -12,7 +12,7 @@ import base64
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..model import Diagnostic, Node, Pass, Trace, single_number
+from ..model import Diagnostic, Event, Node, Pass, Trace, single_number
 from . import fmt
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
@@ -24,6 +24,7 @@ from .select import (
     graph_groups,
     pass_dot,
     pass_title,
+    torch_error,
 )
 from .svg import strip_prolog
 
@@ -60,7 +61,7 @@ def trace_to_html(
             drawn_events[i] = _try_layout(event_dot(trace, i), timeout)
     body = "".join([
         _header(trace, groups),
-        _diagnostics(trace.diagnostics),
+        _diagnostics(trace.diagnostics, trace.events),
         _graphs(trace, groups, drawn, drawn_events),
         _plots(trace),
         _pictures(pictures),
@@ -132,12 +133,15 @@ def _meta_value(v) -> str:
     return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
-def _diagnostics(diagnostics: list[Diagnostic]) -> str:
+def _diagnostics(diagnostics: list[Diagnostic], events: Sequence[Event] = ()) -> str:
     if not diagnostics:
         return _section("diagnostics", "Diagnostics", '<p class="gs-ok">No autograd problems found.</p>')
     cards = []
     for d in diagnostics:
-        where = "".join(f"<li>{_source(s)}</li>" for s in d.sources)
+        # PyTorch's own words, next to the line that raised them
+        error = torch_error(events[d.event_index]) if d.event_index is not None and d.event_index < len(events) else ""
+        said = f' <span class="gs-error">{fmt.esc(error)}</span>' if error else ""
+        where = "".join(f"<li>{_source(s)}{said if i == 0 else ''}</li>" for i, s in enumerate(d.sources))
         at = f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>' if d.pass_index is not None else ""
         hint = f'<p class="gs-hint">{fmt.esc(d.hint)}</p>' if d.hint else ""
         cards.append(
