@@ -142,3 +142,13 @@ def test_grad_accumulation_plot_labels_5_10_15_20():
     plots = re.findall(r'<svg class="gs-plot".*?</svg>', html, re.S)
     (w_plot,) = [p for p in plots if "<title>w.grad</title>" in p]
     assert re.findall(r'<text class="gs-point"[^>]*>([^<]*)</text>', w_plot) == ["5", "10", "15", "20"]
+
+
+def test_a_small_tensor_grad_reads_as_what_it_became(tmp_path):
+    import torch
+
+    with gradscope.trace() as t:
+        w = gradscope.name(torch.tensor([1.0, 2.0], requires_grad=True), "w")
+        (w * 3).sum().backward()
+    texts = svg_texts(t.trace.render(tmp_path / "w.svg", pass_index=0))
+    assert "w.grad = [3, 3]" in texts

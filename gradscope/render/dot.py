@@ -281,7 +281,8 @@ def _grad_sum(node: Node, addends: Sequence[TensorSummary | None], name: str) ->
     after = node.grad_after.scalar()
     numbers = [before, after, *parts]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-        return None
+        # not numbers to add up: what .grad became, when it was None before
+        return f"{name or 'leaf'}.grad = {fmt.tensor(node.grad_after)}" if node.grad_before is None else None
     if node.grad_before is not None:
         parts = [before, *parts]
     if abs(sum(parts) - after) > 1e-6 * max(1.0, abs(after)):
