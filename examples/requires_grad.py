@@ -2,7 +2,8 @@
 
 Only w and x are created with requires_grad=True; a, b and y inherit it because they
 depend on them, so autograd records their grad_fns without being asked. No backward
-runs here, so there is nothing for gradscope to trace.
+runs here: `gradscope trace` draws the graph as it stands when the script reads
+`.requires_grad`, with each node's requires_grad and the inputs it came from.
 """
 
 import torch

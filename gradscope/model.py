@@ -135,6 +135,9 @@ class Node:
     # backward made them (e.g. "pow at lesson.py:3")
     created_by_backward: bool = False
     created_by: str | None = None
+    # small numbers a node saved for its backward (`exponent`, `other`, a one-number `self`):
+    # recorded for nodes that a create_graph backward built, whose forward no line shows
+    saved: dict[str, Any] | None = None
 
     @classmethod
     def blank(cls, id: str, kind: str, name: str, grad_fn: str) -> "Node":

@@ -128,7 +128,10 @@ def test_second_order_passes(tmp_path):
     made = [n for n in second.graph.nodes if n.created_by_backward]
     assert made and all(n.source is None for n in made)
     assert any(n.grad_fn == "MulBackward0" for n in made)
-    assert made[0].created_by == f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}"
+    assert made[0].created_by == (f"pow at snippet.py:{line_of(lines, 'y = torch.pow')}; pass 0, "
+                                  f"torch.autograd.grad at snippet.py:{line_of(lines, 'grad_1 =')} with create_graph=True")
+    pow_node = next(n for n in made if n.grad_fn == "PowBackward0")
+    assert pow_node.saved == {"exponent": 1.0, "self": 3.0}  # pow's backward built x ** 1
     assert second.graph.roots[0].name == "grad_1[0]"  # named after the line that made it
     assert not any(n.created_by_backward for n in first.graph.nodes)
 
@@ -141,7 +144,7 @@ def test_create_graph_backward_names_the_gradients_it_makes():
         (g,) = torch.autograd.grad(torch.sin(x), x, create_graph=True)
         g.backward()
     assert t.passes[1].graph.roots[0].name == "x.grad"
-    assert t.passes[3].graph.roots[0].name == "dsin_1/dx"
+    assert t.passes[3].graph.roots[0].name == "dsin/dx"  # (the first sin is `sin`)
     assert t.passes[1].graph.find("x").grad_after.value == [27.0 + 18.0]  # 3x^2 + 6x at x = 3
 
 
@@ -210,7 +213,10 @@ def test_several_ops_on_one_line_name_only_the_last(tmp_path):
     """)
     g = t.passes[0].graph
     assert g.find("y").op == "mul"
-    assert sorted(n.name for n in g.nodes if n.op == "add") == ["add_1", "add_2"]
+    adds = {n.name: n for n in g.nodes if n.op == "add"}
+    assert set(adds) == {"add", "add_1"}  # numbered in forward order: x + w first, then w + 1
+    assert {g.node(e.src).name for e in g.inputs_of(adds["add"].id)} == {"x", "w"}
+    assert [g.node(e.src).name for e in g.inputs_of(adds["add_1"].id)] == ["w"]
     assert g.find("w").grad_after.value == [5.0]
 
 
@@ -476,7 +482,7 @@ def test_leaves_made_before_the_trace_are_named_by_the_line_that_uses_them():
         y = torch.mul(a, b) + c + d
         y.backward()
     g = t.passes[0].graph
-    assert sorted(n.name for n in g.leaves) == ["leaf_1", "u", "w", "x"]
+    assert sorted(n.name for n in g.leaves) == ["leaf", "u", "w", "x"]
     assert g.find("w").grad_after.value == [5.0] and g.find("u").grad_after.value == [3.0]
 
 
@@ -696,10 +702,27 @@ def test_a_nonfinite_gradient_makes_the_next_pass_full():
     assert [p.index for p in t.passes if p.edge_gradients] == [0, 1, 2, 6, 7]
 
 
-def test_small_roots_keep_their_value(tmp_path):
+def test_small_roots_and_ops_keep_their_value(tmp_path):
     t, _ = run_snippet(tmp_path, LESSON)
-    assert t.passes[0].graph.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
-    assert t.passes[0].graph.find("a").value is None  # only roots and leaves carry values
+    g = t.passes[0].graph
+    assert g.find("y").value == [6.0]  # (x + w)(w + 1) = 3 * 2
+    assert g.find("a").value == [3.0] and g.find("b").value == [2.0]  # so dy/da = b = 2 reads off b
+
+
+def test_op_values_are_never_stale():
+    """An op output edited in place since, or freed, shows no value; each repeat of a
+    loop's graph shows its own."""
+    w = torch.tensor([1.0], requires_grad=True)
+    with gradscope.trace() as t:
+        for i in range(3):
+            a = gradscope.name(w * (i + 1), "a")
+            b = gradscope.name(a + 0, "b")
+            b.mul_(1)  # b's own node now holds an edited output: no value for it
+            (b * (w + 1)).sum().backward()
+    assert [p.graph.find("a").value for p in t.passes] == [[1.0], [2.0], [3.0]]
+    assert all(p.graph.find("b").value is None for p in t.passes)
+    # w + 1 lives on inside mul's saved tensors: its value, when shown, is its own
+    assert {str(n.value) for p in t.passes for n in p.graph.nodes if n.op == "add" and n.name != "b"} <= {"[2.0]", "None"}
 
 
 def test_grad_after_under_ddp_is_what_lands_in_grad(tmp_path):

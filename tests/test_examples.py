@@ -373,7 +373,7 @@ def test_gallery_script_rebuilds_the_committed_gallery(tmp_path):
         data = (tmp_path / "gallery" / name).read_bytes()
         assert data.startswith(b"\x89PNG") if name.endswith(".png") else b"<svg" in data
     # the lesson's 5 is on the backward graph
-    assert ">5<" in (tmp_path / "gallery" / "backward.svg").read_text()
+    assert ">w.grad = 2 + 3 = 5<" in (tmp_path / "gallery" / "backward.svg").read_text()
 
 
 # -- the guide's Python examples ---------------------------------------------------------------------
@@ -398,7 +398,7 @@ def test_guide_examples_run(tmp_path, monkeypatch):
     script = tmp_path / "guide_graph.py"
     script.write_text("import torch\nimport gradscope\n" + _guide_block("gradscope.graph(y)"))
     ns = runpy.run_path(str(script))
-    assert [n.label for n in ns["g"].nodes] == ["y", "add_1", "add_2", "w", "x"]
+    assert [n.label for n in ns["g"].nodes] == ["y", "add", "add_1", "w", "x"]
 
 
 def _guide_diagnostic_examples() -> list[tuple[str, str]]:

@@ -36,7 +36,8 @@ def test_lesson_svg_shows_names_ops_lines_and_gradients(lesson):
         assert line in joined
     assert "grad 2" in texts and "grad 3" in texts  # what y sent to a and to b
     assert "∂y/∂a = 2" in texts and "∂y/∂b = 3" in texts  # the local derivatives b and a
-    assert "5" in texts and ".grad None →" in joined  # w.grad = 2 + 3, drawn big on its own
+    assert "w.grad = 2 + 3 = 5" in texts  # the two paths into w, added up, drawn big
+    assert "x.grad = 2" in texts  # one path: nothing to add
     assert "root · seed" in joined
 
 

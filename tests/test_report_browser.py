@@ -54,7 +54,7 @@ def test_report_loads_without_errors_and_shows_the_graph(report, tmp_path):
     dom = r.stdout
     assert "<svg" in dom and 'class="gs-graph"' in dom
     texts = set(re.findall(r"<text[^>]*>([^<]*)</text>", dom))
-    assert {"w", "x", "a", "b", "y", "5", "grad 2", "grad 3"} <= texts
+    assert {"w", "x", "a", "b", "y", "w.grad = 2 + 3 = 5", "grad 2", "grad 3"} <= texts
     assert "lesson.py:6" in dom
 
 

@@ -343,19 +343,18 @@ class PassRecorder:
             result = fn(*one_hot)
             rows.append(result if isinstance(result, tuple) else (result,))
         for i in wanted:
-            width = grad_inputs[i].numel()
-            jac = torch.stack([
-                r[i].reshape(-1) if i < len(r) and r[i] is not None
-                else torch.zeros(width, dtype=grad_inputs[i].dtype, device=grad_inputs[i].device)
-                for r in rows
-            ])
-            self._later(edges[i], "local", self.batch.keep(jac), scalar=(total == 1 and width == 1))
+            jac = _jacobian_columns([r[i] if i < len(r) else None for r in rows], grad_inputs[i])
+            if jac is not None:
+                self._later(edges[i], "local", self.batch.keep(jac), scalar=(total == 1 and jac.shape[1] == 1))
 
     # -- create_graph: mark what backward built ------------------------------------------
     def _tag_created(self, fn, grad_inputs) -> None:
         notes = self.tracer.nodes
         info = notes.get(fn)
-        label = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
+        op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
+        call = f" at {self.source.short}" if self.source else ""
+        # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
+        label = f"{op}; pass {len(self.tracer.trace.passes)}, {self.call.api}{call} with create_graph=True"
         known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:
@@ -450,6 +449,32 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
     if isinstance(pending, list):
         return [_resolved(p) for p in pending]
     return pending.result
+
+
+def _jacobian_columns(rows: list, delivered: torch.Tensor) -> torch.Tensor | None:
+    """Stack a node's outputs for each one-hot gradient into the Jacobian d output / d input:
+    one row per output element, one column per element of the input.
+
+    Called directly, a node returns the gradient before the engine reduces it to its input's
+    shape: `A * v` with v of shape [3] and A of [2, 3] gives [2, 3] for v, which the engine
+    sums to [3] (and an addmm bias of shape [1] gets the whole output's shape). Each row is
+    reduced the same way, to the shape of what the engine `delivered`; None when it cannot be.
+    """
+    shape, width = delivered.shape, delivered.numel()
+    out = []
+    for r in rows:
+        if r is None:
+            out.append(torch.zeros(width, dtype=delivered.dtype, device=delivered.device))
+            continue
+        if r.shape != shape:
+            try:
+                r = r.sum_to_size(shape)
+            except RuntimeError:  # not a broadcast of the input: no Jacobian to show
+                return None
+        if r.numel() != width:
+            return None
+        out.append(r.reshape(-1).to(delivered.dtype))
+    return torch.stack(out) if out else None
 
 
 def _ones_summary(root: torch.Tensor) -> TensorSummary:

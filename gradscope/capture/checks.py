@@ -351,11 +351,19 @@ class LiveChecks:
                     break
         if found:
             return found
+        # its output (still alive) was edited, in the graph or not (`s.mul_(2)` after backward's
+        # path went elsewhere, a view's edit, an edit under no_grad): the first edit of its storage
+        out = info.tensor() if info.tensor is not None else None
+        ptr = _storage_ptr(out) if isinstance(out, torch.Tensor) else None
+        if ptr is not None:
+            for m in self.mutations:
+                if m.ptr == ptr and m.seq > info.seq:
+                    return [{"op": m.op, "module": m.module, **_plain(m.source), **self._edit_node(index, m)}]
         # its output was edited: an in-place op (in this graph) whose first input is this node
         # (`nn.ReLU(inplace=True)` records as "relu": in place is known from the edit log)
         edits = {(m.seq, m.op) for m in self.mutations}
         notes = self.tracer.nodes
-        for other in index.node_of.values():
+        for other_id, other in index.node_of.items():
             other_info = notes.get(other)
             if type(other_info) is not OpInfo:
                 continue
@@ -363,9 +371,19 @@ class LiveChecks:
                 continue
             nexts = other.next_functions
             if nexts and nexts[0][0] is fn:
-                found.append({"op": other_info.op, "module": other_info.module, **_plain(other_info.source)})
+                found.append({"op": other_info.op, "module": other_info.module, **_plain(other_info.source),
+                              "node": other_id})
         found.sort(key=lambda d: d.get("line") or 0)
         return found[:1]
+
+    def _edit_node(self, index, m: _Mutation) -> dict:
+        """{"node": id} of the edit `m` in this graph (its op is recorded right after the edit), or {}."""
+        notes = self.tracer.nodes
+        for node_id, fn in index.node_of.items():
+            info = notes.get(fn)
+            if type(info) is OpInfo and info.seq == m.seq + 1 and info.op == m.op:
+                return {"node": node_id}
+        return {}
 
     def _check_data_edit(self, node_id, info: OpInfo, name, value, data_muts) -> None:
         tensors = value if isinstance(value, (list, tuple)) else (value,)

@@ -47,6 +47,9 @@ class QuietTemplate:
         self.keys: list[tuple] = []
         self.leaves: list[int] = []  # the leaves' places
         self.descriptions: list[dict] = []  # the leaves' nodes without anything of their pass
+        # op nodes that show their (small) forward value: each pass's is its own
+        at = {id(node): k for k, node in enumerate(graph.nodes)}
+        self.valued = [at[id(node)] for node, _ in index.pending_values if node.kind == "op" and id(node) in at]
         if not _shareable(index, fns):
             return
         first = next(note for note in index.notes if note is not None)
@@ -93,6 +96,13 @@ class QuietTemplate:
         nodes = list(self.nodes)
         for k in self.roots:
             nodes[k] = _fresh(nodes[k])
+        from .walk import queue_op_value  # (walk imports this module)
+
+        for k in self.valued:  # an op's value is this pass's own: the node is too
+            if k not in self.roots:
+                node = nodes[k] = copy.copy(nodes[k])
+                node.value = None
+                queue_op_value(index, node, notes[k], fns[k], batch)
         for k, description, leaf in zip(self.leaves, self.descriptions, found):
             node = nodes[k] = _leaf_from(description)
             index.leaf_tensors[node.id] = leaf

@@ -27,6 +27,7 @@ from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
 from .recorder import OpInfo, RecordingMode, assigned_name
 from .repeat import QuietTemplate
+from .snapshots import RequiresGradReads
 from .source import assignment_target, user_source
 from .summaries import SummaryOptions
 from .walk import walk
@@ -74,6 +75,7 @@ class Tracer:
         # `.grad` writes (zero_grad sets each to None) change no tensor: nothing to record
         self.intercepted[torch.Tensor.grad.__set__] = _call
         self.intercepted.update(self.checks.intercepted())
+        self.intercepted[torch.Tensor.requires_grad.__get__] = RequiresGradReads(self)
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
         self.nodes = NodeTable()  # what the recorder and passes know of autograd nodes

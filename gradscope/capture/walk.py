@@ -190,6 +190,7 @@ class _NodeMaker:
             if note is not None:  # a BackwardMade
                 node.created_by_backward = True
                 node.created_by = note.label
+                node.saved = saved_numbers(fn) or None
         output = note.output if type(note) is OpInfo else None
         if output is None:
             shape_meta = getattr(fn, "_input_metadata", None)
@@ -201,6 +202,8 @@ class _NodeMaker:
             node.shape = list(shape)
             node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
             node.device = _device_name(device)
+            if type(note) is OpInfo and _small(shape, self.max_values):
+                queue_op_value(self.index, node, note, fn, self.batch)
         return node
 
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
@@ -222,6 +225,47 @@ class _NodeMaker:
         if not node.name:
             self.namer.leaves.add(node_id)
         return node
+
+
+SAVED_PREFIX = "_saved_"
+SAVED_SHOWN = 4  # the most elements of a saved tensor shown
+
+
+def saved_numbers(fn) -> dict:
+    """The numbers a node saved for backward, when each is a number or a tiny CPU tensor:
+    `{"exponent": 1.0, "self": 3.0}` for the pow a create_graph backward built. Only for
+    such nodes (few): it reads every saved attribute."""
+    found = {}
+    for attr in dir(fn):
+        if not attr.startswith(SAVED_PREFIX):
+            continue
+        try:
+            v = getattr(fn, attr)
+        except Exception:  # freed, or modified in place: nothing to show
+            continue
+        if isinstance(v, torch.Tensor):
+            if v.device.type != "cpu" or v.numel() > SAVED_SHOWN or v.is_complex():
+                continue
+            v = v.item() if v.numel() == 1 else v.tolist()
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        found[attr[len(SAVED_PREFIX):]] = v
+    return found
+
+
+def _small(shape, limit: int) -> bool:
+    n = 1
+    for d in shape:
+        n *= d
+    return n <= limit
+
+
+def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: PendingBatch) -> None:
+    """An op's forward value, when its output is small and still the one the op made (alive,
+    still computed by this node, never edited in place since: its version is 0)."""
+    out = note.tensor() if note.tensor is not None else None
+    if out is not None and out._version == 0 and out.grad_fn is fn:
+        index.pending_values.append((node, batch.keep(out)))
 
 
 def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:
@@ -253,7 +297,22 @@ class _Namer:
                 node.name = name
         if self.leaves and notes is not None:
             _name_leaves_by_use(graph, index, self.leaves, notes)
-        _label_unnamed(graph)
+        _label_unnamed(_forward_order(graph, list(index.node_of.values())))
+
+
+def _forward_order(graph: Graph, fns: list) -> list[Node]:
+    """The graph's nodes in the order the forward made them: ops by their autograd sequence
+    number (counted as nodes are made), each leaf just before the first op that used it."""
+    at = {node.id: k for k, node in enumerate(graph.nodes)}
+    key: dict[str, tuple] = {}
+    for node, fn in zip(graph.nodes, fns):
+        if node.kind == "op":
+            key[node.id] = (fn._sequence_nr(), 1, 0)
+    for e in graph.edges:
+        if graph.nodes[at[e.src]].kind == "leaf" and e.dst in key:
+            used = (key[e.dst][0], 0, e.index)
+            key[e.src] = min(key.get(e.src, used), used)
+    return sorted(graph.nodes, key=lambda n: key.get(n.id, (-1, 0, at[n.id])))
 
 
 def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], notes) -> None:
@@ -270,11 +329,25 @@ def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], note
             unnamed.discard(edge.src)
 
 
-def _label_unnamed(graph: Graph) -> None:
+def _label_unnamed(order: list[Node]) -> None:
+    """Unnamed nodes are called after their op, numbered in forward order: the first linear
+    is `linear`, the next `linear_1` (as torch.fx numbers them); a leaf is `leaf`, `leaf_1`."""
+    taken = {node.name for node in order if node.name}
     counts: dict[str, int] = {}
-    for node in graph.nodes:
+    for node in order:
         if node.name:
             continue
-        base = node.op if node.kind == "op" else "leaf"
-        counts[base] = counts.get(base, 0) + 1
-        node.name = f"{base}_{counts[base]}"
+        base = (node.op or "op") if node.kind == "op" else "leaf"
+        node.name = _next_free(base, counts, taken)
+
+
+def _next_free(base: str, counts: dict[str, int], taken: set[str]) -> str:
+    """`base`, then `base_1`, `base_2`, ...: the first not in `taken` (which it joins)."""
+    k = counts.get(base, 0)
+    name = base if k == 0 else f"{base}_{k}"
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    counts[base] = k + 1
+    taken.add(name)
+    return name

@@ -141,7 +141,8 @@ def saved_tensor_modified(trace: Trace) -> list[Found]:
             message=message,
             hint=hint,
             sources=unique_sources([saved_by, *modified]),
-            nodes=[e.data["node"]] if isinstance(e.data.get("node"), str) else [],
+            # the saving node, then the in-place op when it is in this graph: both drawn red
+            nodes=[n for n in [e.data.get("node"), *(m.get("node") for m in edits)] if isinstance(n, str)],
             pass_index=e.pass_index,
         )))
     # the error without an early event (a node gradscope could not read before backward)

@@ -17,6 +17,7 @@ import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
 from . import fmt
+from .names import display_names
 
 FONT = "Helvetica"
 SMALL_FONT = 9
@@ -76,12 +77,14 @@ def graph_to_dot(
     title: str | None = None,
     graph_id: str = "gs",
     returned: Mapping[str, TensorSummary | None] | None = None,
+    requires_grad: bool = False,
 ) -> str:
     """The DOT source of `graph`, with the nodes and edges that `diagnostics` name in red.
 
     `title` goes above the legend at the bottom; `graph_id` prefixes the SVG element ids,
     so several graphs can share one HTML page. `returned` maps node ids to what
     `torch.autograd.grad` returned for them: that, not `.grad`, is the answer of such a pass.
+    `requires_grad` shows each node's requires_grad, and for an op where it comes from.
     """
     g = graphviz.Digraph(name=graph_id, format="svg")
     g.attr("graph", id=graph_id, rankdir="TB", nodesep="0.35", ranksep="0.45", fontname=FONT,
@@ -90,14 +93,20 @@ def graph_to_dot(
     g.attr("edge", fontname=FONT, fontsize="10", color=GRAD, dir="back", arrowsize="0.8")
 
     ids = {n.id: f"n{i}" for i, n in enumerate(graph.nodes)}  # never put user ids into DOT
-    by_id = {n.id: n for n in graph.nodes}
     flagged = {nid for d in diagnostics for nid in d.nodes if nid in ids}
 
-    _add_nodes(g, graph.nodes, ids, flagged, returned or {})
+    addends: dict[str, list[TensorSummary | None]] = {}
+    inputs: dict[str, list[str]] = {}
+    for e in graph.edges:
+        addends.setdefault(e.src, []).append(e.grad)
+        inputs.setdefault(e.dst, []).append(e.src)
+    drawing = _Drawing(ids, flagged, returned or {}, addends, inputs if requires_grad else None,
+                       display_names(forward_order(graph.nodes)))
+    _add_nodes(g, graph.nodes, drawing)
     for e in graph.edges:
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
-            g.edge(ids[e.src], ids[e.dst], label=_edge_label(e, by_id), **_red_edge(red))
+            g.edge(ids[e.src], ids[e.dst], label=_edge_label(e, drawing.names), **_red_edge(red))
     for i, d in enumerate(diagnostics):
         _add_note(g, i, d, [ids[n] for n in d.nodes if n in ids])
 
@@ -107,8 +116,21 @@ def graph_to_dot(
 
 
 # -- nodes -----------------------------------------------------------------------------
-def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None]) -> None:
+@dataclass
+class _Drawing:
+    """What drawing a node needs beyond the node: its DOT id, whether a diagnostic flags it,
+    what autograd.grad returned for it, the gradients its edges carried."""
+
+    ids: dict[str, str]
+    flagged: set[str]
+    returned: Mapping[str, TensorSummary | None]
+    addends: dict[str, list[TensorSummary | None]]
+    inputs: dict[str, list[str]] | None  # ids of each node's inputs, to show requires_grad
+    names: dict[str, str]  # the name drawn for each node
+    clusters: int = 0
+
+
+def _add_nodes(g: graphviz.Digraph, nodes: list[Node], drawing: _Drawing) -> None:
     """Add nodes, each inside the clusters of its module path (`encoder.layers.0` sits in
     `encoder` > `encoder.layers` > `encoder.layers.0`)."""
     tree: dict = {}
@@ -118,8 +140,7 @@ def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flag
         for depth in range(len(parts)):
             level = level.setdefault(".".join(parts[: depth + 1]), {})
         level.setdefault(None, []).append(n)
-    counter = iter(range(1_000_000))
-    _add_level(g, tree, ids, flagged, returned, counter)
+    _add_level(g, tree, drawing)
 
 
 def forward_order(nodes: list[Node]) -> list[Node]:
@@ -133,26 +154,46 @@ def forward_order(nodes: list[Node]) -> list[Node]:
     return [n for _, _, n in sorted(keyed, key=lambda k: k[:2])]
 
 
-def _add_level(g: graphviz.Digraph, level: dict, ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None], counter) -> None:
+def _add_level(g: graphviz.Digraph, level: dict, drawing: _Drawing) -> None:
     for n in level.get(None, []):
-        label = node_label(n, returned[n.id] if n.id in returned else _NOT_ASKED)
-        g.node(ids[n.id], label=label, **_node_attrs(n, n.id in flagged))
+        returned = drawing.returned[n.id] if n.id in drawing.returned else _NOT_ASKED
+        label = node_label(n, returned, drawing.addends.get(n.id, ()), drawing.names[n.id])
+        if drawing.inputs is not None:
+            inputs = [drawing.names.get(i, "?") for i in drawing.inputs.get(n.id, [])]
+            label = _with_row(label, _requires_grad_row(n, inputs))
+        g.node(drawing.ids[n.id], label=label, **_node_attrs(n, n.id in drawing.flagged))
     for path, sub in level.items():
         if path is None:
             continue
-        with g.subgraph(name=f"cluster_m{next(counter)}") as c:
+        drawing.clusters += 1
+        with g.subgraph(name=f"cluster_m{drawing.clusters}") as c:
             c.attr(label=f"<<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>>",
                    style="rounded,dashed", color="#a8a29e", labeljust="l")
-            _add_level(c, sub, ids, flagged, returned, counter)
+            _add_level(c, sub, drawing)
 
 
 def _node_attrs(node: Node, flagged: bool) -> dict[str, str]:
     s = STYLES[kind_of(node)]
-    attrs = {"shape": s.shape, "style": s.style, "fillcolor": s.fill, "color": s.border}
+    attrs = {"shape": s.shape, "style": s.style, "fillcolor": s.fill, "color": s.border,
+             "tooltip": tooltip(node)}
     if flagged:
         attrs.update(color=RED, penwidth="3")
     return attrs
+
+
+def tooltip(node: Node) -> str:
+    """What hovering a node shows: its full name, op and grad_fn, source line and module,
+    one per line (as a Graphviz escString: a backslash is doubled, `\\n` breaks a line)."""
+    kind = "parameter" if node.is_parameter else "leaf tensor" if node.kind == "leaf" else "op"
+    lines = [f"{node.name or '?'} ({kind})"]
+    if node.kind != "leaf":
+        lines.append(f"op {node.op or '?'}")
+    if node.source is not None:
+        code = fmt.code(node.source.code)
+        lines.append(f"{node.source.file}:{node.source.line}" + (f"  {code}" if code else ""))
+    if node.module:
+        lines.append(f"module {node.module}")
+    return "\\n".join(fmt.plain(line).replace("\\", "\\\\") for line in lines)
 
 
 def _row(text: str, size: int | None = None, color: str | None = None) -> str:
@@ -166,12 +207,16 @@ def _row(text: str, size: int | None = None, color: str | None = None) -> str:
 _NOT_ASKED = object()  # the node was not among autograd.grad's inputs
 
 
-def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
+def node_label(node: Node, returned: object = _NOT_ASKED, addends: Sequence[TensorSummary | None] = (),
+               name: str | None = None) -> str:
     """The HTML-like label of a node. Every piece of user text is escaped here.
 
     `returned`: what autograd.grad returned for this node, when it was one of its inputs.
+    `addends`: the gradients sent to a leaf along its edges (shown as their sum when small).
+    `name`: the name to draw (see names.py), the node's own by default.
     """
-    rows = [_row(_headline(node))]
+    name = node.name if name is None else name
+    rows = [_row(_headline(node, name))]
     if node.kind != "leaf":
         if node.grad_fn:
             rows.append(_row(fmt.esc(node.grad_fn, 40), SMALL_FONT, GREY))
@@ -181,12 +226,17 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
         rows.append(_row(f"{where}  <i>{code}</i>" if code else where, SMALL_FONT))
     if node.shape is not None or node.dtype:
         text = fmt.shape(node.shape) + (" " + fmt.esc(node.dtype.replace("torch.", ""), 20) if node.dtype else "")
-        value = fmt.value(node.value) if node.kind == "leaf" or node.is_root else None
-        rows.append(_row(text + (f" = {fmt.esc(value, 40)}" if value is not None else ""), SMALL_FONT, GREY))
+        rows.append(_row(text, SMALL_FONT, GREY))
+    value = fmt.value(node.value)
+    if value is not None:  # the forward value, so `∂y/∂a = b = 2` can be read off b's box
+        rows.append(_row(f"{fmt.esc(name or node.op)} = {fmt.esc(value, 40)}", 12))
     if returned is not _NOT_ASKED:  # autograd.grad leaves .grad alone: its answer is returned
         got = fmt.esc(fmt.tensor(returned), 40)  # type: ignore[arg-type]
         rows.append(_row(f'autograd.grad returned <font point-size="16"><b>{got}</b></font>', color=GRAD))
-    if node.kind == "leaf" and (node.grad_before is not None or node.grad_after is not None):
+    total = _grad_sum(node, addends, name)
+    if total is not None and returned is _NOT_ASKED:
+        rows.append(_row(f'<font point-size="16"><b>{fmt.esc(total, 80)}</b></font>', color=GRAD))
+    elif node.kind == "leaf" and (node.grad_before is not None or node.grad_after is not None):
         before = fmt.esc(fmt.tensor(node.grad_before), 40)
         after = fmt.esc(fmt.tensor(node.grad_after), 40)
         big = returned is _NOT_ASKED
@@ -194,14 +244,56 @@ def node_label(node: Node, returned: object = _NOT_ASKED) -> str:
         rows.append(_row(f".grad {before} → {after}", None if big else SMALL_FONT, GRAD))
     if node.is_root and node.seed is not None:  # gradscope.graph(y): no backward, so no seed
         rows.append(_row(f"root · seed <b>{fmt.esc(fmt.tensor(node.seed), 40)}</b>", color="#9d174d"))
+    if node.saved:  # what a node no line shows computes with: pow's exponent, mul's factor
+        shown = ", ".join(f"{fmt.esc(k, 20)} = {fmt.esc(fmt.value(v) or '…', 20)}" for k, v in node.saved.items())
+        rows.append(_row(f"saved {shown}", SMALL_FONT, "#6d28d9"))
     if node.created_by_backward and node.created_by:
-        rows.append(_row(f"made by backward of {fmt.esc(node.created_by, 50)}", SMALL_FONT, "#6d28d9"))
+        op, _, call = node.created_by.partition("; ")
+        rows.append(_row(f"made by backward of {fmt.esc(op, 50)}", SMALL_FONT, "#6d28d9"))
+        if call:
+            rows.append(_row(fmt.esc(call, 90), SMALL_FONT, "#6d28d9"))
     return '<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">' + "".join(rows) + "</table>>"
 
 
-def _headline(node: Node) -> str:
+def _requires_grad_row(node: Node, inputs: list[str]) -> str:
+    """`requires_grad=True` and why: set on a leaf, inherited by an op from its inputs."""
+    flag = f"<b>requires_grad={node.requires_grad}</b>"
+    if node.kind == "leaf":
+        why = "set when it was created" if node.requires_grad else ""
+    else:
+        why = "from " + ", ".join(fmt.esc(n, 30) for n in dict.fromkeys(inputs)) if inputs else ""
+    return _row(f"{flag} {why}".strip(), None, "#047857")
+
+
+def _with_row(label: str, row: str) -> str:
+    """A node label with one more row at the end."""
+    return label[: -len("</table>>")] + row + "</table>>"
+
+
+def _grad_sum(node: Node, addends: Sequence[TensorSummary | None], name: str) -> str | None:
+    """`w.grad = 2 + 3 = 5`: a leaf's .grad as the sum of what its edges sent (after what it
+    held before, when it held a number), when every addend is one number and they do add
+    up to what .grad became (a hook may have changed it: then no sum is shown)."""
+    if node.kind != "leaf" or not addends or node.grad_after is None:
+        return None
+    parts = [a.scalar() if a is not None else None for a in addends]
+    before = node.grad_before.scalar() if node.grad_before is not None else 0.0
+    after = node.grad_after.scalar()
+    numbers = [before, after, *parts]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        # not numbers to add up: what .grad became, when it was None before
+        return f"{name or 'leaf'}.grad = {fmt.tensor(node.grad_after)}" if node.grad_before is None else None
+    if node.grad_before is not None:
+        parts = [before, *parts]
+    if abs(sum(parts) - after) > 1e-6 * max(1.0, abs(after)):
+        return None
+    terms = " + ".join(fmt.num(p) for p in parts) + " = " if len(parts) > 1 else ""
+    return f"{name or 'leaf'}.grad = {terms}{fmt.num(after)}"
+
+
+def _headline(node: Node, shown: str) -> str:
     """`<b>y</b> = mul` for a named op, `<b>mul</b>` for an unnamed one, `<b>w</b>` for a leaf."""
-    name = fmt.esc(node.name, 40)
+    name = fmt.esc(shown)
     op = fmt.esc(node.op or "", 30)
     tag = ' <font point-size="9">(parameter)</font>' if node.is_parameter else ""
     if node.kind == "leaf" or not op:
@@ -212,20 +304,20 @@ def _headline(node: Node) -> str:
 
 
 # -- edges -----------------------------------------------------------------------------
-def _edge_label(edge: Edge, by_id: dict[str, Node]) -> str:
+def _edge_label(edge: Edge, names: dict[str, str]) -> str:
     """`grad 2` (bold) over `∂y/∂a = 2` (small): what flowed back, and the local derivative."""
     rows = []
     if edge.grad is not None:
         rows.append(f'<font point-size="12" color="{GRAD}"><b>grad {fmt.esc(fmt.tensor(edge.grad), 40)}</b></font>')
     local = fmt.local(edge.local)
     if local is not None:
-        rows.append(f'<font point-size="{SMALL_FONT}" color="{GREY}">{_partial(edge, by_id)} = {fmt.esc(local, 40)}</font>')
+        rows.append(f'<font point-size="{SMALL_FONT}" color="{GREY}">{_partial(edge, names)} = {fmt.esc(local, 40)}</font>')
     return "<" + "<br/>".join(rows) + ">" if rows else ""
 
 
-def _partial(edge: Edge, by_id: dict[str, Node]) -> str:
+def _partial(edge: Edge, names: dict[str, str]) -> str:
     """`∂y/∂a` when both ends have short names, else `local`."""
-    dst, src = by_id[edge.dst].name, by_id[edge.src].name
+    dst, src = names.get(edge.dst), names.get(edge.src)
     if dst and src and len(dst) <= 12 and len(src) <= 12:
         return f"∂{fmt.esc(dst)}/∂{fmt.esc(src)}"
     return "local"
@@ -238,7 +330,7 @@ def _red_edge(red: bool) -> dict[str, str]:
 # -- diagnostics and legend ------------------------------------------------------------
 def _add_note(g: graphviz.Digraph, i: int, d: Diagnostic, targets: list[str]) -> None:
     # Graphviz rejects an empty <font></font>, so the source line is added only when known.
-    where = f'<br/><font point-size="{SMALL_FONT}">{fmt.esc(d.sources[0].short, 40)}</font>' if d.sources else ""
+    where = f'<br/><font point-size="{SMALL_FONT}">{fmt.esc(fmt.lines_of(d), 80)}</font>' if d.sources else ""
     label = f'<<font color="{RED}"><b>{fmt.esc(d.code, 20) or "!"}</b> {fmt.esc(d.title, 60)}</font>{where}>'
     g.node(f"diag{i}", label=label, shape="note", style="filled", fillcolor="#fee2e2", color=RED)
     for t in targets:
@@ -255,5 +347,6 @@ def _legend(title: str | None, kinds: list[str], diagnostics: bool) -> str:
     if diagnostics:
         cells += f'<td border="1" color="{RED}"><font point-size="{SMALL_FONT}" color="{RED}">diagnostic</font></td>'
     span = len(kinds) + 1 + diagnostics
-    head = f'<tr><td colspan="{span}" align="left"><b>{fmt.esc(title, 100)}</b></td></tr>' if title else ""
+    head = "".join(f'<tr><td colspan="{span}" align="left"><b>{fmt.esc(line, 120)}</b></td></tr>'
+                   for line in (title or "").splitlines())
     return f'<<table border="0" cellspacing="4" cellpadding="3">{head}<tr>{cells}</tr></table>>'

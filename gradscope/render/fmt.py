@@ -13,7 +13,7 @@ import re
 import tokenize
 from typing import Any
 
-from ..model import TensorSummary
+from ..model import Diagnostic, TensorSummary
 
 # Characters XML 1.0 forbids (and Graphviz's HTML-label parser chokes on).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
@@ -27,10 +27,15 @@ def esc(text: Any, limit: int | None = None) -> str:
     Control characters are dropped (they are invalid XML), line breaks become spaces,
     and text longer than `limit` is cut with an ellipsis before escaping.
     """
-    s = _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    s = plain(text)
     if limit is not None and len(s) > limit:
         s = s[: max(limit - 1, 1)] + "…"
     return html.escape(s, quote=True)
+
+
+def plain(text: Any) -> str:
+    """`text` on one line, without the control characters XML forbids (not HTML-escaped)."""
+    return _CONTROL.sub("", str(text)).replace("\r", " ").replace("\n", " ").replace("\t", " ")
 
 
 def code(line: str) -> str:
@@ -151,3 +156,13 @@ def norm(t: TensorSummary | None) -> float | None:
     if isinstance(s, (int, float)) and not isinstance(s, bool):
         return float(s)
     return t.norm
+
+
+def lines_of(d: Diagnostic) -> str:
+    """Where a diagnostic points, `x.py:4`; for a modified saved tensor both of its lines,
+    the saving one first: `saved at x.py:4, modified at x.py:6`."""
+    if not d.sources:
+        return ""
+    if d.code == "saved-tensor-modified" and len(d.sources) > 1:
+        return f"saved at {d.sources[0].short}, modified at {d.sources[1].short}"
+    return d.sources[0].short

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..model import Diagnostic, Node, Pass, Trace, single_number
+from ..model import Diagnostic, Event, Node, Pass, Trace, single_number
 from . import fmt
 from .html_frame import graph_frame, id_prefix, report_script, unique_ids
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
@@ -28,6 +28,7 @@ from .select import (
     pass_dot,
     pass_title,
     svg_name,
+    torch_error,
 )
 
 CSS = Path(__file__).with_name("report.css")
@@ -66,7 +67,7 @@ def trace_to_html(
             drawn_events[i] = _try_layout(event_dot(trace, i), timeout)
     body = "".join([
         _header(trace, groups),
-        _diagnostics(trace.diagnostics),
+        _diagnostics(trace.diagnostics, trace.events),
         _graphs(trace, groups, drawn, drawn_events, linked),
         _plots(trace),
         _pictures(pictures),
@@ -155,12 +156,15 @@ def _diagnostic_link(d: Diagnostic) -> str:
     return ""
 
 
-def _diagnostics(diagnostics: list[Diagnostic]) -> str:
+def _diagnostics(diagnostics: list[Diagnostic], events: Sequence[Event] = ()) -> str:
     if not diagnostics:
         return _section("diagnostics", "Diagnostics", '<p class="gs-ok">No autograd problems found.</p>')
     cards = []
     for d in diagnostics:
-        where = "".join(f"<li>{_source(s)}</li>" for s in d.sources)
+        # PyTorch's own words, next to the line that raised them
+        error = torch_error(events[d.event_index]) if d.event_index is not None and d.event_index < len(events) else ""
+        said = f' <span class="gs-error">{fmt.esc(error)}</span>' if error else ""
+        where = "".join(f"<li>{_source(s)}{said if i == 0 else ''}</li>" for i, s in enumerate(d.sources))
         at = _diagnostic_link(d)
         hint = f'<p class="gs-hint">{_rich(d.hint)}</p>' if d.hint else ""
         cards.append(
@@ -233,7 +237,13 @@ def _leaf_table(p: Pass) -> str:
         fmt.shape(n.shape), fmt.esc(fmt.value(n.value) or ""),
         fmt.esc(fmt.tensor(n.grad_before)), f"<b>{fmt.esc(fmt.tensor(n.grad_after))}</b>",
     ] for n in leaves]
-    return _table(["leaf", "shape", "value", ".grad before", ".grad after"], rows, "gs-leaves")
+    head = ["leaf", "shape", "value", ".grad before", ".grad after"]
+    if p.kind == "grad":  # autograd.grad returns its answer and leaves .grad alone
+        returned = dict(zip(p.inputs, p.results))
+        for row, n in zip(rows, leaves):
+            row.append(f"<b>{fmt.esc(fmt.tensor(returned[n.id]))}</b>" if n.id in returned else "")
+        head.append("autograd.grad returned")
+    return _table(head, rows, "gs-leaves")
 
 
 def _plots(trace: Trace) -> str:

@@ -13,6 +13,7 @@ from . import fmt
 
 WIDTH, HEIGHT = 260, 90
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 46, 8, 14, 18
+LABELLED = 12  # series of at most this many points get each value written by its point
 
 
 def line_plot(title: str, points: Sequence[tuple[int, float | None]]) -> str:
@@ -53,9 +54,21 @@ def line_plot(title: str, points: Sequence[tuple[int, float | None]]) -> str:
         parts.append(f'<polyline fill="none" stroke="#1d4ed8" stroke-width="1.5" points="{coords}"/>')
     if len(good) <= 60:  # dots help a short series; on a long one they are noise
         parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2" fill="#1d4ed8"/>' for x, y in good]
+    if len(good) <= LABELLED:  # a few points: their values, readable without the axis (5, 10, 15, 20)
+        parts += [_point_label(px(x), py(y), fmt.num(y), "start" if k == 0 else "end" if k == len(good) - 1 else "middle")
+                  for k, (x, y) in enumerate(good)]
     parts += [f'<line x1="{px(x):.1f}" y1="{PAD_TOP}" x2="{px(x):.1f}" y2="{PAD_TOP + 6}" stroke="#dc2626" '
               f'stroke-width="2"><title>nan/inf at pass {x}</title></line>' for x in bad]
     return "".join(parts) + "</svg>"
+
+
+def _point_label(x: float, y: float, text: str, anchor: str) -> str:
+    """A value written just above its point (below it when the point is at the top); the
+    first and last lean inwards, off the axis labels."""
+    above = y - 5 if y - 5 > PAD_TOP + 4 else y + 12
+    x += {"start": 4, "end": -4}.get(anchor, 0)
+    return (f'<text class="gs-point" x="{x:.1f}" y="{above:.1f}" font-size="9" text-anchor="{anchor}" '
+            f'fill="#1d4ed8">{fmt.esc(text)}</text>')
 
 
 def _tick(x: float, y: float, text: str) -> str:

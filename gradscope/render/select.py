@@ -51,7 +51,8 @@ def pass_title(p: Pass, trace: Trace | None = None) -> str:
         off = trace is not None and (trace.meta.get("options") or {}).get("gradients") == "off"
         sampled = " · edge gradients off (trace(gradients=\"off\"))" if off else \
             " · edge gradients not recorded (a repeat; see trace(every=))"
-    return f"pass {p.index} · {p.api}{where}{step}{sampled}"
+    made = " · create_graph=True: its backward is a graph too" if p.create_graph else ""
+    return f"pass {p.index} · {p.api}{where}{made}{step}{sampled}"
 
 
 def svg_name(pass_index: int) -> str:
@@ -74,15 +75,29 @@ def event_graphs(trace: Trace) -> list[tuple[int, Event, list[Diagnostic]]]:
     found = []
     for i, e in enumerate(trace.events):
         diagnostics = [d for d in trace.diagnostics if d.event_index == i]
-        if e.graph is not None and diagnostics:
+        if e.graph is not None and (diagnostics or e.kind == REQUIRES_GRAD_READ):
             found.append((i, e, diagnostics))
     return found
 
 
+REQUIRES_GRAD_READ = "requires-grad-read"  # (capture/snapshots.py)
+
+
 def event_title(e: Event) -> str:
-    """`the graph as it stood at leaf_inplace.py:23, before any backward`."""
+    """`the graph as it stood at leaf_inplace.py:23, when the error was raised`."""
     where = f" at {e.source.short}" if e.source else ""
-    return f"the graph as it stood{where}, when the error was raised"
+    if e.kind == REQUIRES_GRAD_READ:
+        return f"the graph as it stood{where}, when the script read .requires_grad (no backward ran)"
+    error = torch_error(e)
+    return f"the graph as it stood{where}, when PyTorch raised\n{error}" if error else \
+        f"the graph as it stood{where}, when the error was raised"
+
+
+def torch_error(e: Event) -> str:
+    """PyTorch's own error text for an event that recorded one (a leaf edited in place):
+    `RuntimeError: a leaf Variable that requires grad is being used in an in-place operation.`"""
+    message = e.data.get("message") if e.kind == "leaf-inplace-error" else None
+    return f"RuntimeError: {message}" if isinstance(message, str) and message else ""
 
 
 def event_svg_name(event_index: int) -> str:
@@ -92,4 +107,5 @@ def event_svg_name(event_index: int) -> str:
 def event_dot(trace: Trace, event_index: int) -> str:
     e = trace.events[event_index]
     diagnostics = [d for d in trace.diagnostics if d.event_index == event_index]
-    return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}")
+    return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}",
+                        requires_grad=e.kind == REQUIRES_GRAD_READ)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..model import Trace
+from .fmt import lines_of
 from .select import graph_groups
 
 
@@ -33,8 +34,9 @@ def summary(trace: Trace, written: Sequence[Path] = (), name: str = "") -> str:
     if trace.diagnostics:
         lines.append(f"  {_plural(len(trace.diagnostics), 'diagnostic')}:")
         for d in trace.diagnostics:
-            where = f"  {d.sources[0].short}" if d.sources else ""
+            where = f"  {lines_of(d)}" if d.sources else ""
             lines.append(f"    {d.severity:<7} {d.code} {d.title}{where}")
     else:
         lines.append("  no diagnostics")
     return "\n".join(lines)
+
