@@ -57,7 +57,7 @@ def test_lines_in_a_cell_are_named_by_the_cell(outputs):
 def test_a_pass_shows_its_graph_and_short_text(outputs):
     html = data(outputs[5], "text/html")
     texts = set(re.findall(r"<text[^>]*>([^<]*)</text>", html))
-    assert {"w", "a", "b", "y", "5", "grad 2", "grad 3"} <= texts
+    assert {"w", "a", "b", "y", "w.grad = 2 + 3 = 5", "grad 2", "grad 3"} <= texts
     assert 'class="gs-frame"' in html and "pass 0 · Tensor.backward at cell [2], line 7" in html
     assert data(outputs[5], "text/plain") == "Pass(0, Tensor.backward, Graph(4 nodes, 4 edges))"  # x needs no grad
 

@@ -190,7 +190,9 @@ def tooltip(node: Node) -> str:
         lines.append(f"op {node.op or '?'}")
     if node.source is not None:
         code = fmt.code(node.source.code)
-        lines.append(f"{node.source.file}:{node.source.line}" + (f"  {code}" if code else ""))
+        src = node.source  # a notebook cell's temporary file means nothing to the reader
+        where = src.short if src.cell is not None else f"{src.file}:{src.line}"
+        lines.append(where + (f"  {code}" if code else ""))
     if node.module:
         lines.append(f"module {node.module}")
     return "\\n".join(fmt.plain(line).replace("\\", "\\\\") for line in lines)
