@@ -176,3 +176,18 @@ def test_envelope_keeps_each_buckets_true_min_and_max_and_marks_nonfinite():
     assert sum(1 for x in xs if bands[0].x0 <= x <= bands[0].x1) == 5000 // BUCKETS + 1
     short = envelope([0, 1, 2], [scalar(3.0).norm, 1.0, None])
     assert [(b.x0, b.lo, b.hi) for b in short] == [(0, 3.0, 3.0), (1, 1.0, 1.0)]
+
+
+def test_a_chart_of_nan_inf_zero_and_missing_values_is_valid_svg_with_finite_coordinates():
+    import xml.etree.ElementTree as ET
+
+    from gradscope.render.charts import chart
+
+    ys = [1.0, float("nan"), None, 0.0, float("inf"), 1e-3, 1e3]
+    for log in (True, False):
+        svg = ET.fromstring(chart("‖w.grad‖ <&>", list(range(len(ys))), ys, kind="grad", log=log))
+        coords = [v for el in svg.iter() for k, v in el.attrib.items()
+                  if k in ("points", "x", "y", "x1", "y1", "x2", "y2")]
+        assert coords and not any(re.search(r"nan|inf", v, flags=re.I) for v in coords)
+        assert (svg.get("data-min"), svg.get("data-max")) == ("0.0", "1000.0")
+        assert len([el for el in svg.iter() if el.get("class") == "gs-nonfinite"]) == 2

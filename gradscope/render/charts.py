@@ -24,6 +24,7 @@ LOSS_WIDTH, LOSS_HEIGHT = 480, 110
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 44, 6, 4, 13
 MANY_PASSES = 30  # runs longer than this (or with more leaves than the small plots show) get charts
 COLORS = {"grad": "#1d4ed8", "value": "#57534e", "update": "#7c3aed", "loss": "#b45309"}
+AXIS_NAMES = {"grad": "‖grad‖", "value": "‖w‖", "update": "‖Δw‖/‖w‖", "loss": "loss"}
 
 
 @dataclass
@@ -89,19 +90,15 @@ def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: 
     color = COLORS[kind]
     bands = envelope(xs, ys)
     extremes = f' data-min="{min(finite)!r}" data-max="{max(finite)!r}"' if finite else ""
-    last = next((y for y in reversed(ys) if y is not None), None)
-    tip = f"{title}: min {fmt.num(min(finite)) if finite else '–'}, max {fmt.num(max(finite)) if finite else '–'}, " \
-          f"last {fmt.num(last) if last is not None else '–'} ({len(finite)} of {len(ys)} finite)"
     parts = [
         f'<svg class="gs-chart" data-series="{kind}"{extremes} data-points="{len(ys)}" '
         f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img"><title>{fmt.esc(tip)}</title>',
+        f'role="img"><title>{fmt.esc(_tooltip(title, ys, finite))}</title>',
         f'<rect x="{PAD_LEFT}" y="{PAD_TOP}" width="{plot_w}" height="{plot_h}" fill="#fafaf9" stroke="#e7e5e4"/>',
         _text(PAD_LEFT - 3, PAD_TOP + 8, _tick(y1) if shown else "", "end"),
         # a log axis with nothing above 0 to show: its one value, 0, on the bottom edge
         _text(PAD_LEFT - 3, PAD_TOP + plot_h, _tick(y0) if shown else "0" if finite else "", "end"),
-        _text(PAD_LEFT - 3, PAD_TOP + plot_h / 2 + 3, {"grad": "‖grad‖", "value": "‖w‖", "update": "‖Δw‖/‖w‖",
-                                                        "loss": "loss"}[kind], "end"),
+        _text(PAD_LEFT - 3, PAD_TOP + plot_h / 2 + 3, AXIS_NAMES[kind], "end"),
         _text(PAD_LEFT, height - 2, f"pass {fmt.num(x0)}", "start"),
         _text(width - PAD_RIGHT, height - 2, fmt.num(x1), "end"),
     ]
@@ -122,6 +119,13 @@ def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: 
             parts.append(f'<line class="gs-nonfinite" x1="{x:.1f}" y1="{PAD_TOP}" x2="{x:.1f}" y2="{PAD_TOP + 7}" '
                          f'stroke="#dc2626" stroke-width="2"/>')
     return "".join(parts) + "</svg>"
+
+
+def _tooltip(title: str, ys: Sequence[float | None], finite: list[float]) -> str:
+    last = next((y for y in reversed(ys) if y is not None), None)
+    lo, hi = (fmt.num(min(finite)), fmt.num(max(finite))) if finite else ("–", "–")
+    return (f"{title}: min {lo}, max {hi}, last {fmt.num(last) if last is not None else '–'} "
+            f"({len(finite)} of {len(ys)} finite)")
 
 
 def _runs(bands: list[Bucket]) -> list[list[Bucket]]:
@@ -167,9 +171,9 @@ def over_time_section(trace: Trace) -> str:
     indexes = [p.index for p in trace.passes]
     x_range = (min(indexes), max(indexes))
     parts = [f'<p class="gs-note">{len(series)} leaves over {len(trace.passes)} passes, on log axes (the '
-             f"loss too when it spans decades). Each band spans the least and greatest value in its slice of passes (at most {BUCKETS} slices a chart); red ticks "
-             "mark NaN/Inf. ‖w‖ and ‖Δw‖/‖w‖ are shown where values were recorded (small tensors, "
-             "see <code>trace(values=...)</code>).</p>"]
+             "loss too when it spans decades). Each band spans the least and greatest value in its slice of "
+             f"passes (at most {BUCKETS} slices a chart); red ticks mark NaN/Inf. ‖w‖ and ‖Δw‖/‖w‖ are shown "
+             "where values were recorded (small tensors, see <code>trace(values=...)</code>).</p>"]
     for s in losses:
         curve = chart(s.name, s.passes, s.values, kind="loss", log=_spans_decades(s.values), x_range=x_range,
                       size=(LOSS_WIDTH, LOSS_HEIGHT))
