@@ -92,6 +92,9 @@ def test_loss_curve_is_the_roots_values(run):
     [curve] = loss_series(t.trace)
     assert curve.passes == list(range(STEPS))
     assert curve.values == pytest.approx(losses, rel=0, abs=0)  # the very numbers the loop saw
+    html = trace_to_html(t.trace)
+    [drawn] = re.findall(r'<svg class="gs-chart" data-series="loss" data-min="([^"]*)" data-max="([^"]*)"', html)
+    assert (float(drawn[0]), float(drawn[1])) == (min(losses), max(losses))
 
 
 def test_report_shows_one_chart_per_parameter_by_module_worst_first_in_chromium(run, tmp_path):
