@@ -333,7 +333,8 @@ def test_cli_logistic_regression(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "logistic_regression.png").exists()
     report = (out / "report.html").read_text()
     assert "Pictures the script saved" in report and report.count("data:image/png;base64,") == 1
-    assert "loss (value)" in report and "features.bias.grad" in report  # plots across passes
+    # a long run: the loss curve and each parameter's charts across passes
+    assert "loss curve: loss" in report and 'data-param="features.bias"' in report
     trace = gradscope.load(out / "trace.json")
     losses = [p.graph.find("loss").value for p in trace.passes]
     assert losses[0] == pytest.approx(float(r.stdout.split("loss ")[1].split()[0]), abs=1e-4)

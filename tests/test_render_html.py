@@ -20,7 +20,7 @@ def inline_svgs(html: str) -> list[ET.Element]:
 
 
 def graph_svgs(html: str) -> list[ET.Element]:
-    return [s for s in inline_svgs(html) if s.get("class") != "gs-plot"]
+    return [s for s in inline_svgs(html) if s.get("class") not in ("gs-plot", "gs-chart")]  # not the charts
 
 
 def test_report_has_passes_graph_leaves_and_plots():

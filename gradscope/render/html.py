@@ -1,7 +1,8 @@
 """The HTML report: one self-contained page that opens offline.
 
 Sections: diagnostics, each distinct graph (inline SVG) with its leaves' gradients,
-plots of the loss and of each leaf's `.grad` across passes, pictures the script saved,
+plots of the loss and of each leaf's `.grad` across passes (for a long run, every
+parameter's charts by module: `charts.py`), pictures the script saved,
 and the list of passes. No external files: styles, pictures and the one script (pan and
 zoom of the graphs, `report.js`) are inline, and every piece of user text is escaped.
 """
@@ -15,6 +16,7 @@ from typing import Mapping, Sequence
 
 from ..model import Diagnostic, Event, Node, Pass, Trace, single_number
 from . import fmt
+from .charts import over_time_section, wants_charts
 from .html_frame import graph_frame, id_prefix, report_script, unique_ids
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
@@ -32,7 +34,7 @@ from .select import (
 )
 
 CSS = Path(__file__).with_name("report.css")
-MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
+MAX_PLOTS = 32  # leaves in the small plots; more (or a long run) get charts.over_time_section
 LONG_TABLE = 10  # passes shown before the rest fold away
 
 
@@ -69,7 +71,7 @@ def trace_to_html(
         _header(trace, groups),
         _diagnostics(trace.diagnostics, trace.events),
         _graphs(trace, groups, drawn, drawn_events, linked),
-        _plots(trace),
+        over_time_section(trace) if wants_charts(trace, MAX_PLOTS) else _plots(trace),
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])
