@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .signals import EXIT_TERMINATED, Terminated
+
 
 class ScriptError(Exception):
     """The script cannot be started (missing, a folder, unreadable). One line for the user."""
@@ -30,7 +32,7 @@ class Outcome:
 
     exit_code: int = 0
     traceback: str = ""  # empty when the script ended normally or by sys.exit(int)
-    interrupted: bool = False  # KeyboardInterrupt
+    interrupted: bool = False  # KeyboardInterrupt or SIGTERM
 
 
 @dataclass
@@ -100,6 +102,8 @@ def _run_caught(target: Target) -> Outcome:
         return _system_exit(exc)
     except KeyboardInterrupt as exc:
         return Outcome(130, format_user_traceback(exc), interrupted=True)
+    except Terminated:  # Python prints nothing when SIGTERM ends it
+        return Outcome(EXIT_TERMINATED, interrupted=True)
     except BaseException as exc:  # the script's own error: report it like Python does
         return Outcome(1, format_user_traceback(exc))
     return Outcome(0)
