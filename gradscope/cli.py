@@ -79,10 +79,22 @@ def cli() -> None:
     """
 
 
+class OutputPath(click.Path):
+    """A path for -o: an empty one is an error (it would silently mean the working folder)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; name a folder, e.g. -o out", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # -- options shared by `trace` and `demo` ----------------------------------------------
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("-o", "--output", "output", type=click.Path(path_type=Path), metavar="DIR",
+        click.option("-o", "--output", "output", type=OutputPath(), metavar="DIR",
                      help="Output folder [default: gradscope-out/<script name>/]."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True,
                      metavar="SECONDS", help="Time allowed to lay out each graph."),
@@ -169,7 +181,7 @@ def list_examples() -> dict[str, tuple[Path, str]]:
 
 @cli.command("render", short_help="Re-render a saved trace.json.")
 @click.argument("trace_file", metavar="TRACE", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="OUT",
+@click.option("-o", "--output", type=OutputPath(), metavar="OUT",
               help="A file (.svg .png .dot .html) or a folder [default: the trace's folder].")
 @click.option("--pass", "pass_index", type=int, default=None, metavar="N",
               help="The pass to draw [default: the last for a file; each distinct graph for a folder].")
@@ -234,6 +246,7 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
                            exit_code=outcome.exit_code)
         json_path = out_dir / "trace.json"
         try:
+            out_dir.mkdir(parents=True, exist_ok=True)  # the script may have removed it
             result.save(json_path)
         except OSError as exc:
             raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
@@ -276,7 +289,7 @@ def _output_folder_env(out_dir: Path):
 def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
     """Images in `out_dir` written by this run, other than gradscope's own pictures."""
     found = []
-    for path in sorted(out_dir.iterdir()):
+    for path in sorted(out_dir.iterdir() if out_dir.is_dir() else []):
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".svg") or path.name.startswith("pass-"):
             continue
         try:

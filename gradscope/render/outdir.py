@@ -18,6 +18,7 @@ from ..signals import signals_deferred
 from .html import trace_to_html
 from .drawing import DEFAULT_BUDGET, Job, draw_all
 from .layout import DEFAULT_TIMEOUT, LayoutError
+from .manifest import record, remove_stale
 from .select import (
     event_dot,
     event_graphs,
@@ -47,9 +48,7 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     images the script saved). `trace_path` is the saved trace the report's notes name
     for drawing later what the budget did not reach."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot"),
-                  *out_dir.glob("event-[0-9]*.svg"), *out_dir.glob("event-[0-9]*.dot")]:
-        stale.unlink()  # pictures of an earlier run would pass for this one's
+    remove_stale(out_dir)
     by_index = {p.index: p for p in trace.passes}
     jobs = [Job(("event", i), event_dot(trace, i), out_dir / event_svg_name(i)) for i, _, _ in event_graphs(trace)]
     jobs += [Job(("pass", i), pass_dot(trace, by_index[i]), out_dir / svg_name(i))
@@ -79,6 +78,7 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
         report.write_text(trace_to_html(trace, svgs=svgs, event_svgs=event_svgs, timeout=timeout,
                                         pictures=pictures), encoding="utf-8")
     written.files.insert(0, report)
+    record(out_dir, [*written.files, *([trace_path] if trace_path else [])])
     return written
 
 
