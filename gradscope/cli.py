@@ -231,14 +231,12 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
-    started = time.time()
+    started, pid = time.time(), os.getpid()
     with sigterm_raises():
         with gradscope_trace() as recorder, _output_folder_env(out_dir):
             outcome = runner.run(target)
-        sys.stdout.flush()
-        if outcome.traceback:
-            sys.stderr.write(outcome.traceback)
-            sys.stderr.flush()
+        if os.getpid() != pid:  # a child the script forked came back here: the parent writes
+            sys.exit(outcome.exit_code)
 
         result = recorder.trace
         result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]

@@ -163,7 +163,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, gradscope_cmd):
     assert r.returncode == 2 and one_line(r.stderr) == "gradscope: can't open file 'missing.py': No such file or directory"
     (tmp_path / "folder").mkdir()
     r = gradscope_cmd("trace", "folder")
-    assert r.returncode == 2 and "is a directory" in one_line(r.stderr)
+    assert r.returncode == 2 and "can't find '__main__' module in 'folder'" in one_line(r.stderr)
     write(tmp_path, "ok.py", "print('ran')\n")
     (tmp_path / "file").write_text("")
     r = gradscope_cmd("trace", "-o", "file/sub", "ok.py")
