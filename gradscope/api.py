@@ -79,8 +79,10 @@ class trace:
         if tracer is not None:
             tracer.stop()
             self.trace.diagnostics = _diagnose(self.trace)
-            if self.save_path is not None:
-                self.trace.save(self.save_path)
+            if self.save_path is not None:  # one rank of several: its own rank-N/ folder
+                from .distributed import save
+
+                save(self.trace, self.save_path)
         return False
 
     def __call__(self, fn: F) -> F:

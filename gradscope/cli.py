@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from . import __version__, runner
+from . import __version__, distributed, runner
 from .signals import exit_code_of, sigterm_raises, signals_deferred
 from .model import Trace, TraceFormatError, load
 from .render import EXTENSIONS, LayoutError, render
@@ -226,7 +226,9 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
 # -- the work behind `trace` and `demo` ------------------------------------------------
 def _trace_and_write(target: runner.Target, output: Path | None, timeout: float, strict: bool,
                      ignore: Sequence[str], layout_budget: float = DEFAULT_BUDGET) -> None:
-    out_dir = (output if output is not None else OUT_ROOT / target.name).absolute()
+    root = (output if output is not None else OUT_ROOT / target.name).absolute()
+    ranks = distributed.rank_and_world()  # under torchrun: each rank its own folder
+    out_dir = distributed.rank_folder(root, ranks[0]) if ranks else root
     _check_writable(out_dir)  # before the script runs: a long training run must not be wasted
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
@@ -239,6 +241,9 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
             sys.exit(outcome.exit_code)
 
         result = recorder.trace
+        if ranks is None and (ranks := distributed.rank_and_world()):  # a group the script set up
+            out_dir = distributed.rank_folder(root, ranks[0])
+        missing = _across_ranks(result, root, ranks)
         result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]
         result.meta.update(script=target.module or str(target.path), argv=target.argv[1:],
                            exit_code=outcome.exit_code)
@@ -250,10 +255,27 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
             raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
         written = _write(result, out_dir, timeout, pictures=_pictures_saved(out_dir, since=started),
                          budget=layout_budget, trace_path=json_path)
+        if ranks and ranks[0] == 0:
+            written.files.insert(0, distributed.write_index(root, ranks[1], result.diagnostics, missing))
     with signals_deferred():
         click.echo(summary(result, [json_path, *written.files], target.name), err=True)
         _report_layout_errors(written)
     sys.exit(_exit_code(outcome.exit_code, result, written, strict))
+
+
+def _across_ranks(result: Trace, root: Path, ranks: tuple[int, int] | None) -> list[int]:
+    """One rank of several: share its gradients; rank 0 compares them with the others'
+    (a diagnostic where DDP's promise of equal gradients is broken). The ranks that did not
+    answer in time."""
+    if ranks is None:
+        return []
+    rank, world = ranks
+    distributed.share_gradients(result, root, rank)
+    if rank != 0:
+        return []
+    found, missing = distributed.compare_ranks(result, root, world)
+    result.diagnostics += found
+    return missing
 
 
 def _exit_code(script_code: int, result: Trace, written: Written, strict: bool) -> int:

@@ -132,7 +132,7 @@ def run(target: Target) -> Outcome:
             outcome, exc = _run_caught(target)
             flush_stdout()
             if exc is not None:
-                outcome.traceback = show_exception(exc, sys.excepthook)
+                outcome.traceback = show_exception(exc, sys.excepthook, saved[2])
             elif outcome.traceback:  # sys.exit("message")
                 write_stderr(outcome.traceback)
             return outcome

@@ -49,11 +49,12 @@ def _user_tb(tb: types.TracebackType | None) -> types.TracebackType | None:
     return tb
 
 
-def show_exception(exc: BaseException, hook: Callable[..., object]) -> str:
-    """Show `exc` as Python does at the end of a script: through `hook` (the script's
-    sys.excepthook) when it is not Python's own, else as Python's traceback on
-    sys.stderr. Returns the traceback text ("" when the script's hook showed it)."""
-    if hook is sys.__excepthook__:
+def show_exception(exc: BaseException, hook: Callable[..., object], before: Callable[..., object]) -> str:
+    """Show `exc` as Python does at the end of a script: through `hook` (sys.excepthook
+    now) when the script set it (it differs from `before`, the hook when the script
+    started), else as Python's traceback on sys.stderr. Returns the traceback text (""
+    when the script's hook showed it)."""
+    if hook is before:
         text = format_user_traceback(exc)
         write_stderr(text)
         return text

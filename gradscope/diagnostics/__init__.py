@@ -14,6 +14,7 @@ during capture by `gradscope.capture.checks`.
     no-gradient            warning         a parameter got no gradient while its siblings did
     nonfinite-gradient     error           where NaN/Inf first appears in a backward pass
     nonscalar-backward     error           backward() on a non-scalar without gradient=
+    ddp-gradients-differ   error           DDP ranks hold different gradients after all-reduce
 
 `Diagnostic.nodes` are node ids of pass `pass_index`'s graph. The one exception is
 leaf-inplace, which has no pass: its nodes are ids in the graph of its "leaf-inplace-error"
@@ -45,7 +46,7 @@ RULES: dict[str, Callable[[Trace], list[Found]]] = {
     "nonscalar-backward": nonscalar_backward,
 }
 
-CODES = tuple(RULES)
+CODES = (*RULES, "ddp-gradients-differ")  # the last compares ranks: gradscope.distributed runs it
 
 
 def diagnose(trace: Trace) -> list[Diagnostic]:
