@@ -214,7 +214,8 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
         raise BadInput(f"gradscope: cannot render to {out.name!r}: use one of {', '.join(EXTENSIONS)} or a folder")
     _check_writable(out)
     with sigterm_raises():
-        written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [])
+        written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [],
+                         trace_path=trace_file)
     with signals_deferred():
         click.echo(summary(saved, written.files, trace_file.name), err=True)
         _report_layout_errors(written)

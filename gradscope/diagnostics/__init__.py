@@ -32,6 +32,7 @@ from .accumulation import grad_accumulation
 from .backward_errors import backward_twice, nonscalar_backward
 from .gradients import no_gradient, nonfinite_gradient, nonleaf_grad
 from .inplace import leaf_inplace, saved_tensor_modified
+from .ranks import CODE as DDP_GRADIENTS_DIFFER
 
 log = logging.getLogger("gradscope")
 
@@ -46,7 +47,9 @@ RULES: dict[str, Callable[[Trace], list[Found]]] = {
     "nonscalar-backward": nonscalar_backward,
 }
 
-CODES = (*RULES, "ddp-gradients-differ")  # the last compares ranks: gradscope.distributed runs it
+CODES = tuple(RULES)
+# found by comparing the traces of several processes (gradscope.distributed), not one
+CROSS_RANK_CODES = (DDP_GRADIENTS_DIFFER,)
 
 
 def diagnose(trace: Trace) -> list[Diagnostic]:
@@ -66,4 +69,4 @@ def diagnose(trace: Trace) -> list[Diagnostic]:
     return [d for _, _, d in found]
 
 
-__all__ = ["diagnose", "RULES", "CODES"]
+__all__ = ["diagnose", "RULES", "CODES", "CROSS_RANK_CODES"]
