@@ -5,6 +5,7 @@ ended by SIGTERM). Ctrl-C needs nothing: Python raises KeyboardInterrupt already
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Iterator
@@ -18,7 +19,14 @@ class Terminated(BaseException):
     in the user's code (or ours) does not swallow it."""
 
 
+_owner_pid = 0  # the process that installed the handler
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    if os.getpid() != _owner_pid:  # a child the script forked (a worker pool): die as Python would
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 
@@ -31,6 +39,8 @@ def sigterm_raises() -> Iterator[None]:
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
+    global _owner_pid
+    _owner_pid = os.getpid()
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

@@ -119,9 +119,18 @@ def test_a_forked_child_that_returns_does_not_write_the_outputs_again(tmp_path, 
             sys.exit(7)
         _, status = os.waitpid(pid, 0)
         print("child exit code", os.waitstatus_to_exitcode(status), flush=True)
+        import signal, time
+        pid = os.fork()
+        if pid == 0:  # a pool worker, say, that its parent terminates: it dies of SIGTERM
+            time.sleep(60)
+            os._exit(0)
+        time.sleep(1)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+        print("terminated child", os.waitstatus_to_exitcode(status), flush=True)
         """)
     r = gradscope_cmd("trace", "-o", "out", "forks.py")
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "child ends its script\nchild exit code 7\n"
+    assert r.stdout == "child ends its script\nchild exit code 7\nterminated child -15\n"
     assert r.stderr.count("gradscope: traced") == 1
     assert load(tmp_path / "out" / "trace.json").meta["exit_code"] == 0
