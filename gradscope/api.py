@@ -87,8 +87,10 @@ class trace:
     def _save_on_exit(self, exc: BaseException | None) -> None:
         """Write the trace to `save`. When the block raised, its exception goes on unchanged
         and a failed save is only a warning (and a note on that exception)."""
+        from .distributed import save  # one rank of several saves into its own rank-N/ folder
+
         try:
-            self.trace.save(self.save_path)
+            save(self.trace, self.save_path)
         except Exception as save_error:
             if exc is None:
                 raise

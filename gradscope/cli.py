@@ -2,7 +2,8 @@
 
 Exit codes: the traced script's own (0, 1 for an exception, 130 for Ctrl-C, n for
 sys.exit(n)); 2 for bad input to gradscope (one line on stderr, never a gradscope
-traceback); 3 with --strict when the script succeeded but diagnostics were found.
+traceback); 3 with --strict when the script succeeded but diagnostics were found; 130
+or 143 when Ctrl-C or SIGTERM stops the drawing. A graph not drawn is only a note.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from . import __version__, runner
+from . import __version__, distributed, runner
 from .cli_options import OneLineUsageGroup, Seconds, known_codes
+from .signals import exit_code_of, sigterm_raises, signals_deferred
 from .model import Trace, TraceFormatError, load
 from .render import EXTENSIONS, LayoutError, render
+from .render.drawing import DEFAULT_BUDGET
 from .render.layout import DEFAULT_TIMEOUT
 from .render.outdir import Written, write_outputs
 from .render.text import summary
@@ -77,13 +80,28 @@ def cli() -> None:
     """
 
 
+class OutputPath(click.Path):
+    """A path for -o: an empty one is an error (it would silently mean the working folder)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; name a folder, e.g. -o out", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # -- options shared by `trace` and `demo` ----------------------------------------------
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("-o", "--output", "output", type=click.Path(path_type=Path), metavar="DIR",
+        click.option("-o", "--output", "output", type=OutputPath(), metavar="DIR",
                      help="Output folder [default: gradscope-out/<script name>/]."),
         click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
                      metavar="SECONDS", help="Time allowed to lay out each graph."),
+        click.option("--layout-budget", "layout_budget", type=Seconds(), default=DEFAULT_BUDGET,
+                     show_default=True, metavar="SECONDS",
+                     help="Time allowed to draw all graphs after the script; the rest can be drawn later."),
         click.option("--strict", is_flag=True, help="Exit 3 if the script succeeded but a warning or error was found."),
         click.option("--ignore", "ignore", multiple=True, metavar="CODE", callback=known_codes,
                      help="Drop diagnostics with this code (repeatable)."),
@@ -173,7 +191,7 @@ def list_examples() -> dict[str, tuple[Path, str]]:
 
 @cli.command("render", short_help="Re-render a saved trace.json.")
 @click.argument("trace_file", metavar="TRACE", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), metavar="OUT",
+@click.option("-o", "--output", type=OutputPath(), metavar="OUT",
               help="A file (.svg .png .dot .html) or a folder [default: the trace's folder].")
 @click.option("--pass", "pass_index", type=int, default=None, metavar="N",
               help="The pass to draw [default: the last for a file; each distinct graph for a folder].")
@@ -205,49 +223,80 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
     if out.suffix:
         raise BadInput(f"gradscope: cannot render to {out.name!r}: use one of {', '.join(EXTENSIONS)} or a folder")
     _check_writable(out)
-    written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [])
-    click.echo(summary(saved, written.files, trace_file.name), err=True)
-    _report_layout_errors(written)
-    if written.errors:
-        sys.exit(EXIT_BAD_INPUT)
+    with sigterm_raises():
+        written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [],
+                         trace_path=trace_file)
+    with signals_deferred():
+        click.echo(summary(saved, written.files, trace_file.name), err=True)
+        _report_layout_errors(written)
+    stopped = exit_code_of(written.stopped_by)
+    if stopped is not None or written.errors:
+        sys.exit(stopped or EXIT_BAD_INPUT)
 
 
 # -- the work behind `trace` and `demo` ------------------------------------------------
 def _trace_and_write(target: runner.Target, output: Path | None, timeout: float, strict: bool,
-                     ignore: Sequence[str]) -> None:
-    out_dir = (output if output is not None else OUT_ROOT / target.name).absolute()
+                     ignore: Sequence[str], layout_budget: float = DEFAULT_BUDGET) -> None:
+    root = (output if output is not None else OUT_ROOT / target.name).absolute()
+    ranks = distributed.rank_and_world()  # under torchrun: each rank its own folder
+    out_dir = distributed.rank_folder(root, ranks[0]) if ranks else root
     _check_writable(out_dir)  # before the script runs: a long training run must not be wasted
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
-    started = time.time()
-    with gradscope_trace() as recorder, _output_folder_env(out_dir):
-        outcome = runner.run(target)
-    sys.stdout.flush()
-    if outcome.traceback:
-        sys.stderr.write(outcome.traceback)
-        sys.stderr.flush()
+    started, pid = time.time(), os.getpid()
+    with sigterm_raises():
+        with gradscope_trace() as recorder, _output_folder_env(out_dir):
+            outcome = runner.run(target)
+        if os.getpid() != pid:  # a child the script forked came back here: the parent writes
+            sys.exit(outcome.exit_code)
 
-    result = recorder.trace
-    result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]
-    result.meta.update(script=target.module or str(target.path), argv=target.argv[1:], exit_code=outcome.exit_code)
-    json_path = out_dir / "trace.json"
-    try:
-        result.save(json_path)
-    except OSError as exc:
-        raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
-    written = _write(result, out_dir, timeout, pictures=_pictures_saved(out_dir, since=started))
-    click.echo(summary(result, [json_path, *written.files], target.name), err=True)
-    _report_layout_errors(written)
+        result = recorder.trace
+        if ranks is None and (ranks := distributed.rank_and_world()):  # a group the script set up
+            out_dir = distributed.rank_folder(root, ranks[0])
+        missing = _across_ranks(result, root, ranks)
+        result.diagnostics = [d for d in result.diagnostics if d.code not in set(ignore)]
+        result.meta.update(script=target.module or str(target.path), argv=target.argv[1:],
+                           exit_code=outcome.exit_code)
+        json_path = out_dir / "trace.json"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)  # the script may have removed it
+            result.save(json_path)
+        except OSError as exc:
+            raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
+        written = _write(result, out_dir, timeout, pictures=_pictures_saved(out_dir, since=started),
+                         budget=layout_budget, trace_path=json_path)
+        if ranks and ranks[0] == 0:
+            written.files.insert(0, distributed.write_index(root, ranks[1], result.diagnostics, missing))
+    with signals_deferred():
+        click.echo(summary(result, [json_path, *written.files], target.name), err=True)
+        _report_layout_errors(written)
     sys.exit(_exit_code(outcome.exit_code, result, written, strict))
 
 
+def _across_ranks(result: Trace, root: Path, ranks: tuple[int, int] | None) -> list[int]:
+    """One rank of several: share its gradients; rank 0 compares them with the others'
+    (a diagnostic where DDP's promise of equal gradients is broken). The ranks that did not
+    answer in time."""
+    if ranks is None:
+        return []
+    rank, world = ranks
+    distributed.share_gradients(result, root, rank)
+    if rank != 0:
+        return []
+    found, missing = distributed.compare_ranks(result, root, world)
+    result.diagnostics += found
+    return missing
+
+
 def _exit_code(script_code: int, result: Trace, written: Written, strict: bool) -> int:
-    """The script's code wins; then a graph that could not be drawn (2); then --strict (3)."""
+    """A stop while drawing (Ctrl-C 130, SIGTERM 143), else the script's code; --strict (3)
+    only when the script succeeded. A graph not drawn is a note, never an exit code."""
+    stopped = exit_code_of(written.stopped_by)
+    if stopped is not None:
+        return stopped
     if script_code != 0:
         return script_code
-    if written.errors:
-        return EXIT_BAD_INPUT
     if strict and any(d.severity in ("warning", "error") for d in result.diagnostics):
         return EXIT_STRICT
     return 0
@@ -271,7 +320,7 @@ def _output_folder_env(out_dir: Path):
 def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
     """Images in `out_dir` written by this run, other than gradscope's own pictures."""
     found = []
-    for path in sorted(out_dir.iterdir()):
+    for path in sorted(out_dir.iterdir() if out_dir.is_dir() else []):
         if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".svg") or path.name.startswith("pass-"):
             continue
         try:
@@ -283,9 +332,10 @@ def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
 
 
 def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = (),
-           pictures: Sequence[Path] = ()) -> Written:
+           pictures: Sequence[Path] = (), budget: float = DEFAULT_BUDGET, trace_path: Path | None = None) -> Written:
     try:
-        return write_outputs(result, out_dir, timeout, extra_passes=extra, pictures=pictures)
+        return write_outputs(result, out_dir, timeout, extra_passes=extra, pictures=pictures,
+                             budget=budget, trace_path=trace_path)
     except OSError as exc:
         raise BadInput(f"gradscope: cannot write to {out_dir}: {exc.strerror or exc}") from None
 
@@ -293,6 +343,11 @@ def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = 
 def _report_layout_errors(written: Written) -> None:
     for exc in written.errors:
         click.echo(str(exc), err=True)
+    if written.not_drawn:
+        passes = ", ".join(map(str, written.not_drawn))
+        why = "drawing was interrupted" if written.stopped_by else "the layout budget ran out (--layout-budget)"
+        click.echo(f"gradscope: {len(written.not_drawn)} graph(s) not drawn, {why}: pass {passes}; "
+                   f"the report says how to draw each later (gradscope render TRACE --pass N -o FILE.svg)", err=True)
 
 
 def _check_writable(out_dir: Path) -> None:

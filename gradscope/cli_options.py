@@ -33,11 +33,12 @@ class Seconds(click.ParamType):
 
 def known_codes(ctx: click.Context, param: click.Parameter, codes: Sequence[str]) -> Sequence[str]:
     """The `--ignore` callback: each code must be one a diagnostic rule can give."""
-    from .diagnostics import CODES
+    from .diagnostics import CODES, CROSS_RANK_CODES
 
     for code in codes:
-        if code not in CODES:
-            raise click.BadParameter(f"no diagnostic has the code {code!r}; the codes are {', '.join(CODES)}",
+        if code not in CODES + CROSS_RANK_CODES:
+            raise click.BadParameter(f"no diagnostic has the code {code!r}; "
+                                     f"the codes are {', '.join(CODES + CROSS_RANK_CODES)}",
                                      ctx, param)
     return codes
 

@@ -49,7 +49,7 @@ def test_trace_writes_json_report_and_the_lesson_graph(tmp_path, gradscope_cmd):
     assert r.returncode == 0, r.stderr
     assert r.stdout == "w.grad = 5.0\n"  # the script's own output, untouched
     out = tmp_path / "gradscope-out" / "lesson"
-    assert sorted(p.name for p in out.iterdir()) == ["pass-000.svg", "report.html", "trace.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".gradscope-files", "pass-000.svg", "report.html", "trace.json"]
     texts = svg_texts(out / "pass-000.svg")
     assert {"w", "x", "a", "b", "y", " = mul", " = add", "w.grad = 2 + 3 = 5", "grad 2", "grad 3", "∂y/∂a = 2",
             "∂y/∂b = 3"} <= texts
@@ -74,7 +74,7 @@ def test_a_training_loop_writes_one_svg_per_distinct_graph(tmp_path, gradscope_c
         """)
     r = gradscope_cmd("trace", "-o", "out", "loop.py")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pass-000.svg", "report.html", "trace.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".gradscope-files", "pass-000.svg", "report.html", "trace.json"]
     assert len(load(tmp_path / "out" / "trace.json").passes) == 30
     assert "used by passes 0–29 (30 passes)" in (tmp_path / "out" / "report.html").read_text()
 
@@ -164,7 +164,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, gradscope_cmd):
     assert r.returncode == 2 and one_line(r.stderr) == "gradscope: can't open file 'missing.py': No such file or directory"
     (tmp_path / "folder").mkdir()
     r = gradscope_cmd("trace", "folder")
-    assert r.returncode == 2 and "is a directory" in one_line(r.stderr)
+    assert r.returncode == 2 and "can't find '__main__' module in 'folder'" in one_line(r.stderr)
     write(tmp_path, "ok.py", "print('ran')\n")
     (tmp_path / "file").write_text("")
     r = gradscope_cmd("trace", "-o", "file/sub", "ok.py")
@@ -200,7 +200,7 @@ def test_render_a_saved_trace_to_a_file_or_a_folder(tmp_path, gradscope_cmd):
     assert (tmp_path / "p1.png").read_bytes()[:4] == b"\x89PNG"
     r = gradscope_cmd("render", "trace.json", "-o", "again")
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["pass-000.svg", "report.html"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [".gradscope-files", "pass-000.svg", "report.html"]
     assert {"w", "w.grad = 2 + 3 = 5", "grad 3"} <= svg_texts(tmp_path / "again" / "pass-000.svg")
     r = gradscope_cmd("render", "trace.json", "-o", "g.svg", "--pass", "9")
     assert r.returncode == 2 and "no pass 9" in one_line(r.stderr)

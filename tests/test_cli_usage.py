@@ -117,7 +117,10 @@ USAGE_ERRORS = [
     (["trace", "--ignore", "grad-acumulation", "ran.py"],
      "gradscope trace: Invalid value for '--ignore': no diagnostic has the code 'grad-acumulation'; the codes are "
      "leaf-inplace, saved-tensor-modified, grad-accumulation, backward-twice, nonleaf-grad, no-gradient, "
-     "nonfinite-gradient, nonscalar-backward; see 'gradscope trace --help'"),
+     "nonfinite-gradient, nonscalar-backward, ddp-gradients-differ; see 'gradscope trace --help'"),
+    (["trace", "--layout-budget", "nan", "ran.py"],
+     "gradscope trace: Invalid value for '--layout-budget': nan is not between 0.1 and 86400 seconds; "
+     "see 'gradscope trace --help'"),
     (["trace"], "gradscope trace: Missing argument 'SCRIPT'; see 'gradscope trace --help'"),
     (["trace", "-o"], "gradscope trace: Option '-o' requires an argument; see 'gradscope trace --help'"),
     (["demo", "--bogus", "backward"], "gradscope demo: No such option '--bogus'; see 'gradscope demo --help'"),

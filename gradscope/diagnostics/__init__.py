@@ -14,6 +14,7 @@ during capture by `gradscope.capture.checks`.
     no-gradient            warning         a parameter got no gradient while its siblings did
     nonfinite-gradient     error           where NaN/Inf first appears in a backward pass
     nonscalar-backward     error           backward() on a non-scalar without gradient=
+    ddp-gradients-differ   error           DDP ranks hold different gradients after all-reduce
 
 `Diagnostic.nodes` are node ids of pass `pass_index`'s graph. The one exception is
 leaf-inplace, which has no pass: its nodes are ids in the graph of its "leaf-inplace-error"
@@ -31,6 +32,7 @@ from .accumulation import grad_accumulation
 from .backward_errors import backward_twice, nonscalar_backward
 from .gradients import no_gradient, nonfinite_gradient, nonleaf_grad
 from .inplace import leaf_inplace, saved_tensor_modified
+from .ranks import CODE as DDP_GRADIENTS_DIFFER
 
 log = logging.getLogger("gradscope")
 
@@ -46,6 +48,8 @@ RULES: dict[str, Callable[[Trace], list[Found]]] = {
 }
 
 CODES = tuple(RULES)
+# found by comparing the traces of several processes (gradscope.distributed), not one
+CROSS_RANK_CODES = (DDP_GRADIENTS_DIFFER,)
 
 
 def diagnose(trace: Trace) -> list[Diagnostic]:
@@ -65,4 +69,4 @@ def diagnose(trace: Trace) -> list[Diagnostic]:
     return [d for _, _, d in found]
 
 
-__all__ = ["diagnose", "RULES", "CODES"]
+__all__ = ["diagnose", "RULES", "CODES", "CROSS_RANK_CODES"]

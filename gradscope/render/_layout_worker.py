@@ -5,7 +5,23 @@ imported: it must start fast and must not import torch or gradscope, because the
 kills it when layout takes longer than the timeout (the in-process call cannot be interrupted).
 """
 
+import os
 import sys
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the parent dies, however it dies (SIGKILL included), so no
+    layout outlives gradscope even when gradscope could not clean up."""
+    try:
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def main(argv: list[str]) -> int:
@@ -19,4 +35,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    _die_with_parent(int(os.environ.get("GRADSCOPE_PARENT_PID", os.getppid())))
     sys.exit(main(sys.argv[1:]))

@@ -7,15 +7,18 @@ engine is the one bundled in the pygraphviz wheel; a `dot` on PATH is the altern
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import IO, Sequence
 
 DEFAULT_TIMEOUT = 60.0
 FORMATS = ("svg", "png")
@@ -57,6 +60,49 @@ def _dot_args(cmd: list[str], dot_path: Path, outputs: Sequence[Path]) -> list[s
     return [*args, str(dot_path)]
 
 
+def start_layout(dot_path: Path, outputs: Sequence[Path], stderr: IO[bytes]) -> subprocess.Popen:
+    """Start laying out `dot_path` into `outputs` in a child process of its own process
+    group (so `stop_layout` can kill it and anything it started), stderr to `stderr`."""
+    for out in outputs:
+        if out.suffix[1:] not in FORMATS:
+            raise ValueError(f"cannot lay out to {out.name}: formats are {', '.join(FORMATS)}")
+    env = dict(os.environ, GRADSCOPE_PARENT_PID=str(os.getpid()))  # the worker dies with us
+    return subprocess.Popen(_dot_args(engine_command(), dot_path, outputs), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, env=env)
+
+
+def stop_layout(proc: subprocess.Popen) -> None:
+    """Kill a layout child's whole process group (a no-op when it has ended) and reap it."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def check_layout(returncode: int, stderr: bytes, dot_path: Path, keep_as: Path | None = None) -> None:
+    """Turn a finished layout's exit code and stderr into a LayoutError (failure) or a
+    GraphvizWarning (a picture drawn despite errors)."""
+    err = stderr.decode(errors="replace").strip().splitlines()
+    if returncode == 0:
+        problems = [line for line in err if line.startswith("Error")]
+        if problems:  # a bad label still gives a picture; say so instead of hiding it
+            warnings.warn(GraphvizWarning(f"Graphviz: {' / '.join(problems[:3])}"), stacklevel=3)
+        return
+    last = err[-1] if err else f"exit code {returncode}"
+    kept = keep_dot(dot_path, keep_as)
+    raise LayoutError(f"gradscope: Graphviz could not lay out {kept}: {last}", kept)
+
+
+def timeout_error(timeout: float, dot_path: Path, keep_as: Path | None = None) -> LayoutError:
+    """The error for a graph whose layout ran past `timeout` (its DOT kept)."""
+    kept = keep_dot(dot_path, keep_as)
+    return LayoutError(
+        f"gradscope: graph layout did not finish in {timeout:g} s (graph too large); "
+        f"the DOT is at {kept}; raise the limit with --timeout SECONDS (Python: timeout=SECONDS)",
+        kept,
+    )
+
+
 def layout_file(dot_path: Path, outputs: Sequence[Path], timeout: float = DEFAULT_TIMEOUT,
                 keep_as: Path | None = None) -> None:
     """Lay out the DOT file at `dot_path` and write each of `outputs` (format by suffix).
@@ -65,31 +111,19 @@ def layout_file(dot_path: Path, outputs: Sequence[Path], timeout: float = DEFAUL
     timeout) when Graphviz fails or runs longer than `timeout` seconds. With `keep_as`,
     the DOT is copied there on failure and the message names that copy.
     """
-    for out in outputs:
-        if out.suffix[1:] not in FORMATS:
-            raise ValueError(f"cannot lay out to {out.name}: formats are {', '.join(FORMATS)}")
-    args = _dot_args(engine_command(), dot_path, outputs)
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kept = _keep(dot_path, keep_as)
-        raise LayoutError(
-            f"gradscope: graph layout did not finish in {timeout:g} s (graph too large); "
-            f"the DOT is at {kept}; raise the limit with --timeout SECONDS (Python: timeout=SECONDS)",
-            kept,
-        ) from None
-    err = proc.stderr.decode(errors="replace").strip().splitlines()
-    if proc.returncode == 0:
-        problems = [line for line in err if line.startswith("Error")]
-        if problems:  # a bad label still gives a picture; say so instead of hiding it
-            warnings.warn(GraphvizWarning(f"Graphviz: {' / '.join(problems[:3])}"), stacklevel=3)
-    else:
-        last = err[-1] if err else f"exit code {proc.returncode}"
-        kept = _keep(dot_path, keep_as)
-        raise LayoutError(f"gradscope: Graphviz could not lay out {kept}: {last}", kept)
+    with tempfile.TemporaryFile() as stderr:
+        proc = start_layout(dot_path, outputs, stderr)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise timeout_error(timeout, dot_path, keep_as) from None
+        finally:  # also on Ctrl-C: no layout child outlives us
+            stop_layout(proc)
+        stderr.seek(0)
+        check_layout(proc.returncode, stderr.read(), dot_path, keep_as)
 
 
-def _keep(dot_path: Path, keep_as: Path | None) -> Path:
+def keep_dot(dot_path: Path, keep_as: Path | None) -> Path:
     if keep_as is None or keep_as == dot_path:
         return dot_path
     shutil.copyfile(dot_path, keep_as)

@@ -1,0 +1,158 @@
+"""Drawing after the script: bounded by a total budget, in order of use, in child
+processes that never outlive gradscope; the script's exit code kept; Ctrl-C and SIGTERM
+stop it and still leave trace.json and the report."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT
+from test_cli import write
+from test_render_layout import chain
+
+from gradscope.model import Diagnostic, Pass, Trace, load
+from gradscope.render.outdir import drawing_order
+
+LSTM_200 = """\
+import torch
+torch.manual_seed(0)
+cell = torch.nn.LSTMCell(4, 8)
+h = c = torch.zeros(1, 8)
+x = torch.randn(200, 1, 4)
+for t in range(200):  # 3,000 nodes: Graphviz needs minutes for it
+    h, c = cell(x[t], (h, c))
+h.sum().backward()
+print("trained")
+"""
+
+CHAIN_5000 = """\
+import torch
+w = torch.ones(3, requires_grad=True)
+h = w
+for _ in range(5000):
+    h = h * 1.0001
+h.sum().backward()
+print("trained")
+"""
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """`gradscope ARGS` started in `tmp_path`, with a temporary folder of its own (to
+    see that nothing is left in it) and output read as text."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp))
+    return subprocess.Popen([sys.executable, "-m", "gradscope.cli", *args], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Command lines of live processes that name `folder` (our layout children do)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline and "_layout_worker" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def assert_nothing_left(tmp_path: Path) -> None:
+    assert processes_using(tmp_path / "tmp") == []
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_graph_that_times_out_is_a_note_and_the_scripts_exit_code_is_kept(tmp_path):
+    write(tmp_path, "chain.py", CHAIN_5000)
+    proc = start(tmp_path, "trace", "-o", "out", "--timeout", "0.3", "chain.py")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err  # the script succeeded: not 2
+    assert out == "trained\n"
+    notes = [line for line in err.splitlines() if "did not finish in 0.3 s" in line]
+    assert len(notes) == 1 and "pass-000.dot" in notes[0] and "Traceback" not in err
+    assert (tmp_path / "out" / "pass-000.dot").read_text().count("MulBackward0") == 5000
+    assert "did not finish in 0.3 s" in (tmp_path / "out" / "report.html").read_text()
+    assert len(load(tmp_path / "out" / "trace.json").passes) == 1
+    assert_nothing_left(tmp_path)
+
+
+def test_drawing_ends_within_the_budget_and_says_how_to_draw_the_rest(tmp_path):
+    write(tmp_path, "lstm.py", LSTM_200)
+    began = time.monotonic()
+    proc = start(tmp_path, "trace", "-o", "out", "--layout-budget", "2", "lstm.py")
+    out, err = proc.communicate(timeout=300)
+    took = time.monotonic() - began
+    assert proc.returncode == 0, err
+    assert out == "trained\n"
+    # Graphviz alone needs minutes for this graph; a generous bound for a loaded machine
+    assert took < 45, f"gradscope took {took:.0f} s with a 2 s layout budget"
+    assert "1 graph(s) not drawn, the layout budget ran out (--layout-budget): pass 0" in err
+    report = (tmp_path / "out" / "report.html").read_text()
+    trace_json, svg = tmp_path / "out" / "trace.json", tmp_path / "out" / "pass-000.svg"
+    assert (f"not drawn: the layout budget (2 s) ran out; draw it later with: "
+            f"gradscope render {trace_json} --pass 0 -o {svg}") in report
+    assert not svg.exists()
+    assert len(load(trace_json).passes[0].graph.nodes) > 3000
+    assert_nothing_left(tmp_path)
+
+
+def _wait_for_drawing(proc: subprocess.Popen, tmp_path: Path) -> None:
+    deadline = time.monotonic() + 240
+    while not processes_using(tmp_path / "tmp"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "drawing never started"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_or_sigterm_while_drawing_stops_it_and_writes_the_report(tmp_path):
+    write(tmp_path, "lstm.py", LSTM_200)
+    for sig, code, name in [(signal.SIGINT, 130, "ctrl-c"), (signal.SIGTERM, 143, "sigterm")]:
+        proc = start(tmp_path, "trace", "-o", name, "--layout-budget", "600", "lstm.py")
+        _wait_for_drawing(proc, tmp_path)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, err
+        assert out == "trained\n" and "Traceback" not in err
+        assert "not drawn, drawing was interrupted: pass 0" in err
+        assert "not drawn: drawing was interrupted; draw it later with: gradscope render" in \
+            (tmp_path / name / "report.html").read_text()
+        assert len(load(tmp_path / name / "trace.json").passes) == 1
+        assert_nothing_left(tmp_path)
+
+
+def test_sigterm_while_the_script_runs_writes_what_was_captured_and_exits_143(tmp_path):
+    write(tmp_path, "slow.py", """\
+        import time, torch
+        w = torch.ones(2, requires_grad=True)
+        (w * 3).sum().backward()
+        print("ready", flush=True)
+        time.sleep(120)
+        print("never")
+        """)
+    proc = start(tmp_path, "trace", "-o", "out", "slow.py")
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert out == "" and "Traceback" not in err
+    saved = load(tmp_path / "out" / "trace.json")
+    assert saved.meta["exit_code"] == 143
+    assert saved.passes[0].graph.leaves[0].grad_after.value == [3.0, 3.0]
+    assert (tmp_path / "out" / "pass-000.svg").exists() and (tmp_path / "out" / "report.html").exists()
+    assert_nothing_left(tmp_path)
+
+
+def test_graphs_are_drawn_in_order_of_use():
+    """A pass a diagnostic points at first, then the most used graphs, then the rest."""
+    passes = [chain(5), chain(6), chain(6), chain(6), chain(7), chain(7)]
+    trace = Trace(passes=[Pass(index=i, api="Tensor.backward", graph=g) for i, g in enumerate(passes)],
+                  diagnostics=[Diagnostic(code="GS101", severity="warning", title="t", message="m", pass_index=5)])
+    assert drawing_order(trace) == [5, 1, 4, 0]
+    assert drawing_order(trace, extra_passes=[3, 0]) == [5, 1, 4, 0, 3]
