@@ -106,6 +106,7 @@ class Node:
     op: str | None = None
     source: Source | None = None
     module: str | None = None
+    module_call: int | None = None  # which call of `module` in this pass made it (0, 1, ...)
     shape: list[int] | None = None
     dtype: str | None = None
     device: str | None = None
@@ -168,11 +169,25 @@ class Edge:
 
 
 @dataclass
+class ModuleCall:
+    """One call of an nn.Module in a pass: the graph's module tree is a list of these,
+    in the order the calls began, each pointing at the call that encloses it."""
+
+    path: str  # dotted path from the largest module seen ("" for that module itself)
+    cls: str  # the module's class name
+    call: int  # which call of this path in the pass (0, 1, ...): Node.module_call
+    parent: int | None = None  # the enclosing call's place in Graph.module_calls
+    parameters: list[str] = field(default_factory=list)  # full names of the parameters it holds
+    nodes: list[str] = field(default_factory=list)  # ids of the op nodes made in it (sub-calls too)
+
+
+@dataclass
 class Graph:
     """An autograd graph: op and leaf nodes, and the edges between them."""
 
     nodes: list[Node] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    module_calls: list[ModuleCall] = field(default_factory=list)  # the pass's module tree
 
     def node(self, node_id: str) -> Node:
         """The node with this id."""
@@ -393,7 +408,7 @@ def _nested() -> dict[type, dict[str, tuple[type, str]]]:
                        "grad_after": (TensorSummary, "one"), "seed": (TensorSummary, "one"),
                        "grad_outputs": (TensorSummary, "list")},
                 Edge: {"grad": (TensorSummary, "one")},
-                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list")},
+                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list"), "module_calls": (ModuleCall, "list")},
                 Pass: {"graph": (Graph, "one"), "source": (Source, "one"), "results": (TensorSummary, "list")},
                 Event: {"source": (Source, "one"), "graph": (Graph, "one")},
                 Diagnostic: {"sources": (Source, "list")},
