@@ -263,6 +263,13 @@ class Graph:
 
         return graph_to_svg(self)
 
+    def render(self, path: str | Path, depth: int | str | None = "auto", expand: tuple[str, ...] = (),
+               fold: bool = True, **options: Any) -> Path:
+        """Draw this graph to `path` (`.svg`, `.png`, `.dot`); options as `Trace.render`."""
+        from .render.graph import render_graph
+
+        return render_graph(self, path, depth=depth, expand=tuple(expand), fold=fold, **options)
+
 
 @dataclass
 class Pass:
@@ -356,11 +363,17 @@ class Trace:
             raise TraceFormatError(f"gradscope trace is malformed: {exc}") from None
 
     # -- convenience -------------------------------------------------------------------
-    def render(self, path: str | Path, pass_index: int = -1, **options: Any) -> Path:
-        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension."""
+    def render(self, path: str | Path, pass_index: int = -1, depth: int | str | None = "auto",
+               expand: tuple[str, ...] = (), fold: bool = True, **options: Any) -> Path:
+        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension.
+
+        `depth`: draw module calls deeper than this as one box each ("auto": the deepest
+        that keeps the picture to 150 boxes, small graphs in full; None: every node);
+        `expand`: module paths to open whatever the depth; `fold`: draw consecutive calls of
+        same-structure modules (a transformer's blocks) once, marked ×N."""
         from .render import render
 
-        return render(self, path, pass_index=pass_index, **options)
+        return render(self, path, pass_index=pass_index, depth=depth, expand=tuple(expand), fold=fold, **options)
 
     def _repr_html_(self) -> str:
         from .render.html import trace_to_html

@@ -16,7 +16,8 @@ from typing import Iterable, Mapping, Sequence
 import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
-from . import fmt
+from . import collapse, fmt
+from .boxes import box_attrs, box_label, run_notes
 
 FONT = "Helvetica"
 SMALL_FONT = 9
@@ -44,6 +45,7 @@ STYLES = {
     "param": Style("parameter", "#fef3c7", "#d97706"),
     "root": Style("root (backward starts here)", "#fce7f3", "#db2777", style="rounded,filled,bold"),
     "backward": Style("made by backward (create_graph)", "#ede9fe", "#7c3aed", style="rounded,filled,dashed"),
+    "module": Style("module call, collapsed", "#f5f5f4", "#57534e", style="filled,bold"),
 }
 
 
@@ -76,12 +78,16 @@ def graph_to_dot(
     title: str | None = None,
     graph_id: str = "gs",
     returned: Mapping[str, TensorSummary | None] | None = None,
+    depth: int | str | None = "auto",
+    expand: Sequence[str] = (),
+    fold: bool = True,
 ) -> str:
     """The DOT source of `graph`, with the nodes and edges that `diagnostics` name in red.
 
     `title` goes above the legend at the bottom; `graph_id` prefixes the SVG element ids,
     so several graphs can share one HTML page. `returned` maps node ids to what
     `torch.autograd.grad` returned for them: that, not `.grad`, is the answer of such a pass.
+    `depth`, `expand`, `fold`: which module calls are drawn as boxes (see collapse.py).
     """
     g = graphviz.Digraph(name=graph_id, format="svg")
     g.attr("graph", id=graph_id, rankdir="TB", nodesep="0.35", ranksep="0.45", fontname=FONT,
@@ -92,34 +98,60 @@ def graph_to_dot(
     ids = {n.id: f"n{i}" for i, n in enumerate(graph.nodes)}  # never put user ids into DOT
     by_id = {n.id: n for n in graph.nodes}
     flagged = {nid for d in diagnostics for nid in d.nodes if nid in ids}
+    shown = collapse.view(graph, depth, expand, fold, flagged)
+    boxes = _box_drawers(graph, shown, diagnostics, ids)
 
-    _add_nodes(g, graph.nodes, ids, flagged, returned or {})
-    for e in graph.edges:
+    _add_nodes(g, shown.nodes, ids, flagged, returned or {}, boxes, run_notes(graph, shown))
+    for e in shown.edges:
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
             g.edge(ids[e.src], ids[e.dst], label=_edge_label(e, by_id), **_red_edge(red))
     for i, d in enumerate(diagnostics):
         _add_note(g, i, d, [ids[n] for n in d.nodes if n in ids])
 
-    used = {kind_of(n) for n in graph.nodes} | {"op", "leaf"}
+    used = {kind_of(n) for n in shown.nodes} | {"op", "leaf"} | ({"module"} if shown.boxes else set())
     g.attr("graph", label=_legend(title, [k for k in STYLES if k in used], bool(diagnostics)))
     return g.source
 
 
 # -- nodes -----------------------------------------------------------------------------
+def _box_drawers(graph: Graph, shown: collapse.View, diagnostics: Sequence[Diagnostic],
+                 ids: dict[str, str]) -> list[tuple[str, object]]:
+    """(enclosing module path, a function that adds the box) per collapsed box; the nodes
+    a box hides are drawn as that box (`ids`), so diagnostics and edges point at it."""
+    drawers = []
+    for b in shown.boxes:
+        ids[b.id] = b.id
+        codes = [d.code for d in diagnostics if b.nodes.intersection(d.nodes)]
+        parent = graph.module_calls[b.parent].path if b.parent is not None else ""
+        drawers.append((parent, lambda g, b=b, codes=codes: g.node(b.id, label=box_label(b, codes), **box_attrs(b))))
+    for nid, box_id in shown.where.items():
+        ids[nid] = box_id
+    return drawers
+
+
 def _add_nodes(g: graphviz.Digraph, nodes: list[Node], ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None]) -> None:
+               returned: Mapping[str, TensorSummary | None], boxes: list[tuple[str, object]] = (),
+               notes: Mapping[str, str] | None = None) -> None:
     """Add nodes, each inside the clusters of its module path (`encoder.layers.0` sits in
-    `encoder` > `encoder.layers` > `encoder.layers.0`)."""
+    `encoder` > `encoder.layers` > `encoder.layers.0`; a second call of a module is a
+    cluster of its own), and the boxes of collapsed calls in their enclosing module's."""
     tree: dict = {}
     for n in forward_order(nodes):
-        level = tree
-        parts = (n.module or "").split(".") if n.module else []
-        for depth in range(len(parts)):
-            level = level.setdefault(".".join(parts[: depth + 1]), {})
-        level.setdefault(None, []).append(n)
+        _level(tree, n.module, n.module_call).setdefault(None, []).append(n)
+    for path, draw in boxes:
+        _level(tree, path, None).setdefault(None, []).append(draw)
     counter = iter(range(1_000_000))
-    _add_level(g, tree, ids, flagged, returned, counter)
+    _add_level(g, tree, ids, flagged, returned, counter, notes or {})
+
+
+def _level(tree: dict, module: str | None, call: int | None) -> dict:
+    level = tree
+    parts = module.split(".") if module else []
+    for depth in range(len(parts)):
+        key = ".".join(parts[: depth + 1])
+        level = level.setdefault(f"{key} (call {call})" if call and depth == len(parts) - 1 else key, {})
+    return level
 
 
 def forward_order(nodes: list[Node]) -> list[Node]:
@@ -134,17 +166,21 @@ def forward_order(nodes: list[Node]) -> list[Node]:
 
 
 def _add_level(g: graphviz.Digraph, level: dict, ids: dict[str, str], flagged: set[str],
-               returned: Mapping[str, TensorSummary | None], counter) -> None:
+               returned: Mapping[str, TensorSummary | None], counter, notes: Mapping[str, str]) -> None:
     for n in level.get(None, []):
+        if callable(n):  # a collapsed module call (see _box_drawers)
+            n(g)
+            continue
         label = node_label(n, returned[n.id] if n.id in returned else _NOT_ASKED)
         g.node(ids[n.id], label=label, **_node_attrs(n, n.id in flagged))
     for path, sub in level.items():
         if path is None:
             continue
         with g.subgraph(name=f"cluster_m{next(counter)}") as c:
-            c.attr(label=f"<<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>>",
+            label = notes.get(path) or f"<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>"
+            c.attr(label=f"<{label}>", labelloc="t" if path in notes else "b",
                    style="rounded,dashed", color="#a8a29e", labeljust="l")
-            _add_level(c, sub, ids, flagged, returned, counter)
+            _add_level(c, sub, ids, flagged, returned, counter, notes)
 
 
 def _node_attrs(node: Node, flagged: bool) -> dict[str, str]:

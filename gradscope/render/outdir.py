@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..model import Trace
 from .html import trace_to_html
@@ -33,9 +33,10 @@ class Written:
 
 
 def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-                  extra_passes: Iterable[int] = (), pictures: Sequence[Path] = ()) -> Written:
+                  extra_passes: Iterable[int] = (), pictures: Sequence[Path] = (),
+                  view: Mapping[str, Any] | None = None) -> Written:
     """Draw each distinct graph of `trace` (and `extra_passes`) into `out_dir`, then the report
-    (which embeds `pictures`, images the script saved)."""
+    (which embeds `pictures`, images the script saved). `view`: `depth`, `expand`, `fold`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.glob("pass-[0-9]*.svg"), *out_dir.glob("pass-[0-9]*.dot"),
                   *out_dir.glob("event-[0-9]*.svg"), *out_dir.glob("event-[0-9]*.dot")]:
@@ -43,7 +44,7 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     written = Written()
     to_draw = sorted({i for g in graph_groups(trace) for i in g.drawn} | set(extra_passes))
     by_index = {p.index: p for p in trace.passes}
-    svgs = {i: _draw(pass_dot(trace, by_index[i]), out_dir / svg_name(i), timeout, written) for i in to_draw}
+    svgs = {i: _draw(pass_dot(trace, by_index[i], **(view or {})), out_dir / svg_name(i), timeout, written) for i in to_draw}
     event_svgs = {i: _draw(event_dot(trace, i), out_dir / event_svg_name(i), timeout, written)
                   for i, _, _ in event_graphs(trace)}
     report = out_dir / "report.html"

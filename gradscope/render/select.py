@@ -5,6 +5,7 @@ a diagnostic points at. A 1,000-step loop gives a handful of pictures, not 1,000
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model import Diagnostic, Event, Pass, Trace
 from .dot import diagnostics_for, graph_to_dot
@@ -59,11 +60,12 @@ def svg_name(pass_index: int) -> str:
     return f"pass-{pass_index:03d}.svg"
 
 
-def pass_dot(trace: Trace, p: Pass) -> str:
-    """The DOT of pass `p`: its graph, diagnostics, caption, and what autograd.grad returned."""
+def pass_dot(trace: Trace, p: Pass, **view: Any) -> str:
+    """The DOT of pass `p`: its graph, diagnostics, caption, and what autograd.grad returned.
+    `view`: `depth`, `expand`, `fold` (see collapse.py)."""
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
     return graph_to_dot(p.graph, pass_diagnostics(trace, p), title=pass_title(p, trace),
-                        graph_id=f"p{p.index}", returned=returned)
+                        graph_id=f"p{p.index}", returned=returned, **view)
 
 
 def event_graphs(trace: Trace) -> list[tuple[int, Event, list[Diagnostic]]]:
