@@ -1,6 +1,7 @@
 """Real models for the module-structure and collapsed-view tests: a GPT-shaped decoder
-with its own attention, a small ResNet, and a model with a module called twice and
-a submodule called directly. Small sizes: the structure is what the tests look at."""
+with its own attention (the tiny_gpt showcase's), a small ResNet, and a model with a
+module called twice and a submodule called directly. Small sizes: the structure is what
+the tests look at."""
 
 from __future__ import annotations
 
@@ -8,50 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gradscope.examples.tiny_gpt import GPT
 
-class Attention(nn.Module):
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).split(d, dim=2)
-        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
-
-
-class Block(nn.Module):
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(d)
-        self.attn = Attention(d, heads)
-        self.ln2 = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
-
-
-class GPT(nn.Module):
-    def __init__(self, vocab: int = 50, d: int = 32, heads: int = 4, blocks: int = 4, context: int = 16) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(vocab, d)
-        self.pos = nn.Embedding(context, d)
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(blocks))
-        self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, vocab, bias=False)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(idx.shape[1])
-        x = self.tok(idx) + self.pos(pos)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x))
+__all__ = ["GPT", "gpt_step", "ResNet", "SharedActivation", "Net", "encoder"]
 
 
 def gpt_step(model: GPT, vocab: int = 50, batch: int = 2, t: int = 8) -> torch.Tensor:

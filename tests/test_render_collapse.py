@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,6 +124,20 @@ def test_collapsed_box_holding_a_diagnostic_is_red(tmp_path):
     assert 'stroke="#dc2626"' in box and "holds nonfinite-gradient" in box
     other = re.search(rf"<title>{ids['0']}</title>.*?</g>", text, re.S).group(0)
     assert "#dc2626" not in other
+
+
+def test_tiny_gpt_showcase_default_view(tmp_path, monkeypatch):
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["tiny_gpt.py", "--steps", "2"])
+    with gradscope.trace() as t:
+        runpy.run_path(str(Path(gradscope.__file__).parents[1] / "examples" / "tiny_gpt.py"), run_name="__main__")
+    assert len(t.passes) == 2
+    graph = t.passes[-1].graph
+    shown = collapse.view(graph)
+    assert [(r.path, r.count) for r in shown.runs] == [("blocks.0", 4)]
+    assert len(svg_boxes(t.render(tmp_path / "g.svg"))) == shown.size < len(graph.nodes)
 
 
 def test_graph_render_takes_the_same_options(gpt_trace, tmp_path):
