@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..model import Graph
 from . import fmt
 from .collapse import Box, View
-from .fold import FoldedRun
 
 FILL, BORDER, RED, GREY, GRAD = "#f5f5f4", "#57534e", "#dc2626", "#57534e", "#1d4ed8"
 SMALL = 9
