@@ -116,3 +116,19 @@ def test_module_tree_is_saved_and_loaded(tmp_path):
     assert [n.module_call for n in back.nodes] == [n.module_call for n in graph.nodes]
     # the top, tok and pos, 10 per block (itself, ln1, attn, qkv, proj, ln2, mlp and its 3), ln_f, head
     assert len(back.module_calls) == 1 + 2 + 2 * 10 + 1 + 1
+
+
+def test_nodes_a_create_graph_backward_made_keep_their_origin():
+    x = torch.tensor([1.0, 2.0], requires_grad=True)
+    w = torch.randn(3, 2, requires_grad=True)
+    with gradscope.trace() as t:
+        y = (x ** 3).sum()
+        (g,) = torch.autograd.grad(y, x, create_graph=True)
+        z = torch.nn.functional.linear(x.unsqueeze(0), w)
+        loss = z.sum() + g.sum()
+        loss.backward()
+    nodes = [n for n in t.passes[-1].graph.nodes if n.kind == "op"]
+    made = [n for n in nodes if n.created_by_backward]
+    assert len(made) == 3 and all(n.source is None and n.created_by.startswith("pow at ") for n in made)
+    (transpose,) = [n for n in nodes if n.grad_fn == "TBackward0"]
+    assert transpose.source.code == "z = torch.nn.functional.linear(x.unsqueeze(0), w)"

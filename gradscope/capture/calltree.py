@@ -54,7 +54,7 @@ def _tree(made_in: list[tuple], log: "CallLog") -> list[ModuleCall]:
         number = numbers.get(path, 0)
         numbers[path] = number + 1
         place[call] = len(calls)
-        calls.append(ModuleCall(path, cls, number, place.get(parent), list(log.parameters.get(path, ()))))
+        calls.append(ModuleCall(path, cls.__name__, number, place.get(parent), list(log.parameters.get(path, ()))))
     for node, call in made_in:
         k = place.get(call)
         if k is None:

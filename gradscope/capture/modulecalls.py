@@ -16,27 +16,29 @@ _MAX_CALLS = 1 << 17
 
 
 class CallLog:
-    """call id -> (module path, class name, enclosing call id); 0 is "no call"."""
+    """call id -> (module path, module class, enclosing call id); 0 is "no call"."""
 
     def __init__(self, parameter_names: IdTable) -> None:
-        self.records: dict[int, tuple[str, str, int]] = {}
+        self.records: dict[int, tuple[str, type, int]] = {}
         # module path -> the full names of the parameters the module holds (found once)
         self.parameters: dict[str, list[str]] = {}
         self._parameter_names = parameter_names
         self._next = 0
 
     def enter(self, module: torch.nn.Module, path: str, parent: int) -> int:
-        """Log a call of `module` (at `path`) inside call `parent`; return its id."""
-        self._next += 1
-        records = self.records
-        records[self._next] = (path, type(module).__name__, parent)
+        """Log a call of `module` (at `path`) inside call `parent`; return its id.
+        (Runs on every module call: kept to a few operations.)"""
+        call = self._next = self._next + 1
+        self.records[call] = (path, type(module), parent)
         if path not in self.parameters:
-            names = self._parameter_names
-            self.parameters[path] = [n for n in (names.get(p) for p in module.parameters()) if n]
-        if len(records) > _MAX_CALLS:
-            for old in list(records)[: _MAX_CALLS // 2]:
-                del records[old]
-        return self._next
+            self._first_call(module, path)
+        if not call & (_MAX_CALLS - 1):  # now and then, forget the oldest calls
+            self.records = {k: v for k, v in self.records.items() if k > call - _MAX_CALLS // 2}
+        return call
+
+    def _first_call(self, module: torch.nn.Module, path: str) -> None:
+        names = self._parameter_names
+        self.parameters[path] = [n for n in (names.get(p) for p in module.parameters()) if n]
 
 
 # module -> its outermost parent (a weak reference); asking the garbage collector who

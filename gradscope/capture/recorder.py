@@ -112,8 +112,12 @@ class RecordingMode(TorchFunctionMode):
         self._seq = 0
         self._stmt = 0
         self._last_stmt_key: tuple = ()
-        # where the next call's nodes start (see opcalls.py); -1: unknown, probe first
+        # where the next call's nodes start (see opcalls.py), counted again after each
+        # backward (a create_graph backward makes nodes in this thread)
         self._next_first: int | None = next_sequence_nr()
+        from .backward import BACKWARD_APIS  # (backward.py imports this module)
+
+        self._backward_apis = frozenset(BACKWARD_APIS)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
@@ -125,10 +129,12 @@ class RecordingMode(TorchFunctionMode):
             return func(*args, **kwargs)
         special = self._intercepted.get(func)
         if special is not None:
-            self._next_first = -1  # a backward may make nodes (create_graph): count again
+            if func in self._backward_apis:
+                try:
+                    return special(func, args, kwargs)
+                finally:
+                    self._next_first = next_sequence_nr()
             return special(func, args, kwargs)
-        if self._next_first == -1:
-            self._next_first = next_sequence_nr()
 
         tensors = _tensor_args(args, kwargs)
         versions = list(map(_version_of, tensors))
