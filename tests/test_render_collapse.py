@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import gradscope
+from gradscope.model import Graph
 from gradscope.render import collapse
 from realmodels import GPT, ResNet, encoder, gpt_step
 
@@ -145,6 +146,8 @@ def test_graph_render_takes_the_same_options(gpt_trace, tmp_path):
     assert len(svg_boxes(graph.render(tmp_path / "g.svg", depth=0, fold=False))) == 12
     with pytest.raises(ValueError, match="depth"):
         graph.render(tmp_path / "g.dot", depth=-1)
+    with pytest.raises(ValueError, match="depth must be a whole number >= 0, None or 'auto', not 'deep'"):
+        collapse.view(Graph(), "deep")  # (also where there is no module to collapse)
 
 
 def test_cli_render_depth_expand_no_fold(gpt_trace, tmp_path, gradscope_cmd):

@@ -73,6 +73,8 @@ def view(graph: Graph, depth: int | str | None = "auto", expand: Sequence[str] =
          flagged: Iterable[str] = ()) -> View:
     """What to draw of `graph` (see the module docstring). `flagged`: node ids that
     diagnostics point at (the boxes holding them are flagged too)."""
+    if depth not in ("auto", None) and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
+        raise ValueError(f"depth must be a whole number >= 0, None or 'auto', not {depth!r}")
     flagged = set(flagged)
     if depth == "auto":
         full = View(list(graph.nodes), [], list(graph.edges))
@@ -87,8 +89,6 @@ def view(graph: Graph, depth: int | str | None = "auto", expand: Sequence[str] =
         return best if best is not None and best.size < full.size else full
     if depth is None or not graph.module_calls:
         return View(list(graph.nodes), [], list(graph.edges))
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise ValueError(f"depth must be a whole number >= 0, None or 'auto', not {depth!r}")
     return _collapse(graph, depth, _depths(graph.module_calls), expand, fold, flagged)
 
 
