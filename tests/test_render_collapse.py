@@ -165,3 +165,15 @@ def test_cli_render_depth_expand_no_fold(gpt_trace, tmp_path, gradscope_cmd):
     bad = gradscope_cmd("render", str(saved), "-o", str(out), "--depth", "deep")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "gradscope: --depth must be a whole number, 'auto' or 'full', not 'deep'"
+
+
+def test_a_module_called_twice_is_two_clusters(tmp_path):
+    from realmodels import SharedActivation
+
+    torch.manual_seed(0)
+    model = SharedActivation()
+    with gradscope.trace() as t:
+        model(torch.randn(3, 4)).sum().backward()
+    text = t.render(tmp_path / "g.svg").read_text()
+    labels = re.findall(r'class="cluster">\s*<title>[^<]*</title>.*?<text[^>]*>([^<]*)</text>', text, re.S)
+    assert sorted(labels) == ["act", "act (call 1)", "fc1", "fc2"]
