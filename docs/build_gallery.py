@@ -73,6 +73,12 @@ SHOWCASES = [
                 "The two classes and the decision boundary learned once accuracy passed 99% "
                 "(drawn by the example itself with matplotlib).", -1),
     ]),
+    Showcase("tiny_gpt", "A GPT-shaped decoder, collapsed and folded", [
+        Picture("tiny_gpt.svg",
+                "The last training step's default view: embeddings, head and loss op by op, the "
+                "four identical blocks drawn once as block 0 and marked ×4, with each block's "
+                "gradient norm.", -1),
+    ], argv=["--steps", "3"]),
 ]
 
 

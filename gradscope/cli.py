@@ -197,15 +197,23 @@ def list_examples() -> dict[str, tuple[Path, str]]:
               help="The pass to draw [default: the last for a file; each distinct graph for a folder].")
 @click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
               metavar="SECONDS", help="Time allowed to lay out each graph.")
+@click.option("--depth", default="auto", show_default=True, metavar="N|auto|full",
+              help="Draw module calls deeper than N as one box each; 'full' draws every node.")
+@click.option("--expand", multiple=True, metavar="PATH",
+              help="Open this module (e.g. encoder.layers.3) whatever the depth; repeatable.")
+@click.option("--no-fold", is_flag=True, help="Draw repeated blocks one by one, not once marked ×N.")
 @_one_line_errors
-def render_command(trace_file: Path, output: Path | None, pass_index: int | None, timeout: float) -> None:
+def render_command(trace_file: Path, output: Path | None, pass_index: int | None, timeout: float,
+                   depth: str, expand: tuple[str, ...], no_fold: bool) -> None:
     """Re-render a saved TRACE (trace.json) to a file or an output folder.
 
     \b
     Examples:
       gradscope render gradscope-out/train/trace.json
       gradscope render trace.json -o pass0.png --pass 0
+      gradscope render trace.json -o g.svg --depth 1 --expand blocks.3 --no-fold
     """
+    view = {"depth": _depth_option(depth), "expand": expand, "fold": not no_fold}
     saved = load(trace_file)
     out = output if output is not None else trace_file.parent
     if pass_index is not None and not any(p.index == pass_index for p in saved.passes):
@@ -213,7 +221,7 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
     if out.suffix.lower() in EXTENSIONS:
         position = -1 if pass_index is None else [p.index for p in saved.passes].index(pass_index)
         try:
-            path = render(saved, out, pass_index=position, timeout=timeout)
+            path = render(saved, out, pass_index=position, timeout=timeout, **view)
         except ValueError as exc:
             raise BadInput(f"gradscope: {exc}") from None
         except OSError as exc:
@@ -225,7 +233,7 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
     _check_writable(out)
     with sigterm_raises():
         written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [],
-                         trace_path=trace_file)
+                         trace_path=trace_file, view=view)
     with signals_deferred():
         click.echo(summary(saved, written.files, trace_file.name), err=True)
         _report_layout_errors(written)
@@ -332,12 +340,26 @@ def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
 
 
 def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = (),
-           pictures: Sequence[Path] = (), budget: float = DEFAULT_BUDGET, trace_path: Path | None = None) -> Written:
+           pictures: Sequence[Path] = (), budget: float = DEFAULT_BUDGET, trace_path: Path | None = None,
+           view: dict[str, Any] | None = None) -> Written:
     try:
         return write_outputs(result, out_dir, timeout, extra_passes=extra, pictures=pictures,
-                             budget=budget, trace_path=trace_path)
+                             budget=budget, trace_path=trace_path, view=view)
     except OSError as exc:
         raise BadInput(f"gradscope: cannot write to {out_dir}: {exc.strerror or exc}") from None
+
+
+def _depth_option(text: str) -> int | str | None:
+    """`--depth`: "auto", "full" (every node) or a whole number."""
+    if text in ("auto", "full"):
+        return None if text == "full" else text
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = -1
+    if depth < 0:
+        raise BadInput(f"gradscope: --depth must be a whole number, 'auto' or 'full', not {text!r}")
+    return depth
 
 
 def _report_layout_errors(written: Written) -> None:

@@ -114,6 +114,7 @@ class Node:
     op: str | None = None
     source: Source | None = None
     module: str | None = None
+    module_call: int | None = None  # which call of `module` in this pass made it (0, 1, ...)
     shape: list[int] | None = None
     dtype: str | None = None
     device: str | None = None
@@ -179,11 +180,25 @@ class Edge:
 
 
 @dataclass
+class ModuleCall:
+    """One call of an nn.Module in a pass: the graph's module tree is a list of these,
+    in the order the calls began, each pointing at the call that encloses it."""
+
+    path: str  # dotted path from the largest module seen ("" for that module itself)
+    cls: str  # the module's class name
+    call: int  # which call of this path in the pass (0, 1, ...): Node.module_call
+    parent: int | None = None  # the enclosing call's place in Graph.module_calls
+    parameters: list[str] = field(default_factory=list)  # full names of the parameters it holds
+    nodes: list[str] = field(default_factory=list)  # ids of the op nodes made in it (sub-calls too)
+
+
+@dataclass
 class Graph:
     """An autograd graph: op and leaf nodes, and the edges between them."""
 
     nodes: list[Node] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    module_calls: list[ModuleCall] = field(default_factory=list)  # the pass's module tree
 
     def node(self, node_id: str) -> Node:
         """The node with this id."""
@@ -261,6 +276,13 @@ class Graph:
 
     def __repr__(self) -> str:  # short: a notebook keeps it as the output's text/plain
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
+
+    def render(self, path: str | Path, depth: int | str | None = "auto", expand: tuple[str, ...] = (),
+               fold: bool = True, **options: Any) -> Path:
+        """Draw this graph to `path` (`.svg`, `.png`, `.dot`); options as `Trace.render`."""
+        from .render.graph import render_graph
+
+        return render_graph(self, path, depth=depth, expand=tuple(expand), fold=fold, **options)
 
 
 @dataclass
@@ -363,11 +385,17 @@ class Trace:
             raise TraceFormatError(f"gradscope trace is malformed: {exc}") from None
 
     # -- convenience -------------------------------------------------------------------
-    def render(self, path: str | Path, pass_index: int = -1, **options: Any) -> Path:
-        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension."""
+    def render(self, path: str | Path, pass_index: int = -1, depth: int | str | None = "auto",
+               expand: tuple[str, ...] = (), fold: bool = True, **options: Any) -> Path:
+        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension.
+
+        `depth`: draw module calls deeper than this as one box each ("auto": the deepest
+        that keeps the picture to 150 boxes, small graphs in full; None: every node);
+        `expand`: module paths to open whatever the depth; `fold`: draw consecutive calls of
+        same-structure modules (a transformer's blocks) once, marked ×N."""
         from .render import render
 
-        return render(self, path, pass_index=pass_index, **options)
+        return render(self, path, pass_index=pass_index, depth=depth, expand=tuple(expand), fold=fold, **options)
 
     def _repr_html_(self) -> str:
         from .render.html import trace_to_html
@@ -421,7 +449,7 @@ def _nested() -> dict[type, dict[str, tuple[type, str]]]:
                        "grad_after": (TensorSummary, "one"), "seed": (TensorSummary, "one"),
                        "grad_outputs": (TensorSummary, "list")},
                 Edge: {"grad": (TensorSummary, "one")},
-                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list")},
+                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list"), "module_calls": (ModuleCall, "list")},
                 Pass: {"graph": (Graph, "one"), "source": (Source, "one"), "results": (TensorSummary, "list")},
                 Event: {"source": (Source, "one"), "graph": (Graph, "one")},
                 Diagnostic: {"sources": (Source, "list")},

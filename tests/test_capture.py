@@ -506,13 +506,13 @@ def test_argument_names(code, op, index, tensor_args, expected):
     assert argument_name(code, op, index, tensor_args) == expected
 
 
-def test_submodule_called_alone_first_is_named_by_its_parent_later():
+def test_submodule_called_alone_first_is_named_by_its_parent():
     model = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
     with gradscope.trace() as t:
         model[2](torch.ones(1, 2)).sum().backward()
         model(torch.ones(1, 2)).sum().backward()
     first, second = t.passes
-    assert {n.name for n in first.graph.leaves} == {"weight", "bias"}  # all it could know then
+    assert {n.name for n in first.graph.leaves} == {"2.weight", "2.bias"}  # its parent is found
     assert {n.name for n in second.graph.leaves} == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert {n.module for n in second.graph.nodes if n.op == "linear"} == {"0", "2"}
 

@@ -31,6 +31,7 @@ NAMES = [
     "requires_grad",
     "leaf_inplace",
     "logistic_regression",
+    "tiny_gpt",
 ]
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
 
@@ -160,6 +161,14 @@ def test_logistic_regression_converges_and_saves_png(plain):
     assert its[-1][0] < 500  # well under the 1,000-iteration budget
     png = plain["cwd"] / "logistic_regression.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tiny_gpt_learns_its_sentence(plain):
+    r = plain[("tiny_gpt", ())]
+    assert r.returncode == 0, r.stderr
+    first, last = _lines(r)
+    assert first == "step 0: loss 3.166"
+    assert last.startswith("step 39: loss ") and float(last.split()[-1]) < 0.01
 
 
 # -- traced runs ---------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from torch.nn.modules.module import (
 )
 
 from .idtable import IdTable
+from .modulecalls import CallLog, outermost_parent
 from .names import leaf_names_changed
 from .recorder import compile_flags, dynamo_compiling
-
 
 
 class ModuleTracker:
@@ -36,6 +36,9 @@ class ModuleTracker:
         self._handles: list = []
         # modules whose forward ran since the checks last looked (id -> module), in call order
         self.ran: dict[int, torch.nn.Module] = {}
+        self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
+        self.call = 0  # the id of the innermost running call (0: none); every op reads it
+        self._call_stack: list[int] = []
 
     def install(self) -> None:
         self._handles = [
@@ -50,6 +53,8 @@ class ModuleTracker:
         self._stack.clear()
         self.current = None
         self.ran.clear()
+        self._call_stack.clear()
+        self.call = 0
 
     def _enter(self, module: torch.nn.Module, args) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
@@ -59,11 +64,12 @@ class ModuleTracker:
             if self._stack:
                 path = type(module).__name__.lower()  # a module not registered under its parent
             else:
-                self._adopt(module)
-                path = ""
+                path = self._adopt(module)
         self._stack.append(path)
         self.current = path or None
         self.ran[id(module)] = module
+        self._call_stack.append(self.call)
+        self.call = self.calls.enter(module, path, self.call)
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
@@ -73,15 +79,27 @@ class ModuleTracker:
         if stack:
             stack.pop()
             self.current = stack[-1] or None if stack else None
+        if self._call_stack:
+            self.call = self._call_stack.pop()
         return None
 
-    def _adopt(self, root: torch.nn.Module) -> None:
-        """Name every submodule and parameter of a module that runs at the top level.
+    def _adopt(self, module: torch.nn.Module) -> str:
+        """Name every submodule and parameter of the outermost module holding a module that
+        runs at the top level, and return the running module's path.
 
-        The largest module wins: after `model[1](h)` then `model(x)`, model[1]'s weight is
-        `1.weight`, not `weight`. A name, once given by a module, is kept (the first of
-        shared parameters' names).
+        `model.blocks[3](x)` names from `model` (`blocks.3.attn.weight`). The largest module
+        wins: after `model[1](h)` then `model(x)`, model[1]'s weight is `1.weight`, not
+        `weight`. A name, once given by a module, is kept (the first of shared parameters'
+        names).
         """
+        root = outermost_parent(module)
+        if root is not module:
+            self._name_from(root)
+            return self._paths.get(module) or ""
+        self._name_from(module)
+        return ""
+
+    def _name_from(self, root: torch.nn.Module) -> None:
         leaf_names_changed()
         size = sum(1 for _ in root.modules())
         for name, sub in root.named_modules(remove_duplicate=False):

@@ -52,6 +52,10 @@ class NodeTable:
         """The note on `fn`, or None."""
         return self._find(fn._sequence_nr(), type(fn))
 
+    def forward_notes(self) -> dict[int, Any]:
+        """Sequence number -> note of the forward ops (read-only: see opcalls.owner_note)."""
+        return self._notes
+
     def key_if_new(self, fn) -> int | None:
         """`fn`'s key, or None when it has a note already (the recorder's `get` and `put` in one)."""
         key = fn._sequence_nr()

@@ -19,6 +19,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
+from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
 
 if TYPE_CHECKING:
@@ -44,9 +45,10 @@ class OpInfo:
     `NodeTable`)."""
 
     __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "output",
-                 "mark", "prev_mark", "key")
+                 "mark", "prev_mark", "key", "first", "call")
 
-    def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks, output):
+    def __init__(self, cls, tensor, op, source, module, stmt, seq, inputs, saved_hooks, output,
+                 first=None, call=0):
         self.cls: type = cls  # the grad_fn's class: a check on the table's key
         self.tensor = tensor  # weak reference to the op's output
         self.op: str = op
@@ -64,6 +66,9 @@ class OpInfo:
         self.mark: tuple | None = None  # (pass index, retain_graph) of the last pass through it
         self.prev_mark: tuple | None = None  # ... and of the one before
         self.key = 0  # the node's key in the NodeTable (set when added)
+        # the lowest sequence number the op call may have given an internal node (see opcalls.py)
+        self.first: int | None = first
+        self.call: int = call  # the module call it ran in (ModuleTracker's call id; 0: none)
 
 
 def op_name(func: Callable) -> str:
@@ -107,6 +112,12 @@ class RecordingMode(TorchFunctionMode):
         self._seq = 0
         self._stmt = 0
         self._last_stmt_key: tuple = ()
+        # where the next call's nodes start (see opcalls.py), counted again after each
+        # backward (a create_graph backward makes nodes in this thread)
+        self._next_first: int | None = next_sequence_nr()
+        from .backward import BACKWARD_APIS  # (backward.py imports this module)
+
+        self._backward_apis = frozenset(BACKWARD_APIS)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
@@ -118,6 +129,11 @@ class RecordingMode(TorchFunctionMode):
             return func(*args, **kwargs)
         special = self._intercepted.get(func)
         if special is not None:
+            if func in self._backward_apis:
+                try:
+                    return special(func, args, kwargs)
+                finally:
+                    self._next_first = next_sequence_nr()
             return special(func, args, kwargs)
 
         tensors = _tensor_args(args, kwargs)
@@ -161,17 +177,21 @@ class RecordingMode(TorchFunctionMode):
         source, stmt = self._where(user_frame(2))
         self._seq += 1
         out_ref = _weakref(out)
+        first, self._next_first = self._next_first, key + 1
+        modules = self.tracer.modules
         nodes.put(key, OpInfo(
             type(grad_fn),
             out_ref,
             op_name(func),
             source,
-            self.tracer.modules.current,
+            modules.current,
             stmt,
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
             _top_saved_hooks(False) is not None,
             output,
+            first,
+            modules.call,
         ))
         self._recent.append(out_ref)
 

@@ -39,6 +39,7 @@ class QuietTemplate:
         self.wiring = index.wiring
         self.edges: list[Edge] = graph.edges
         self.nodes: list[Node] = graph.nodes
+        self.module_calls = graph.module_calls  # (shared too: see walk)
         self.roots = [k for k, node in enumerate(graph.nodes) if node.is_root]
         self.generation = names.generation()
         # per node: an op's key (see `_op_key`), or a leaf's (weakref to its tensor, shape,

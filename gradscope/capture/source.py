@@ -12,6 +12,7 @@ import linecache
 import os
 import re
 import sys
+import sysconfig
 from types import CodeType, FrameType
 
 import torch
@@ -26,6 +27,12 @@ _INTERNAL_DIRS = (
 )
 # The showcases ship inside the package but are user code.
 _USER_DIRS = (os.path.join(_PACKAGE_DIR, "examples") + os.sep,)
+# Installed libraries (site-packages) and the standard library: an op they run is given
+# the user's line that called into them, when there is one.
+_LIBRARY_DIRS = tuple(sorted({
+    os.path.abspath(p) + os.sep
+    for p in (sysconfig.get_paths().get(k) for k in ("purelib", "platlib", "stdlib", "platstdlib")) if p
+}))
 
 _internal_by_file: dict[str, bool] = {}
 _sources: dict[tuple, tuple] = {}  # (id of a code object, line) -> (that code object, its Source)
@@ -54,24 +61,40 @@ def _is_internal(filename: str) -> bool:
 # constants. The code objects are kept (in `_codes_kept`), so that their ids stay theirs.
 _internal_codes: set[int] = set()
 _user_codes: set[int] = set()
+_library_codes: set[int] = set()
 _codes_kept: list = []
 
 
+def _is_library(filename: str) -> bool:
+    path = os.path.abspath(filename) if not filename.startswith("<") else filename
+    return path.startswith(_LIBRARY_DIRS)
+
+
 def user_frame(depth: int = 1) -> FrameType | None:
-    """The innermost frame outside torch and gradscope, or None."""
+    """The innermost frame outside torch and gradscope, and outside installed libraries
+    when user code called into them; or None."""
     frame: FrameType | None = sys._getframe(depth + 1)
     internal_codes, user_codes = _internal_codes, _user_codes
+    library = None  # the innermost library frame, if no user frame is found
     while frame is not None:
         key = id(frame.f_code)
         if key in internal_codes:
             frame = frame.f_back
         elif key in user_codes:
             return frame
+        elif key in _library_codes:
+            library = library or frame
+            frame = frame.f_back
         else:
             code = frame.f_code
             _codes_kept.append(code)
-            (internal_codes if _is_internal(code.co_filename) else user_codes).add(key)
-    return None
+            if _is_internal(code.co_filename):
+                internal_codes.add(key)
+            elif _is_library(code.co_filename):
+                _library_codes.add(key)
+            else:
+                user_codes.add(key)
+    return library
 
 
 def source_of(frame: FrameType | None) -> Source | None:

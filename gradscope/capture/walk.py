@@ -15,6 +15,7 @@ import torch
 
 from ..model import Edge, Graph, Node
 from .argnames import argument_name
+from .calltree import attach_module_calls
 from .names import explicit_leaf_name, node_name
 from .recorder import OpInfo, assigned_name
 from .repeat import QuietTemplate
@@ -130,6 +131,7 @@ def walk(
     index.notes = [None if type(fn) is _ACCUMULATE_GRAD or notes is None else notes.get(fn) for fn in fns]
     if like is not None and like.wiring == raw_edges:
         if like.fill(index, fns, roots_found, batch, batch.options.max_values):
+            graph.module_calls = like.module_calls
             return index
         graph.edges = list(like.edges)  # wired alike: the edges are the same, the nodes are not
         index.edges_shared = True
@@ -141,6 +143,8 @@ def walk(
     for k in roots_found:
         graph.nodes[k].is_root = True
     namer.name(graph, index, notes)
+    if tracer is not None:
+        attach_module_calls(graph, fns, index.notes, notes, tracer.modules.calls)
     if own_batch:
         batch.resolve()
         finish_leaf_values(index.pending_values)

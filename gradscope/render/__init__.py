@@ -25,12 +25,15 @@ def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any)
     `pass_index` picks the pass by position (negative counts from the end); a trace with no
     pass draws the graph its last error kept (`leaf_inplace`: the graph when `w.add_(1)` was
     refused). Options:
-    `timeout` (seconds for layout, default 60). Raises ValueError for an unknown
+    `timeout` (seconds for layout, default 60); `depth` ("auto", a number, or None for
+    every node), `expand` (module paths to open) and `fold` (draw repeated blocks once)
+    choose which module calls are drawn as boxes (see collapse.py). Raises ValueError for an unknown
     extension or a pass that does not exist, and LayoutError when layout runs out of time
     (the DOT is then left beside `path`).
     """
     path = Path(path)
     timeout = float(options.pop("timeout", DEFAULT_TIMEOUT))
+    view = {k: options.pop(k) for k in ("depth", "expand", "fold") if k in options}
     if options:
         raise TypeError(f"render() got unknown options: {', '.join(sorted(options))}")
     ext = path.suffix.lower()
@@ -45,7 +48,7 @@ def render(trace: Trace, path: str | Path, pass_index: int = -1, **options: Any)
         except IndexError:
             raise ValueError(f"no pass {pass_index}: the trace has {len(trace.passes)} "
                              f"(0 to {len(trace.passes) - 1})") from None
-        source = pass_dot(trace, p)
+        source = pass_dot(trace, p, **view)
     else:  # no backward ran, but an error kept the graph as it stood (a leaf edited in place)
         events = [i for i, e in enumerate(trace.events) if e.graph is not None]
         if not events:

@@ -16,7 +16,8 @@ from typing import Iterable, Mapping, Sequence
 import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
-from . import fmt
+from . import collapse, fmt
+from .boxes import box_attrs, box_label, run_notes
 from .names import display_names
 
 FONT = "Helvetica"
@@ -45,6 +46,7 @@ STYLES = {
     "param": Style("parameter", "#fef3c7", "#d97706"),
     "root": Style("root (backward starts here)", "#fce7f3", "#db2777", style="rounded,filled,bold"),
     "backward": Style("made by backward (create_graph)", "#ede9fe", "#7c3aed", style="rounded,filled,dashed"),
+    "module": Style("module call, collapsed", "#f5f5f4", "#57534e", style="filled,bold"),
 }
 
 
@@ -78,6 +80,9 @@ def graph_to_dot(
     graph_id: str = "gs",
     returned: Mapping[str, TensorSummary | None] | None = None,
     requires_grad: bool = False,
+    depth: int | str | None = "auto",
+    expand: Sequence[str] = (),
+    fold: bool = True,
 ) -> str:
     """The DOT source of `graph`, with the nodes and edges that `diagnostics` name in red.
 
@@ -85,6 +90,7 @@ def graph_to_dot(
     so several graphs can share one HTML page. `returned` maps node ids to what
     `torch.autograd.grad` returned for them: that, not `.grad`, is the answer of such a pass.
     `requires_grad` shows each node's requires_grad, and for an op where it comes from.
+    `depth`, `expand`, `fold`: which module calls are drawn as boxes (see collapse.py).
     """
     g = graphviz.Digraph(name=graph_id, format="svg")
     g.attr("graph", id=graph_id, rankdir="TB", nodesep="0.35", ranksep="0.45", fontname=FONT,
@@ -94,6 +100,8 @@ def graph_to_dot(
 
     ids = {n.id: f"n{i}" for i, n in enumerate(graph.nodes)}  # never put user ids into DOT
     flagged = {nid for d in diagnostics for nid in d.nodes if nid in ids}
+    shown = collapse.view(graph, depth, expand, fold, flagged)
+    boxes = _box_drawers(graph, shown, diagnostics, ids)
 
     addends: dict[str, list[TensorSummary | None]] = {}
     inputs: dict[str, list[str]] = {}
@@ -101,16 +109,16 @@ def graph_to_dot(
         addends.setdefault(e.src, []).append(e.grad)
         inputs.setdefault(e.dst, []).append(e.src)
     drawing = _Drawing(ids, flagged, returned or {}, addends, inputs if requires_grad else None,
-                       display_names(forward_order(graph.nodes)))
-    _add_nodes(g, graph.nodes, drawing)
-    for e in graph.edges:
+                       display_names(forward_order(graph.nodes)), run_notes(graph, shown))
+    _add_nodes(g, shown.nodes, drawing, boxes)
+    for e in shown.edges:
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
             g.edge(ids[e.src], ids[e.dst], label=_edge_label(e, drawing.names), **_red_edge(red))
     for i, d in enumerate(diagnostics):
         _add_note(g, i, d, [ids[n] for n in d.nodes if n in ids])
 
-    used = {kind_of(n) for n in graph.nodes} | {"op", "leaf"}
+    used = {kind_of(n) for n in shown.nodes} | {"op", "leaf"} | ({"module"} if shown.boxes else set())
     g.attr("graph", label=_legend(title, [k for k in STYLES if k in used], bool(diagnostics)))
     return g.source
 
@@ -127,20 +135,45 @@ class _Drawing:
     addends: dict[str, list[TensorSummary | None]]
     inputs: dict[str, list[str]] | None  # ids of each node's inputs, to show requires_grad
     names: dict[str, str]  # the name drawn for each node
+    notes: Mapping[str, str]  # cluster titles of folded module calls (`×12` and their norms)
     clusters: int = 0
 
 
-def _add_nodes(g: graphviz.Digraph, nodes: list[Node], drawing: _Drawing) -> None:
+def _box_drawers(graph: Graph, shown: collapse.View, diagnostics: Sequence[Diagnostic],
+                 ids: dict[str, str]) -> list[tuple[str, object]]:
+    """(enclosing module path, a function that adds the box) per collapsed box; the nodes
+    a box hides are drawn as that box (`ids`), so diagnostics and edges point at it."""
+    drawers = []
+    for b in shown.boxes:
+        ids[b.id] = b.id
+        codes = [d.code for d in diagnostics if b.nodes.intersection(d.nodes)]
+        parent = graph.module_calls[b.parent].path if b.parent is not None else ""
+        drawers.append((parent, lambda g, b=b, codes=codes: g.node(b.id, label=box_label(b, codes), **box_attrs(b))))
+    for nid, box_id in shown.where.items():
+        ids[nid] = box_id
+    return drawers
+
+
+def _add_nodes(g: graphviz.Digraph, nodes: list[Node], drawing: _Drawing,
+               boxes: Sequence[tuple[str, object]] = ()) -> None:
     """Add nodes, each inside the clusters of its module path (`encoder.layers.0` sits in
-    `encoder` > `encoder.layers` > `encoder.layers.0`)."""
+    `encoder` > `encoder.layers` > `encoder.layers.0`; a second call of a module is a
+    cluster of its own), and the boxes of collapsed calls in their enclosing module's."""
     tree: dict = {}
     for n in forward_order(nodes):
-        level = tree
-        parts = (n.module or "").split(".") if n.module else []
-        for depth in range(len(parts)):
-            level = level.setdefault(".".join(parts[: depth + 1]), {})
-        level.setdefault(None, []).append(n)
+        _level(tree, n.module, n.module_call).setdefault(None, []).append(n)
+    for path, draw in boxes:
+        _level(tree, path, None).setdefault(None, []).append(draw)
     _add_level(g, tree, drawing)
+
+
+def _level(tree: dict, module: str | None, call: int | None) -> dict:
+    level = tree
+    parts = module.split(".") if module else []
+    for depth in range(len(parts)):
+        key = ".".join(parts[: depth + 1])
+        level = level.setdefault(f"{key} (call {call})" if call and depth == len(parts) - 1 else key, {})
+    return level
 
 
 def forward_order(nodes: list[Node]) -> list[Node]:
@@ -156,6 +189,9 @@ def forward_order(nodes: list[Node]) -> list[Node]:
 
 def _add_level(g: graphviz.Digraph, level: dict, drawing: _Drawing) -> None:
     for n in level.get(None, []):
+        if callable(n):  # a collapsed module call (see _box_drawers)
+            n(g)
+            continue
         returned = drawing.returned[n.id] if n.id in drawing.returned else _NOT_ASKED
         label = node_label(n, returned, drawing.addends.get(n.id, ()), drawing.names[n.id])
         if drawing.inputs is not None:
@@ -167,7 +203,8 @@ def _add_level(g: graphviz.Digraph, level: dict, drawing: _Drawing) -> None:
             continue
         drawing.clusters += 1
         with g.subgraph(name=f"cluster_m{drawing.clusters}") as c:
-            c.attr(label=f"<<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>>",
+            label = drawing.notes.get(path) or f"<font point-size='10' color='{GREY}'>{fmt.esc(path, 60)}</font>"
+            c.attr(label=f"<{label}>", labelloc="t" if path in drawing.notes else "b",
                    style="rounded,dashed", color="#a8a29e", labeljust="l")
             _add_level(c, sub, drawing)
 

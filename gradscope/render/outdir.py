@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..model import Trace
 from ..signals import signals_deferred
@@ -42,16 +42,17 @@ class Written:
 
 def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
                   extra_passes: Iterable[int] = (), pictures: Sequence[Path] = (),
-                  budget: float = DEFAULT_BUDGET, trace_path: Path | None = None) -> Written:
+                  budget: float = DEFAULT_BUDGET, trace_path: Path | None = None,
+                  view: Mapping[str, Any] | None = None) -> Written:
     """Draw the distinct graphs of `trace` (and `extra_passes`) into `out_dir` within
     `budget` seconds in all (`timeout` each), then the report (which embeds `pictures`,
     images the script saved). `trace_path` is the saved trace the report's notes name
-    for drawing later what the budget did not reach."""
+    for drawing later what the budget did not reach. `view`: `depth`, `expand`, `fold`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(out_dir)
     by_index = {p.index: p for p in trace.passes}
     jobs = [Job(("event", i), event_dot(trace, i), out_dir / event_svg_name(i)) for i, _, _ in event_graphs(trace)]
-    jobs += [Job(("pass", i), pass_dot(trace, by_index[i]), out_dir / svg_name(i))
+    jobs += [Job(("pass", i), pass_dot(trace, by_index[i], **(view or {})), out_dir / svg_name(i))
              for i in drawing_order(trace, extra_passes)]
     drawing = draw_all(jobs, budget=budget, timeout=timeout)
     written = Written(stopped_by=drawing.stopped_by)

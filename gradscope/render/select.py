@@ -5,6 +5,7 @@ a diagnostic points at. A 1,000-step loop gives a handful of pictures, not 1,000
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..model import Diagnostic, Event, Pass, Trace
 from .dot import diagnostics_for, graph_to_dot
@@ -60,13 +61,13 @@ def svg_name(pass_index: int) -> str:
     return f"pass-{pass_index:03d}.svg"
 
 
-def pass_dot(trace: Trace | None, p: Pass) -> str:
+def pass_dot(trace: Trace | None, p: Pass, **view: Any) -> str:
     """The DOT of pass `p`: its graph, diagnostics (those of `trace`), caption, and what
-    autograd.grad returned."""
+    autograd.grad returned. `view`: `depth`, `expand`, `fold` (see collapse.py)."""
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
     diagnostics = pass_diagnostics(trace, p) if trace is not None else []
     return graph_to_dot(p.graph, diagnostics, title=pass_title(p, trace),
-                        graph_id=f"p{p.index}", returned=returned)
+                        graph_id=f"p{p.index}", returned=returned, **view)
 
 
 def event_graphs(trace: Trace) -> list[tuple[int, Event, list[Diagnostic]]]:

@@ -18,13 +18,17 @@ def graph_to_svg(
     timeout: float = DEFAULT_TIMEOUT,
     graph_id: str = "gs",
     dot_path: Path | None = None,
+    depth: int | str | None = "auto",
+    expand: Sequence[str] = (),
+    fold: bool = True,
 ) -> str:
-    """The SVG document of `graph`, with `diagnostics` highlighted.
+    """The SVG document of `graph`, with `diagnostics` highlighted; `depth`, `expand` and
+    `fold` choose which module calls are drawn as boxes (see collapse.py).
 
     Raises `layout.LayoutError` when Graphviz takes longer than `timeout` seconds; the
     DOT is then at `dot_path` (or a temporary file named in the message).
     """
-    source = graph_to_dot(graph, diagnostics, title=title, graph_id=graph_id)
+    source = graph_to_dot(graph, diagnostics, title=title, graph_id=graph_id, depth=depth, expand=expand, fold=fold)
     return layout(source, "svg", timeout=timeout, dot_path=dot_path).decode("utf-8")
 
 

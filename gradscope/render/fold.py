@@ -1,0 +1,132 @@
+"""Folding repeated blocks: a run of sibling module calls of the same structure, each
+feeding the next (a transformer's blocks 0-11, a ResNet stage's blocks), drawn once.
+
+Two kinds of fold. A run of collapsed boxes becomes one box marked ×N (collapse.py). A run
+of open calls is drawn as its first call, its cluster marked ×N with each call's numbers,
+and the others hidden: the edges that leave the last call leave from the first call's
+output instead. A run is folded open only when that picture is faithful: each call has
+one output the next consumes, takes no other op input from outside the run, and holds
+nothing a diagnostic points at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..model import Graph, ModuleCall, Node
+
+
+@dataclass
+class FoldedRun:
+    """Calls `calls` (places in Graph.module_calls) drawn as the first one."""
+
+    calls: list[int]
+    path: str  # the first call's path
+    last_path: str
+    cls: str
+    grad_norms: list[float | None] = field(default_factory=list)  # per call: its parameters' gradient norm
+
+    @property
+    def count(self) -> int:
+        return len(self.calls)
+
+
+def signature(graph: Graph, node_ids: set[str] | list[str], cls: str) -> tuple:
+    """Equal for calls of the same structure: class, the ops inside, parameter shapes."""
+    nodes = [graph.node(n) for n in node_ids]
+    ops = Counter(n.grad_fn for n in nodes if n.kind == "op")
+    shapes = tuple(sorted(tuple(n.shape or ()) for n in nodes if n.kind == "leaf"))
+    return cls, tuple(sorted(ops.items())), shapes
+
+
+def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
+    """The leaf nodes of a call's parameters (those the graph holds)."""
+    by_name = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change)
+    if by_name is None or len(by_name) != len(graph.nodes):
+        by_name = graph.__dict__["_by_name"] = {n.name: n for n in graph.nodes}
+    return [by_name[p] for p in call.parameters if p in by_name and by_name[p].kind == "leaf"]
+
+
+def grad_norm(params: list[Node]) -> float | None:
+    """The 2-norm of the gradients these leaves got (None when none is known)."""
+    norms = [n.grad_after.norm for n in params if n.grad_after is not None and n.grad_after.norm is not None]
+    return math.sqrt(sum(x * x for x in norms)) if norms else None
+
+
+def fold_open_runs(graph: Graph, candidates: list[int], expanded: set[int], flagged: set[str],
+                   where: dict[str, str]) -> tuple[list[FoldedRun], set[int]]:
+    """Find runs among `candidates` (open calls, in order) and fold them open; a call the
+    user expanded (in `expanded`) is drawn as itself, between runs.
+
+    Fills `where` (hidden node id -> the node drawn for it) and returns the runs and the
+    places of the calls hidden (the runs' later calls; not their sub-calls)."""
+    calls = graph.module_calls
+    consumers: dict[str, list[str]] = {}
+    inputs: dict[str, list[str]] = {}
+    for e in graph.edges:
+        consumers.setdefault(e.src, []).append(e.dst)
+        inputs.setdefault(e.dst, []).append(e.src)
+    runs: list[FoldedRun] = []
+    hidden: set[int] = set()
+    by_parent: dict[int | None, list[int]] = {}
+    for i in candidates:
+        by_parent.setdefault(calls[i].parent, []).append(i)
+    gone: set[int] = set()  # hidden calls and the calls inside them
+    for parent in sorted(by_parent, key=lambda p: -1 if p is None else p):  # outer calls first
+        siblings = by_parent[parent]
+        if parent in gone:
+            gone.update(siblings)
+            continue
+        run: list[int] = []
+        for i in siblings + [-1]:
+            if run and i >= 0 and not {i, run[-1]} & expanded and _continues(graph, run, i, consumers):
+                run.append(i)
+                continue
+            if len(run) > 1:
+                folded = _fold(graph, run, flagged, consumers, inputs, where)
+                if folded is not None:
+                    runs.append(folded)
+                    hidden.update(run[1:])
+                    gone.update(run[1:])
+            run = [i]
+    return runs, hidden
+
+
+def _continues(graph: Graph, run: list[int], i: int, consumers: dict[str, list[str]]) -> bool:
+    calls = graph.module_calls
+    last, nxt = calls[run[-1]], calls[i]
+    if signature(graph, last.nodes, last.cls) != signature(graph, nxt.nodes, nxt.cls):
+        return False
+    inside = set(nxt.nodes)
+    return any(d in inside for n in last.nodes for d in consumers.get(n, ()))
+
+
+def _fold(graph: Graph, run: list[int], flagged: set[str], consumers: dict[str, list[str]],
+          inputs: dict[str, list[str]], where: dict[str, str]) -> FoldedRun | None:
+    calls = [graph.module_calls[i] for i in run]
+    members = [set(c.nodes) for c in calls]
+    everything = set().union(*members)
+    first_out = {n for n in members[0] for d in consumers.get(n, ()) if d in members[1]}
+    last_out = {n for n in members[-1] for d in consumers.get(n, ()) if d not in everything}
+    if len(first_out) != 1 or len(last_out) > 1:
+        return None
+    hidden = set().union(*members[1:])
+    if hidden & flagged:
+        return None
+    for k in range(1, len(members)):
+        for n in members[k]:
+            for src in inputs.get(n, ()):
+                if src not in members[k] and src not in members[k - 1] and graph.node(src).kind != "leaf":
+                    return None  # an op input from outside the run (a mask): not faithful
+    drawn = next(iter(first_out))
+    for n in hidden:
+        where[n] = drawn
+    for n in graph.nodes:  # the hidden calls' own weights go with them
+        if n.kind == "leaf" and n.id not in flagged:
+            used = consumers.get(n.id, ())
+            if used and all(d in hidden for d in used):
+                where[n.id] = drawn
+    return FoldedRun(list(run), calls[0].path, calls[-1].path, calls[0].cls,
+                     [grad_norm(parameter_nodes(graph, c)) for c in calls])
