@@ -25,7 +25,7 @@ def graph_svgs(html: str) -> list[ET.Element]:
 def test_report_has_passes_graph_leaves_and_plots():
     trace = lesson_trace(passes=3)
     html = trace_to_html(trace)
-    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "http" not in html.split("<svg")[0]
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html and "://" not in html.split("<svg")[0]  # nothing fetched
     assert len(graph_svgs(html)) == 1  # three passes, one graph structure
     assert "graph 1" in html and "used by passes 0, 1, 2 (3 passes)" in html
     assert "<td><b>w</b></td><td>[]</td><td>1</td><td>None</td><td><b>5</b></td>" in html  # pass 0: w.grad None -> 5

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 
 from ..model import Diagnostic, Node, Pass, Trace, single_number
 from . import fmt
+from .csp import meta_tag
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
 from .select import (
@@ -70,7 +71,8 @@ def trace_to_html(
     style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
     if not standalone:
         return style + div
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    # the page's own inline scripts, by their exact text, go to meta_tag: no other script runs
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + meta_tag() +
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
 
@@ -138,7 +140,8 @@ def _diagnostics(diagnostics: list[Diagnostic]) -> str:
     cards = []
     for d in diagnostics:
         where = "".join(f"<li>{_source(s)}</li>" for s in d.sources)
-        at = f' · <a href="#pass-{d.pass_index}">pass {d.pass_index}</a>' if d.pass_index is not None else ""
+        at = (f' · <a href="#pass-{fmt.esc(d.pass_index)}">pass {fmt.esc(d.pass_index)}</a>'
+              if d.pass_index is not None else "")
         hint = f'<p class="gs-hint">{fmt.esc(d.hint)}</p>' if d.hint else ""
         cards.append(
             f'<div class="gs-diag gs-{fmt.esc(d.severity)}"><h3><span class="gs-sev">{fmt.esc(d.severity)}</span> '
@@ -156,8 +159,8 @@ def _passes(trace: Trace, groups: list[GraphGroup]) -> str:
     for p in trace.passes:
         g = group_of[p.index]
         rows.append([
-            f'<a id="pass-{p.index}"></a>{p.index}', fmt.esc(p.api), _source(p.source),
-            _yes(p.retain_graph), _yes(p.create_graph), str(p.step),
+            f'<a id="pass-{fmt.esc(p.index)}"></a>{fmt.esc(p.index)}', fmt.esc(p.api), _source(p.source),
+            _yes(p.retain_graph), _yes(p.create_graph), fmt.esc(p.step),
             f'<a href="#graph-{g.number}">graph {g.number}</a>',
             f'<span class="gs-error">{fmt.esc(p.error, 200)}</span>' if p.error else "",
         ])
@@ -210,7 +213,7 @@ def _leaf_table(p: Pass) -> str:
         return ""
     rows = [[
         f"<b>{fmt.esc(n.name, 60)}</b>" + (' <span class="gs-tag">parameter</span>' if n.is_parameter else ""),
-        fmt.shape(n.shape), fmt.esc(fmt.value(n.value) or ""),
+        fmt.esc(fmt.shape(n.shape)), fmt.esc(fmt.value(n.value) or ""),
         fmt.esc(fmt.tensor(n.grad_before)), f"<b>{fmt.esc(fmt.tensor(n.grad_after))}</b>",
     ] for n in leaves]
     return _table(["leaf", "shape", "value", ".grad before", ".grad after"], rows, "gs-leaves")
