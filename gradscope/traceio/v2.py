@@ -21,6 +21,7 @@ do, so a loaded long run costs about its numbers in memory too.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict
 from typing import Any
 
@@ -34,6 +35,7 @@ STRUCTURE_FIELDS = ("id", "kind", "name", "grad_fn", "op", "source", "module", "
                     "requires_grad", "is_parameter", "is_root", "created_by_backward", "created_by")
 NUMBER_FIELDS = ("value", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs")
 SUMMARY_FIELDS = ("norm", "max_abs", "mean", "nan", "inf", "value", "counts_exact")
+_structure_of = operator.attrgetter(*STRUCTURE_FIELDS)
 _NODE_DEFAULTS = {f: getattr(Node, f) for f in STRUCTURE_FIELDS + NUMBER_FIELDS if hasattr(Node, f)}
 _SUMMARY_DEFAULTS = {"device": "cpu", "norm": None, "max_abs": None, "mean": None, "nan": 0, "inf": 0,
                      "value": None, "counts_exact": True}
@@ -98,11 +100,10 @@ class Encoder:
         return structure, node_numbers, edge_numbers
 
     def _node_key(self, node: Node) -> int:
-        d = node.__dict__
-        key = tuple(d.get(f, _NODE_DEFAULTS.get(f)) for f in STRUCTURE_FIELDS)
-        src = key[5]
+        key = _structure_of(node)  # (a blank node reads its defaults from the class)
+        src, shape = key[5], key[7]
         key = key[:5] + (None if src is None else (src.file, src.line, src.code, src.function),
-                         key[6], None if key[7] is None else tuple(key[7])) + key[8:]
+                         key[6], None if shape is None else tuple(shape)) + key[8:]
         found = self._node_keys.get(key)
         if found is None:
             found = self._node_keys[key] = len(self._node_keys)
