@@ -86,6 +86,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strict", is_flag=True, help="Exit 3 if the script succeeded but a warning or error was found."),
         click.option("--ignore", "ignore", multiple=True, metavar="CODE",
                      help="Drop diagnostics with this code (repeatable)."),
+        click.option("--max-passes", "max_passes", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Keep at most about N passes of a long run (first, last, every k-th, diagnosed)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -202,16 +204,30 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
         sys.exit(EXIT_BAD_INPUT)
 
 
+@cli.command("stats", short_help="Per-parameter gradient norms over a saved trace's passes.")
+@click.argument("trace_file", metavar="TRACE", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_one_line_errors
+def stats_command(trace_file: Path, as_json: bool) -> None:
+    """Print, per parameter of TRACE (trace.json), its gradient norm over the passes
+    (first, last, min, max), NaN/Inf passes and a verdict, worst first."""
+    from .render.stats import stats_json, stats_table
+    from .traceio import dumps
+
+    saved = load(trace_file)
+    click.echo(dumps(stats_json(saved)) if as_json else stats_table(saved))
+
+
 # -- the work behind `trace` and `demo` ------------------------------------------------
 def _trace_and_write(target: runner.Target, output: Path | None, timeout: float, strict: bool,
-                     ignore: Sequence[str]) -> None:
+                     ignore: Sequence[str], max_passes: int | None = None) -> None:
     out_dir = (output if output is not None else OUT_ROOT / target.name).absolute()
     _check_writable(out_dir)  # before the script runs: a long training run must not be wasted
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
     started = time.time()
-    with gradscope_trace() as recorder, _output_folder_env(out_dir):
+    with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes) as recorder, _output_folder_env(out_dir):
         outcome = runner.run(target)
     sys.stdout.flush()
     if outcome.traceback:
