@@ -26,46 +26,20 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # gradscope from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # gradscope from this checkout
 import gradscope  # noqa: E402
-
-
-def mlp(device: str) -> Callable[[], None]:
-    """10 × Linear(512) + ReLU, batch 256, SGD momentum (as bench_overhead.py)."""
-    layers: list[nn.Module] = []
-    for _ in range(10):
-        layers += [nn.Linear(512, 512), nn.ReLU()]
-    model = nn.Sequential(*layers).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x, y = torch.randn(256, 512, device=device), torch.randn(256, 512, device=device)
-
-    def step() -> None:
-        opt.zero_grad()
-        nn.functional.mse_loss(model(x), y).backward()
-        opt.step()
-
-    return step
+from bench_overhead import mlp_step, transformer_step  # noqa: E402
 
 
 def transformer(device: str) -> Callable[[], None]:
-    """A 6-layer transformer encoder (d 64, 2 heads, seq 32, batch 8, AdamW): the graph and
-    parameters of any 6-layer encoder (what a trace's size depends on), at a CPU's pace."""
-    layer = nn.TransformerEncoderLayer(64, nhead=2, dim_feedforward=256, batch_first=True)
-    model = nn.TransformerEncoder(layer, 6, enable_nested_tensor=False).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(8, 32, 64, device=device)
-
-    def step() -> None:
-        opt.zero_grad()
-        model(x).pow(2).mean().backward()
-        opt.step()
-
-    return step
+    """A 6-layer transformer encoder (d 64, seq 32, batch 8, AdamW): the graph and parameters
+    of any 6-layer encoder (what a trace's size depends on), at a CPU's pace."""
+    return transformer_step(device, layers=6, d=64, seq=32, batch=8)
 
 
-MODELS = {"mlp": mlp, "transformer": transformer}
+MODELS = {"mlp": mlp_step, "transformer": transformer}  # the MLP: 10 × Linear(512), batch 256
 
 
 def rss() -> int:

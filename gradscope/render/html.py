@@ -27,6 +27,7 @@ from .select import (
     pass_title,
 )
 from .svg import strip_prolog
+from .timeline import gradient_timeline
 
 CSS = Path(__file__).with_name("report.css")
 MAX_PLOTS = 32  # leaves plotted; a big model's parameters are summarised, not all drawn
@@ -64,6 +65,7 @@ def trace_to_html(
         _diagnostics(trace.diagnostics),
         _graphs(trace, groups, drawn, drawn_events),
         _plots(trace),
+        gradient_timeline(trace),  # every parameter, worst first (render/timeline.py)
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])

@@ -15,7 +15,7 @@ from ..model import TensorSummary, Trace
 from . import fmt
 
 VANISHING = 1e-7  # largest norm over the run below this: the gradient vanished
-EXPLODING = 1e3  # last norm above this, or grown this many times over the run
+EXPLODING = 1e3  # a norm above this, or the last grown this many times the first
 VERDICTS = ("non-finite", "no gradient", "exploding", "vanishing", "ok")
 
 
@@ -31,7 +31,8 @@ class ParameterStats:
     min: float | None = None
     max: float | None = None
     verdict: str = "ok"
-    norms: list[float | None] = field(default_factory=list, repr=False)
+    # (pass index, gradient norm or None) for every pass that reached it, for charts
+    points: list[tuple[int, float | None]] = field(default_factory=list, repr=False)
 
 
 def gradient_norm(t: TensorSummary | None) -> float | None:
@@ -57,7 +58,7 @@ def parameter_stats(trace: Trace) -> list[ParameterStats]:
             row.passes += 1
             g = leaf.grad_after
             norm = gradient_norm(g)
-            row.norms.append(norm)
+            row.points.append((p.index, norm))
             if g is None:
                 continue
             row.with_grad += 1
@@ -78,7 +79,7 @@ def _verdict(row: ParameterStats) -> str:
         return "non-finite"
     if row.with_grad == 0 or not row.max:
         return "no gradient"
-    if row.last is not None and (row.last > EXPLODING or (row.first and row.last / row.first > EXPLODING)):
+    if row.max > EXPLODING or (row.first and row.last is not None and row.last / row.first > EXPLODING):
         return "exploding"
     if row.max < VANISHING:
         return "vanishing"
@@ -101,4 +102,4 @@ def stats_table(trace: Trace) -> str:
 
 def stats_json(trace: Trace) -> list[dict]:
     """The same rows as plain data (`gradscope stats --json`), without the per-pass norms."""
-    return [{k: v for k, v in asdict(r).items() if k != "norms"} for r in parameter_stats(trace)]
+    return [{k: v for k, v in asdict(r).items() if k != "points"} for r in parameter_stats(trace)]
