@@ -48,7 +48,7 @@ def test_buckets_keep_a_spike_and_mark_non_finite_columns():
 
 def test_every_parameter_is_charted_worst_first():
     html = gradient_timeline(long_run())
-    titles = re.findall(r"<svg class=\"gs-plot gs-spark\"[^>]*><title>([^<]*)</title>", html)
+    titles = re.findall(r"<svg class=\"gs-plot\" data-kind=\"timeline\"[^>]*><title>([^<]*)</title>", html)
     assert len(titles) == 2 * LAYERS
     # by module, a module where its worst parameter falls: non-finite, no gradient, exploding
     assert [t.split(" · ")[:2] for t in titles[:6]] == [
@@ -64,5 +64,15 @@ def test_the_report_shows_more_than_31_parameters_in_chromium(tmp_path):
     report = render(long_run(), tmp_path / "report.html")
     r = chromium(report, tmp_path / "profile", "--dump-dom")
     assert r.returncode == 0 and console_errors(r.stderr) == []
-    assert r.stdout.count('class="gs-plot gs-spark"') == 2 * LAYERS
+    assert r.stdout.count('data-kind="timeline"') == 2 * LAYERS
     assert "Gradient norms over 600 passes, every parameter" in r.stdout
+
+
+def test_a_short_run_with_few_parameters_has_only_the_first_charts():
+    trace = long_run()
+    trace.passes = trace.passes[:50]
+    for p in trace.passes:
+        p.graph.nodes = p.graph.nodes[:11]  # the loss and five layers
+    assert gradient_timeline(trace) == ""
+    trace.passes = long_run().passes[:50]  # 80 parameters: charted
+    assert gradient_timeline(trace).count('data-kind="timeline"') == 80

@@ -18,15 +18,18 @@ from . import fmt
 from .stats import ParameterStats, parameter_stats
 
 BUCKETS = 120
+# the report's first charts (html.py's) show a short run's first 31 leaves one point per
+# pass; this section is for runs past them: many passes, or more parameters
+LONG_RUN, MANY_PARAMETERS = 100, 31
 WIDTH, HEIGHT, TOP = 240, 52, 14
 
 
 def gradient_timeline(trace: Trace) -> str:
-    """The report section, or "" for a trace of fewer than two passes."""
+    """The report section, or "" for a short run with a few parameters."""
     if len(trace.passes) < 2:
         return ""
     rows = [r for r in parameter_stats(trace) if len(r.points) > 1]
-    if not rows:
+    if not rows or (len(trace.passes) < LONG_RUN and len(rows) <= MANY_PARAMETERS):
         return ""
     groups: dict[str, list[ParameterStats]] = {}
     for r in rows:  # worst first: a group comes where its worst parameter does
@@ -77,7 +80,7 @@ def chart(row: ParameterStats) -> str:
     mean = [f"{k * step:.1f},{y(c[2])}" for k, c in enumerate(cols) if math.isfinite(c[0])]
     last = fmt.num(row.last) if row.last is not None else "-"
     title = f"{row.name} · {row.verdict} · last ‖g‖={last}" + (" (log scale)" if log else "")
-    parts = [f'<svg class="gs-plot gs-spark" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+    parts = [f'<svg class="gs-plot" data-kind="timeline" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
              f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img"><title>{fmt.esc(title)}</title>',
              f'<text x="2" y="10" font-size="10">{fmt.esc(title, 48)}</text>']
     if upper:
