@@ -11,6 +11,8 @@ import torch
 
 from .capture import Tracer, active_tracer, set_name, walk
 from .model import Diagnostic, Graph, Pass, Trace
+from .traceio.keep import thin
+from .traceio.stream import StreamWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,7 +37,15 @@ class trace:
                  `every`-th pass after; leaves' `.grad` is recorded on every pass (its
                  norm and NaN/Inf count; extremes and mean on the full passes), small
                  graphs in full on every pass. 1: every pass in full.
-      save:      a path to write the trace JSON to when the block ends.
+      save:      a path to write the trace JSON to. Passes are written there as they
+                 finish (a stream a killed run leaves readable: `gradscope.load` gives
+                 its passes with `meta["incomplete"]`), and the whole trace replaces the
+                 stream when the block ends.
+      keep:      for long runs: keep at most about this many passes (the first and last
+                 ones, every k-th in between, and every pass a diagnostic points at); the
+                 report states the sampling (`meta["sampling"]`).
+      stream:    write passes as they finish to this path without saving at the end
+                 (`gradscope trace` does, then saves itself); default: `save`.
 
     On exit every hook and mode gradscope installed is removed, also when the block raises
     (the exception propagates unchanged). A decorated function is traced on every call;
@@ -49,6 +59,8 @@ class trace:
         jacobian: int = 64,
         every: int = 10,
         save: str | Path | None = None,
+        keep: int | None = None,
+        stream: str | Path | None = None,
     ) -> None:
         if gradients not in _GRADIENT_MODES:
             raise ValueError(f"gradients must be one of {_GRADIENT_MODES}, not {gradients!r}")
@@ -56,8 +68,13 @@ class trace:
             values = 4096 if gradients == "values" else 16
         if every < 1:
             raise ValueError(f"every must be at least 1, not {every}")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"keep must be a positive number of passes, not {keep!r}")
+        self.keep = keep
         self.options = {"gradients": gradients, "values": values, "jacobian": jacobian, "every": every}
         self.save_path = Path(save) if save is not None else None
+        self.stream_path = Path(stream) if stream is not None else self.save_path
+        self._stream: StreamWriter | None = None
         self.trace: Trace = Trace()
         self._tracer: Tracer | None = None
 
@@ -73,13 +90,21 @@ class trace:
         self._tracer = tracer
         self.trace = tracer.trace
         self.trace.meta.update(_meta(self.options))
+        if self.stream_path is not None:
+            self._stream = StreamWriter(self.trace, self.stream_path)
+            tracer.pass_listeners.append(self._stream.write_pass)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         tracer, self._tracer = self._tracer, None
         if tracer is not None:
             tracer.stop()
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
             self.trace.diagnostics = _diagnose(self.trace)
+            if self.keep is not None:
+                thin(self.trace, self.keep)
             if self.save_path is not None:
                 self._save_on_exit(exc)
         return False

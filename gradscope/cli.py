@@ -105,6 +105,8 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--strict", is_flag=True, help="Exit 3 if the script succeeded but a warning or error was found."),
         click.option("--ignore", "ignore", multiple=True, metavar="CODE", callback=known_codes,
                      help="Drop diagnostics with this code (repeatable)."),
+        click.option("--max-passes", "max_passes", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Keep at most about N passes of a long run (first, last, every k-th, diagnosed)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -242,9 +244,24 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
         sys.exit(stopped or EXIT_BAD_INPUT)
 
 
+@cli.command("stats", short_help="Per-parameter gradient norms over a saved trace's passes.")
+@click.argument("trace_file", metavar="TRACE", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_one_line_errors
+def stats_command(trace_file: Path, as_json: bool) -> None:
+    """Print, per parameter of TRACE (trace.json), its gradient norm over the passes
+    (first, last, min, max), NaN/Inf passes and a verdict, worst first."""
+    from .render.stats import stats_json, stats_table
+    from .traceio import dumps
+
+    saved = load(trace_file)
+    click.echo(dumps(stats_json(saved)) if as_json else stats_table(saved))
+
+
 # -- the work behind `trace` and `demo` ------------------------------------------------
 def _trace_and_write(target: runner.Target, output: Path | None, timeout: float, strict: bool,
-                     ignore: Sequence[str], layout_budget: float = DEFAULT_BUDGET) -> None:
+                     ignore: Sequence[str], layout_budget: float = DEFAULT_BUDGET,
+                     max_passes: int | None = None) -> None:
     root = (output if output is not None else OUT_ROOT / target.name).absolute()
     ranks = distributed.rank_and_world()  # under torchrun: each rank its own folder
     out_dir = distributed.rank_folder(root, ranks[0]) if ranks else root
@@ -254,7 +271,8 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
 
     started, pid = time.time(), os.getpid()
     with sigterm_raises():
-        with gradscope_trace() as recorder, _output_folder_env(out_dir):
+        with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes) as recorder, \
+                _output_folder_env(out_dir):
             outcome = runner.run(target)
         if os.getpid() != pid:  # a child the script forked came back here: the parent writes
             sys.exit(outcome.exit_code)

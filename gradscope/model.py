@@ -1,6 +1,6 @@
 """The plain data model of a trace: what capture produces and everything else reads.
 
-Nothing here imports torch. A trace saved as JSON loads back into these same classes,
+Nothing here imports torch. A trace saved as JSON (gradscope.traceio) loads back into these same classes,
 so renderers and diagnostics work on a saved trace exactly as on a live one.
 
 Shape of a trace::
@@ -16,13 +16,11 @@ Shape of a trace::
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 FORMAT = "gradscope-trace"
-VERSION = 1
 
 
 class TraceFormatError(ValueError):
@@ -358,31 +356,25 @@ class Trace:
     events: list[Event] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    # -- saving and loading ------------------------------------------------------------
+    # -- saving and loading (gradscope.traceio) ---------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, **_to_plain(self)}
+        """This trace as plain data in the current file format (version 2)."""
+        from .traceio import to_dict
+
+        return to_dict(self)
 
     def save(self, path: str | Path) -> Path:
-        """Write this trace as versioned JSON and return the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=True))
-        return path
+        """Write this trace as versioned, standard JSON and return the path."""
+        from .traceio import save
+
+        return save(self, path)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Trace":
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise TraceFormatError("not a gradscope trace (no 'format': 'gradscope-trace' field)")
-        version = data.get("version")
-        if not isinstance(version, int):
-            raise TraceFormatError("gradscope trace has no valid 'version' field")
-        if version > VERSION:
-            raise TraceFormatError(
-                f"trace format version {version} is newer than this gradscope reads ({VERSION}); upgrade gradscope"
-            )
-        try:
-            return _from_plain(cls, data)
-        except (TypeError, KeyError, ValueError, AttributeError) as exc:
-            raise TraceFormatError(f"gradscope trace is malformed: {exc}") from None
+        """A trace from plain data of any file format version (every field checked)."""
+        from .traceio import from_dict
+
+        return from_dict(data)
 
     # -- convenience -------------------------------------------------------------------
     def render(self, path: str | Path, pass_index: int = -1, depth: int | str | None = "auto",
@@ -410,24 +402,11 @@ class Trace:
 
 
 def load(path: str | Path) -> Trace:
-    """Read a trace written by `Trace.save` (or `gradscope trace`)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TraceFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TraceFormatError(f"{path}: is a directory, not a trace file") from None
-    except UnicodeDecodeError:
-        raise TraceFormatError(f"{path}: not a gradscope trace (not text)") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceFormatError(f"{path}: not a gradscope trace (invalid JSON: {exc.msg} at line {exc.lineno})") from None
-    try:
-        return Trace.from_dict(data)
-    except TraceFormatError as exc:
-        raise TraceFormatError(f"{path}: {exc}") from None
+    """Read a trace written by `Trace.save` (or `gradscope trace`), or what a killed run
+    left behind; raises TraceFormatError (one line) for anything else."""
+    from .traceio import load as load_file
+
+    return load_file(path)
 
 
 # -- plain-data conversion ---------------------------------------------------------------
@@ -435,41 +414,3 @@ def _to_plain(obj: Any) -> Any:
     if obj is None:
         return None
     return asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
-
-
-# Which field of which class holds which model class, for loading.
-_NESTED: dict[type, dict[str, tuple[type, str]]] = {}
-
-
-def _nested() -> dict[type, dict[str, tuple[type, str]]]:
-    if not _NESTED:
-        _NESTED.update(
-            {
-                Node: {"source": (Source, "one"), "grad_before": (TensorSummary, "one"),
-                       "grad_after": (TensorSummary, "one"), "seed": (TensorSummary, "one"),
-                       "grad_outputs": (TensorSummary, "list")},
-                Edge: {"grad": (TensorSummary, "one")},
-                Graph: {"nodes": (Node, "list"), "edges": (Edge, "list"), "module_calls": (ModuleCall, "list")},
-                Pass: {"graph": (Graph, "one"), "source": (Source, "one"), "results": (TensorSummary, "list")},
-                Event: {"source": (Source, "one"), "graph": (Graph, "one")},
-                Diagnostic: {"sources": (Source, "list")},
-                Trace: {"passes": (Pass, "list"), "diagnostics": (Diagnostic, "list"), "events": (Event, "list")},
-            }
-        )
-    return _NESTED
-
-
-def _from_plain(cls: type, data: dict[str, Any]) -> Any:
-    if not isinstance(data, dict):
-        raise TypeError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
-    nested = _nested().get(cls, {})
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if f.name in nested and value is not None:
-            sub, how = nested[f.name]
-            value = [None if v is None else _from_plain(sub, v) for v in value] if how == "list" else _from_plain(sub, value)
-        kwargs[f.name] = value
-    return cls(**kwargs)

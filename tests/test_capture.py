@@ -253,7 +253,7 @@ def test_save_and_load_round_trip(tmp_path):
     t, _ = run_snippet(tmp_path, LESSON)
     path = t.save(tmp_path / "trace.json")
     data = json.loads(path.read_text())
-    assert data["format"] == "gradscope-trace" and data["version"] == 1
+    assert data["format"] == "gradscope-trace" and data["version"] == 2
     loaded = gradscope.load(path)
     assert loaded.passes[0].graph.find("w").grad_after.value == [5.0]
     assert loaded.passes[0].graph.edge("a", "y").local == 2.0

@@ -26,7 +26,7 @@ def graph_svgs(html: str) -> list[ET.Element]:
 def test_report_has_passes_graph_leaves_and_plots():
     trace = lesson_trace(passes=3)
     html = trace_to_html(trace)
-    assert html.startswith("<!DOCTYPE html>") and "http" not in html.split("<svg")[0]
+    assert html.startswith("<!DOCTYPE html>") and "://" not in html.split("<svg")[0]  # nothing fetched
     assert html.count("<script") == 1 and report_script() in html  # only the report's own pan/zoom
     assert len(graph_svgs(html)) == 1  # three passes, one graph structure
     assert "graph 1" in html and "used by passes 0, 1, 2 (3 passes)" in html

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch.optim.optimizer import (
@@ -18,7 +18,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from ..model import Event, Trace
+from ..model import Event, Pass, Trace
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .idtable import IdTable
@@ -82,6 +82,7 @@ class Tracer:
         self._mode: RecordingMode | None = None
         self._step_hooks: list = []
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
+        self.pass_listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
         # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
         # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
         self.in_optimizer_step = False
@@ -250,7 +251,9 @@ class Tracer:
         while self._unfinished and (wait or self._unfinished[0].ready()):
             recorder = self._unfinished.pop(0)
             try:
-                recorder.finish()
+                finished = recorder.finish()
+                for listener in self.pass_listeners:
+                    listener(finished)
             except Exception:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
 

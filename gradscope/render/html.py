@@ -17,7 +17,8 @@ from typing import Mapping, Sequence
 from ..model import Diagnostic, Event, Node, Pass, Trace, single_number
 from . import fmt
 from .charts import over_time_section, wants_charts
-from .html_frame import graph_frame, id_prefix, report_script, unique_ids
+from .csp import meta_tag
+from .html_frame import graph_frame, id_prefix, report_script, report_script_text, unique_ids
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
 from .select import (
@@ -79,7 +80,8 @@ def trace_to_html(
     style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
     if not standalone:
         return style + div
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+    # the page's own inline scripts, by their exact text, go to meta_tag: no other script runs
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + meta_tag() +
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
 
@@ -185,8 +187,8 @@ def _passes(trace: Trace, groups: list[GraphGroup]) -> str:
     for p in trace.passes:
         g = group_of[p.index]
         rows.append([
-            f'<a id="pass-{p.index}-row"></a>{p.index}', fmt.esc(p.api), _source(p.source),
-            _yes(p.retain_graph), _yes(p.create_graph), str(p.step),
+            f'<a id="pass-{fmt.esc(p.index)}-row"></a>{fmt.esc(p.index)}', fmt.esc(p.api), _source(p.source),
+            _yes(p.retain_graph), _yes(p.create_graph), fmt.esc(p.step),
             f'<a href="#graph-{g.number}">graph {g.number}</a>',
             f'<span class="gs-error">{fmt.esc(p.error, 200)}</span>' if p.error else "",
         ])
@@ -236,7 +238,7 @@ def _leaf_table(p: Pass) -> str:
         return ""
     rows = [[
         f"<b>{fmt.esc(n.name, 60)}</b>" + (' <span class="gs-tag">parameter</span>' if n.is_parameter else ""),
-        fmt.shape(n.shape), fmt.esc(fmt.value(n.value) or ""),
+        fmt.esc(fmt.shape(n.shape)), fmt.esc(fmt.value(n.value) or ""),
         fmt.esc(fmt.tensor(n.grad_before)), f"<b>{fmt.esc(fmt.tensor(n.grad_after))}</b>",
     ] for n in leaves]
     head = ["leaf", "shape", "value", ".grad before", ".grad after"]

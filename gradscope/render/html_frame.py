@@ -42,9 +42,15 @@ def graph_frame(picture: str | LayoutError, href: str | None = None) -> str:
             f'<div class="gs-graph">{strip_prolog(picture)}</div></div>')
 
 
+def report_script_text() -> str:
+    """The text of the report's one script (pan and zoom); its hash is what the page's
+    Content-Security-Policy allows to run."""
+    return JS.read_text(encoding="utf-8")
+
+
 def report_script() -> str:
-    """The report's one script (pan and zoom), the same text on every page."""
-    return f"<script>{JS.read_text(encoding='utf-8')}</script>"
+    """The report's one script element, the same text on every page."""
+    return f"<script>{report_script_text()}</script>"
 
 
 def id_prefix(standalone: bool) -> str:

@@ -1,0 +1,135 @@
+"""A trace written as the run goes, so that a killed run still leaves one behind.
+
+While a run is traced with a save path, its trace file is a stream of JSON lines: a
+header (format, version, `"stream": true`, meta), then records in the order they
+happened, each on its own line and flushed to the operating system as it is written:
+
+    {"sources": [...]}       sources first used by the records that follow
+    {"structures": [...]}    graph structures first used by the records that follow
+    {"pass": {...}}          a finished pass (version-2 pass record)
+    {"events": [...]}        events recorded since the last pass
+
+When the run ends, the whole trace replaces the stream (`traceio.save`). A run killed
+before that (SIGKILL, power loss) leaves the stream: `load` reads every complete line,
+and says in `meta["incomplete"]` that the run was cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import IO, Any
+
+from ..model import FORMAT, Pass, Trace
+from . import v2
+from .decode import Malformed, free_form, malformed
+from .jsonio import dumps
+
+STREAM_KEY = "stream"
+log = logging.getLogger("gradscope")
+
+
+class StreamWriter:
+    """Appends each finished pass of `trace` to `path`. Never raises into the run: a
+    stream that cannot be written (disk full, folder deleted) stops, and the trace is
+    still saved whole at the end."""
+
+    def __init__(self, trace: Trace, path: str | Path) -> None:
+        self.trace = trace
+        self.path = Path(path)
+        self._encoder = v2.Encoder()
+        self._file: IO[str] | None = None
+        self._sources = self._structures = self._events = 0
+        self._failed = False
+
+    def write_pass(self, p: Pass) -> None:
+        if self._failed:
+            return
+        try:
+            if self._file is None:
+                self._file = open(self.path, "w", encoding="utf-8")
+                self._write({"format": FORMAT, "version": v2.VERSION, STREAM_KEY: True, "meta": self.trace.meta})
+            record = self._encoder.pass_record(p)
+            events = [self._encoder.event_record(e) for e in self.trace.events[self._events:]]
+            self._events = len(self.trace.events)
+            self._write_new_tables()
+            lines = [{"pass": record}] + ([{"events": events}] if events else [])
+            self._file.write("".join(dumps(line) + "\n" for line in lines))
+            self._file.flush()
+        except Exception:  # never let the stream stop the user's run
+            log.debug("gradscope: writing the trace stream failed", exc_info=True)
+            self._failed = True
+            self.close()
+
+    def _write_new_tables(self) -> None:
+        enc = self._encoder
+        if len(enc.sources) > self._sources:
+            self._write({"sources": enc.sources[self._sources:]}, flush=False)
+            self._sources = len(enc.sources)
+        if len(enc.structures) > self._structures:
+            self._write({"structures": enc.structures[self._structures:]}, flush=False)
+            self._structures = len(enc.structures)
+
+    def _write(self, record: dict, flush: bool = True) -> None:
+        assert self._file is not None
+        self._file.write(dumps(record) + "\n")
+        if flush:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+
+def read_stream(text: str) -> Trace:
+    """The trace in a stream: every complete record, and a note that the run was cut short."""
+    from ..diagnostics import diagnose
+
+    lines = text.split("\n")
+    complete = lines[:-1] if not text.endswith("\n") else lines  # the last line may be half-written
+    header = json.loads(lines[0])
+    if header.get("version") != v2.VERSION:
+        raise malformed(Malformed("", f"a stream of version {header.get('version')!r}, this gradscope reads {v2.VERSION}"))
+    dec = v2.Decoder()
+    trace = Trace()
+    try:
+        trace.meta = free_form(header.get("meta", {}), "meta")
+        for number, line in enumerate(complete[1:], start=2):
+            if line.strip():
+                _read_record(dec, trace, _parse(line, number), f"line {number}")
+    except Malformed as exc:
+        raise malformed(exc) from None
+    except RecursionError:
+        raise malformed(Malformed("", "nested too deeply")) from None
+    trace.meta["incomplete"] = (f"the run stopped before gradscope finished its trace (killed?): "
+                                f"{len(trace.passes)} passes were saved as they happened")
+    trace.diagnostics = diagnose(trace)
+    return trace
+
+
+def _parse(line: str, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise Malformed(f"line {number}", "not a JSON record") from None
+
+
+def _read_record(dec: v2.Decoder, trace: Trace, record: Any, where: str) -> None:
+    if not isinstance(record, dict) or len(record) != 1:
+        raise Malformed(where, "expected one record")
+    ((kind, body),) = record.items()
+    if kind == "sources":
+        dec.add_sources(body, where)
+    elif kind == "structures":
+        dec.add_structures(body, where)
+    elif kind == "pass":
+        trace.passes.append(dec.pass_(body, where))
+    elif kind == "events":
+        trace.events.extend(dec.event(e, f"{where}[{k}]") for k, e in enumerate(v2.as_list(body, where)))
+    else:
+        raise Malformed(where, f"unknown record {kind!r}")

@@ -1,0 +1,87 @@
+"""A run killed with SIGKILL leaves a trace: passes are written as they finish."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import gradscope
+from conftest import ROOT, run_gradscope
+
+KILLED_AT = 7
+LOOP = f"""\
+    import os, signal, sys
+    import torch, gradscope
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+
+    def train():
+        for step in range(100):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            print("step", step, loss.item(), flush=True)
+            if step == {KILLED_AT}:
+                os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_run(tmp_path, body: str, *command: str) -> subprocess.CompletedProcess:
+    (tmp_path / "train.py").write_text(textwrap.dedent(LOOP) + textwrap.dedent(body))
+    r = subprocess.run([sys.executable, *command], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert r.stdout.splitlines()[-1].startswith(f"step {KILLED_AT} ")
+    return r
+
+
+def check_cut_short(path, losses: list[float]) -> gradscope.Trace:
+    t = gradscope.load(path)
+    assert len(t.passes) >= KILLED_AT  # the passes up to N - 1, at least
+    assert [p.index for p in t.passes] == list(range(len(t.passes)))
+    assert "stopped before gradscope finished" in t.meta["incomplete"]
+    for p, loss in zip(t.passes, losses):
+        assert p.graph.roots[0].value == loss  # the numbers of each pass, as the run printed them
+        assert all(leaf.grad_after is not None for leaf in p.graph.leaves)
+    return t
+
+
+def losses(r: subprocess.CompletedProcess) -> list[float]:
+    return [float(line.split()[2]) for line in r.stdout.splitlines() if line.startswith("step ")]
+
+
+def test_a_run_killed_inside_trace_save_leaves_a_readable_trace(tmp_path):
+    r = killed_run(tmp_path, """\
+        with gradscope.trace(save="trace.json"):
+            train()
+    """, "train.py")
+    t = check_cut_short(tmp_path / "trace.json", losses(r))
+    assert t.passes[KILLED_AT - 1].step == KILLED_AT - 1 and t.meta["options"]["every"] == 10
+    render = run_gradscope("render", "trace.json", "-o", "report.html", cwd=tmp_path)
+    assert render.returncode == 0, render.stderr
+    assert "stopped before gradscope finished" in (tmp_path / "report.html").read_text()
+
+
+def test_a_killed_gradscope_trace_command_leaves_a_readable_trace(tmp_path):
+    r = killed_run(tmp_path, "train()\n", "-m", "gradscope.cli", "trace", "-o", "out", "train.py")
+    check_cut_short(tmp_path / "out" / "trace.json", losses(r))
+    render = run_gradscope("render", "out/trace.json", cwd=tmp_path)
+    assert render.returncode == 0, render.stderr
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_finished_run_replaces_its_stream_with_the_whole_trace(tmp_path):
+    (tmp_path / "train.py").write_text(textwrap.dedent(LOOP).replace(f"step == {KILLED_AT}", "False")
+                                       + "with gradscope.trace(save='trace.json') as t:\n    train()\n")
+    r = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "trace.json").read_text())  # one JSON document, not a stream
+    assert data["version"] == 2 and len(data["passes"]) == 100 and "stream" not in data
+    assert "incomplete" not in gradscope.load(tmp_path / "trace.json").meta
