@@ -232,7 +232,8 @@ def tooltip(node: Node) -> str:
         lines.append(where + (f"  {code}" if code else ""))
     if node.module:
         lines.append(f"module {node.module}")
-    return "\\n".join(fmt.plain(line).replace("\\", "\\\\") for line in lines)
+    # escaped: Graphviz keeps entities as they are, and a stand-in picture (the DOT) stays inert
+    return "\\n".join(fmt.esc(line).replace("\\", "\\\\") for line in lines)
 
 
 def _row(text: str, size: int | None = None, color: str | None = None) -> str:

@@ -81,7 +81,7 @@ def trace_to_html(
     if not standalone:
         return style + div
     # the page's own inline scripts, by their exact text, go to meta_tag: no other script runs
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + meta_tag() +
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + meta_tag([report_script_text()]) +
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
 
