@@ -121,7 +121,11 @@ class RecordingMode(TorchFunctionMode):
             return special(func, args, kwargs)
 
         tensors = _tensor_args(args, kwargs)
-        versions = list(map(_version_of, tensors))
+        try:
+            versions = list(map(_version_of, tensors))
+        except RuntimeError:  # an inference tensor (inference_mode) has no version counter
+            tensors = [t for t in tensors if not t.is_inference()]
+            versions = list(map(_version_of, tensors))
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:

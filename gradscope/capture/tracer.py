@@ -7,6 +7,7 @@ active at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from dataclasses import asdict
@@ -19,6 +20,8 @@ from torch.optim.optimizer import (
 )
 
 from ..model import Event, Trace
+from . import userwarnings
+from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .idtable import IdTable
@@ -26,6 +29,7 @@ from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
 from .recorder import OpInfo, RecordingMode, assigned_name
+from .quiet import unwatched, user_watching
 from .repeat import QuietTemplate
 from .source import assignment_target, user_source
 from .summaries import SummaryOptions
@@ -84,6 +88,8 @@ class Tracer:
         # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
         self.in_optimizer_step = False
         self._mode_stepped_aside = False  # the recorder is off the mode stack during a step
+        self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
+        self._warnings_installed = False
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +105,9 @@ class Tracer:
                 register_optimizer_step_pre_hook(self._on_optimizer_step_start),
                 register_optimizer_step_post_hook(self._on_optimizer_step),
             ]
+            self._asides.install()
+            userwarnings.install()
+            self._warnings_installed = True
             self._mode = RecordingMode(self)
             self._mode.__enter__()
         except BaseException:
@@ -116,6 +125,10 @@ class Tracer:
             self._mode_stepped_aside = False
         finally:
             self.finish_passes()
+            self._asides.remove()
+            if self._warnings_installed:
+                userwarnings.remove()
+                self._warnings_installed = False
             self.modules.remove()
             for hook in self._step_hooks:
                 hook.remove()
@@ -208,11 +221,15 @@ class Tracer:
     # -- backward -----------------------------------------------------------------------
     def _on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
         source = user_source()
+        # gradscope's own tensor work is hidden from the user's modes and profiler (quiet.py)
+        quiet = unwatched if user_watching() else contextlib.nullcontext
         recorder = None
         try:
-            recorder = PassRecorder(self, parse_call(func, args, kwargs), source)
-            index = recorder.before()
-            self.checks.before_pass(recorder, index)
+            with quiet():
+                recorder = PassRecorder(self, parse_call(func, args, kwargs), source)
+                recorder.quiet = quiet is unwatched
+                index = recorder.before()
+                self.checks.before_pass(recorder, index)
         except Exception:  # never let gradscope stop the user's backward
             log.debug("gradscope: preparing a pass failed", exc_info=True)
             recorder = None
@@ -224,23 +241,28 @@ class Tracer:
             error = exc
             raise
         finally:
-            pass_index = len(self.trace.passes)
-            if recorder is not None and recorder.index is not None:
-                if error is not None:
-                    self.checks.after_failed_pass(recorder.index, error)
-                try:
-                    self.trace.passes.append(recorder.after(result, error, pass_index))
-                    self._unfinished.append(recorder)
-                    self.finish_passes(wait=False)
-                except Exception:
-                    log.debug("gradscope: finishing a pass failed", exc_info=True)
-            self.checks.after_pass(pass_index, error)
-            if error is not None and isinstance(error, Exception):
-                self.emit(
-                    "backward-error",
-                    {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
-                    source=source,
-                )
+            with quiet():
+                self._after_backward(func, recorder, result, error, source)
+
+    def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
+                        source) -> None:
+        pass_index = len(self.trace.passes)
+        if recorder is not None and recorder.index is not None:
+            if error is not None:
+                self.checks.after_failed_pass(recorder.index, error)
+            try:
+                self.trace.passes.append(recorder.after(result, error, pass_index))
+                self._unfinished.append(recorder)
+                self.finish_passes(wait=False)
+            except Exception:
+                log.debug("gradscope: finishing a pass failed", exc_info=True)
+        self.checks.after_pass(pass_index, error)
+        if error is not None and isinstance(error, Exception):
+            self.emit(
+                "backward-error",
+                {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                source=source,
+            )
 
     def finish_passes(self, wait: bool = True) -> None:
         """Fill in the numbers of recorded passes, in order: those whose copy to the host has
@@ -248,7 +270,8 @@ class Tracer:
         while self._unfinished and (wait or self._unfinished[0].ready()):
             recorder = self._unfinished.pop(0)
             try:
-                recorder.finish()
+                with unwatched():
+                    recorder.finish()
             except Exception:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
 
@@ -262,7 +285,8 @@ class Tracer:
         alive = [t for t in alive if t is not None and t.grad_fn is not None]
         if not alive:
             return None
-        index = walk(_tops(alive), self)
+        with unwatched():
+            index = walk(_tops(alive), self)
         for node in index.graph.nodes:
             node.is_root = False  # no backward started from anything yet
         return index

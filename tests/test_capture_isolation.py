@@ -1,0 +1,134 @@
+"""What the user's code sees and measures under tracing is what it sees under `python`:
+inference mode, torch's own tracers (JIT, FX, export), profilers and dispatch modes, and
+warnings filed under the user's line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+import torch.nn as nn
+from conftest import run_gradscope
+
+import gradscope
+
+CAPTURE_DIR = os.path.dirname(os.path.abspath(gradscope.__file__)) + os.sep + "capture"
+
+
+def _model() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(3, 4)
+
+
+def test_ops_in_inference_mode_are_run_and_training_passes_still_recorded():
+    model, x = _model()
+    with gradscope.trace() as t:
+        with torch.inference_mode():
+            pred = model(x)
+            pred.mul_(2)  # an in-place edit of an inference tensor
+        loss = model(x).sum()
+        loss.backward()
+    assert torch.equal(pred, model(x).detach() * 2)
+    assert [n.op for n in t.passes[0].graph.nodes if n.kind == "op"][:2] == ["sum", "linear"]
+
+
+def test_jit_trace_graph_names_the_users_lines_not_gradscope():
+    def f(a):
+        return torch.tanh(a * 2 + 1)
+
+    a = torch.randn(3, requires_grad=True)
+    plain = str(torch.jit.trace(f, (a,)).graph)
+    with gradscope.trace():
+        traced = str(torch.jit.trace(f, (a,)).graph)  # check_trace re-traces: must agree
+    assert traced == plain
+    assert "test_capture_isolation.py" in traced and CAPTURE_DIR not in traced
+
+
+def test_fx_and_export_graphs_are_those_of_plain_python():
+    model, x = _model()
+
+    def fx_stack_traces():
+        tracer = torch.fx.Tracer()
+        tracer.record_stack_traces = True
+        graph = tracer.trace(model)
+        return str(graph), [n.stack_trace or "" for n in graph.nodes]
+
+    def exported():
+        ep = torch.export.export(model, (x,))
+        return ep.graph_module.code, [n.meta.get("stack_trace") or "" for n in ep.graph.nodes]
+
+    for build in (fx_stack_traces, exported):
+        plain = build()
+        with gradscope.trace():
+            traced = build()
+        assert traced[0] == plain[0]
+        assert not any(CAPTURE_DIR in s for s in traced[1]), build.__name__
+
+
+def test_profiler_counts_the_same_aten_ops_traced_and_untraced():
+    model, x = _model()
+
+    def aten_ops() -> int:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            model.zero_grad()
+            model(x).pow(2).sum().backward()
+        return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+    plain = aten_ops()
+    with gradscope.trace(jacobian=64) as t:
+        traced = aten_ops()
+    assert traced == plain and len(t.passes) == 1
+    assert t.passes[0].graph.find("0.weight").grad_after.norm > 0  # the statistics were computed
+
+
+WARNING_SCRIPT = """\
+import os, warnings
+import torch
+import torch.nn.functional as F
+
+x = torch.ones(2, 3, requires_grad=True)
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("default")
+    a = F.softmax(x)  # a Python warning from torch (stacklevel)
+    b = F.softmax(x)
+    y = x * 2
+    y.grad  # a C++ warning
+    y.grad
+    warnings.filterwarnings("ignore", message="Implicit dimension", module="__main__")
+    c = F.softmax(x)
+for w in seen:
+    print(os.path.basename(w.filename), w.lineno, w.category.__name__, str(w.message)[:30])
+(a.sum() + b.sum() + c.sum()).backward()
+"""
+
+
+def test_warnings_inside_ops_are_filed_under_the_users_lines(tmp_path):
+    script = tmp_path / "warns.py"
+    script.write_text(WARNING_SCRIPT)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    traced = run_gradscope("trace", "-o", "out", str(script), cwd=tmp_path)
+    assert plain.returncode == traced.returncode == 0, traced.stderr
+    lines = plain.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == ["8", "9", "11", "12"]  # twice each, as python
+    assert traced.stdout.splitlines() == lines
+
+
+def test_warning_filters_by_module_match_in_process():
+    import warnings
+
+    def run():
+        x = torch.ones(2, 3, requires_grad=True)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", message="Implicit dimension", module=__name__)
+            torch.nn.functional.softmax(x)
+            torch.nn.functional.softmax(x * 2)  # a second line: its own registry entry
+        return [(os.path.basename(w.filename), w.lineno) for w in seen]
+
+    show = warnings._showwarnmsg
+    assert run() == []
+    with gradscope.trace():
+        assert run() == []
+    assert warnings._showwarnmsg is show  # nothing of gradscope's is left
