@@ -48,6 +48,7 @@ class trace:
         jacobian: int = 64,
         every: int = 10,
         save: str | Path | None = None,
+        _yields: bool = False,
     ) -> None:
         if gradients not in _GRADIENT_MODES:
             raise ValueError(f"gradients must be one of {_GRADIENT_MODES}, not {gradients!r}")
@@ -57,6 +58,8 @@ class trace:
             raise ValueError(f"every must be at least 1, not {every}")
         self.options = {"gradients": gradients, "values": values, "jacobian": jacobian, "every": every}
         self.save_path = Path(save) if save is not None else None
+        # `gradscope trace`'s own trace: a gradscope.trace() in the script pauses it (else nesting is an error)
+        self._yields = _yields
         self.trace: Trace = Trace()
         self._tracer: Tracer | None = None
 
@@ -67,6 +70,7 @@ class trace:
             max_values=self.options["values"],
             max_jacobian=self.options["jacobian"],
             every=self.options["every"],
+            yields=self._yields,
         )
         tracer.start()
         self._tracer = tracer

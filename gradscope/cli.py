@@ -211,7 +211,7 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
     started = time.time()
-    with gradscope_trace() as recorder, _output_folder_env(out_dir):
+    with gradscope_trace(_yields=True) as recorder, _output_folder_env(out_dir):
         outcome = runner.run(target)
     sys.stdout.flush()
     if outcome.traceback:

@@ -13,6 +13,7 @@ import torch.nn as nn
 from conftest import run_gradscope
 
 import gradscope
+from gradscope.model import load
 
 CAPTURE_DIR = os.path.dirname(os.path.abspath(gradscope.__file__)) + os.sep + "capture"
 
@@ -132,3 +133,64 @@ def test_warning_filters_by_module_match_in_process():
     with gradscope.trace():
         assert run() == []
     assert warnings._showwarnmsg is show  # nothing of gradscope's is left
+
+
+NESTED_SCRIPT = """\
+import torch, gradscope
+w = torch.ones(2, requires_grad=True)
+(w * 2).sum().backward()
+with gradscope.trace() as t:
+    y = (w * 3).sum()
+    y.backward()
+    try:
+        with gradscope.trace():  # nested in the script's own: an error, as under python
+            pass
+    except gradscope.capture.NestedTraceError as e:
+        print("nested:", e)
+print(len(t.passes), t.passes[0].graph.find("y").op, t.passes[0].graph.find("y").source.line, w.grad.tolist())
+(w * 4).sum().backward()
+"""
+
+
+def test_a_script_that_traces_itself_runs_under_gradscope_trace(tmp_path):
+    script = tmp_path / "selftrace.py"
+    script.write_text(NESTED_SCRIPT)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    traced = run_gradscope("trace", "-o", "out", str(script), cwd=tmp_path)
+    assert plain.returncode == traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout
+    assert plain.stdout.splitlines()[-1] == "1 sum 5 [5.0, 5.0]"
+    saved = load(tmp_path / "out" / "trace.json")
+    # the outer trace paused for the inner one: the passes before and after it, and a note
+    assert [p.source.line for p in saved.passes] == [3, 13]
+    assert [(e.kind, e.source.line, e.data) for e in saved.events if e.kind == "nested-trace"] == [
+        ("nested-trace", 4, {"passes": 1})]
+    assert any(d.code == "nested-trace" and d.sources[0].line == 4 for d in saved.diagnostics)
+
+
+def test_compiling_a_module_warns_as_without_gradscope():
+    import warnings
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    compiled = torch.compile(model, backend="eager")
+    x = torch.randn(2, 4)
+
+    def warned() -> list[str]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                compiled(x).sum().backward()
+        return [str(w.message)[:40] for w in seen]
+
+    assert warned() == []
+    with gradscope.trace() as t:
+        assert warned() == []
+    assert len(t.passes) == 3
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:  # the user's own global hook: torch's warning is theirs to see, traced or not
+        plain = warned()
+        with gradscope.trace():
+            traced = warned()
+    finally:
+        handle.remove()
+    assert traced == plain and len(plain) == 3

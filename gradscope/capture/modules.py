@@ -8,6 +8,7 @@ outermost module that runs gives qualified names to its submodules (`features`,
 from __future__ import annotations
 
 import torch
+from torch.nn.modules import module as module_mod
 from torch.nn.modules.module import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
@@ -17,6 +18,11 @@ from .idtable import IdTable
 from .names import leaf_names_changed
 from .recorder import compile_flags, dynamo_compiling
 
+
+def _global_hook_tables() -> tuple:
+    m = module_mod
+    return (m._global_backward_pre_hooks, m._global_backward_hooks, m._global_forward_pre_hooks,
+            m._global_forward_hooks, m._global_forward_hooks_always_called, m._global_forward_hooks_with_kwargs)
 
 
 class ModuleTracker:
@@ -34,6 +40,7 @@ class ModuleTracker:
         self._root_size = IdTable()
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
+        self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
         # modules whose forward ran since the checks last looked (id -> module), in call order
         self.ran: dict[int, torch.nn.Module] = {}
 
@@ -42,14 +49,26 @@ class ModuleTracker:
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._exit, always_call=True),
         ]
+        # torch.compile(module) warns when it sees global module hooks: not about gradscope's
+        if self._has_global_hook is None:
+            self._has_global_hook = module_mod._has_any_global_hook
+            module_mod._has_any_global_hook = self._users_global_hook
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+        if self._has_global_hook is not None:
+            module_mod._has_any_global_hook = self._has_global_hook
+            self._has_global_hook = None
         self._stack.clear()
         self.current = None
         self.ran.clear()
+
+    def _users_global_hook(self) -> bool:
+        """torch's `_has_any_global_hook()`, blind to gradscope's own hooks."""
+        ours = {h.id for h in self._handles}
+        return any(key not in ours for hooks in _global_hook_tables() for key in hooks)
 
     def _enter(self, module: torch.nn.Module, args) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:

@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
-from ..model import Event, Trace
+from ..model import Event, Source, Trace
 from . import userwarnings
 from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
@@ -56,6 +56,7 @@ class Tracer:
         max_values: int = 16,
         max_jacobian: int = 64,
         every: int = 10,
+        yields: bool = False,
     ) -> None:
         self.summary_options = SummaryOptions(stats=stats, max_values=max_values)
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
@@ -90,21 +91,25 @@ class Tracer:
         self._mode_stepped_aside = False  # the recorder is off the mode stack during a step
         self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
         self._warnings_installed = False
+        # `gradscope trace`'s own tracer pauses while the script's gradscope.trace() runs
+        self.yields = yields
+        self._outer: Tracer | None = None  # the tracer paused while this one runs
+        self._paused_at: Source | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         global _active
         if _active is not None:
-            raise NestedTraceError(
-                "gradscope.trace() is already active; traces cannot be nested (end the outer block first)"
-            )
+            if not _active.yields:
+                raise NestedTraceError(
+                    "gradscope.trace() is already active; traces cannot be nested (end the outer block first)"
+                )
+            self._outer = _active
+            _active._pause()
         _active = self
         try:
             self.modules.install()
-            self._step_hooks = [
-                register_optimizer_step_pre_hook(self._on_optimizer_step_start),
-                register_optimizer_step_post_hook(self._on_optimizer_step),
-            ]
+            self._install_step_hooks()
             self._asides.install()
             userwarnings.install()
             self._warnings_installed = True
@@ -136,7 +141,34 @@ class Tracer:
             self.recent_outputs.clear()
             self.nodes.clear()
             if _active is self:
-                _active = None
+                _active = self._outer
+                if self._outer is not None:
+                    self._outer._resume(self)
+                self._outer = None
+
+    def _install_step_hooks(self) -> None:
+        self._step_hooks = [
+            register_optimizer_step_pre_hook(self._on_optimizer_step_start),
+            register_optimizer_step_post_hook(self._on_optimizer_step),
+        ]
+
+    def _pause(self) -> None:
+        """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
+        runs it): record nothing until it ends; it records what this trace would."""
+        self._paused_at = user_source()
+        if self._mode is not None:  # (it may be anywhere on the mode stack: it passes calls through)
+            self._mode.__class__ = PausedMode
+        self.modules.remove()
+        for hook in self._step_hooks:
+            hook.remove()
+        self._step_hooks = []
+
+    def _resume(self, inner: "Tracer") -> None:
+        if self._mode is not None:
+            self._mode.__class__ = RecordingMode
+        self.modules.install()
+        self._install_step_hooks()
+        self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
 
     # -- events from the recorder -------------------------------------------------------
     def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
@@ -319,6 +351,13 @@ def _tops(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _call(func, args: tuple, kwargs: dict) -> Any:
     return func(*args, **kwargs)
+
+
+class PausedMode(RecordingMode):
+    """A paused recorder (its class while paused: nothing is checked per op for a pause)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
 
 
 def active_tracer() -> Tracer | None:
