@@ -194,3 +194,22 @@ def test_compiling_a_module_warns_as_without_gradscope():
     finally:
         handle.remove()
     assert traced == plain and len(plain) == 3
+
+
+def test_gradcheck_is_not_a_saved_tensor_edit_but_a_real_data_edit_is():
+    """gradcheck perturbs its input through `.data` and puts it back before backward: the
+    saved values are the ones backward needs. An edit left in place is still reported."""
+    x = torch.randn(3, dtype=torch.double, requires_grad=True)
+    with gradscope.trace() as t:
+        assert torch.autograd.gradcheck(lambda a: (a.sin() * a).sum(), (x,))
+    assert len(t.passes) == 4 and [d.code for d in t.diagnostics] == []
+
+    with gradscope.trace() as t:
+        w = torch.ones(3, requires_grad=True)
+        y = (w * w).sum()
+        w.data.add_(1)  # left in place: backward reads the new values
+        w.data.sub_(0.5)
+        y.backward()
+    (found,) = t.diagnostics
+    assert found.code == "saved-tensor-modified"
+    assert [s.code for s in found.sources] == ["y = (w * w).sum()", "w.data.add_(1)  # left in place: backward reads the new values"]

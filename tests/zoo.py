@@ -315,3 +315,13 @@ def dispatch_mode_call_count() -> Results:
     out = {"calls": torch.tensor(CountCalls.calls)}
     _params("", model, out)
     return out
+
+
+@case
+def gradcheck() -> Results:
+    torch.manual_seed(10)
+    x = torch.randn(3, dtype=torch.double, requires_grad=True)
+    ok = torch.autograd.gradcheck(lambda a: (a.sin() * a).sum(), (x,))
+    y = (x.sin() * x).sum()
+    y.backward()
+    return {"ok": torch.tensor(ok), "x": x.detach().clone(), "x.grad": x.grad.clone()}
