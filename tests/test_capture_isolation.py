@@ -213,3 +213,36 @@ def test_gradcheck_is_not_a_saved_tensor_edit_but_a_real_data_edit_is():
     (found,) = t.diagnostics
     assert found.code == "saved-tensor-modified"
     assert [s.code for s in found.sources] == ["y = (w * w).sum()", "w.data.add_(1)  # left in place: backward reads the new values"]
+
+
+def test_two_models_trained_in_threads_are_recorded_apart():
+    import threading
+
+    torch.manual_seed(0)
+    models = [(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), torch.randn(5, 4)),
+              (nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), torch.randn(5, 4))]
+
+    def train(model, x):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(20):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+
+    with gradscope.trace() as t:
+        threads = [threading.Thread(target=train, args=mx) for mx in models]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(t.passes) == 40 and [p.index for p in t.passes] == list(range(40))
+    kinds = {}
+    for p in t.passes:  # each pass is one model's: its activation, its own layer widths
+        activation = {n.op for n in p.graph.nodes if n.module == "1"}
+        widths = sorted(n.shape[0] for n in p.graph.leaves if n.name.endswith("bias"))
+        assert p.graph.find("loss").source.code == "loss = model(x).pow(2).mean()"
+        kinds.setdefault(tuple(activation), set()).add(tuple(widths))
+    assert kinds == {("relu",): {(1, 8)}, ("tanh",): {(1, 3)}}
+    assert t.diagnostics == []  # no false no-gradient from the other thread's modules
+    assert torch._C._len_torch_function_stack() == 0

@@ -325,3 +325,30 @@ def gradcheck() -> Results:
     y = (x.sin() * x).sum()
     y.backward()
     return {"ok": torch.tensor(ok), "x": x.detach().clone(), "x.grad": x.grad.clone()}
+
+
+@case
+def threaded_backward() -> Results:
+    import threading
+
+    torch.manual_seed(11)
+    models = [(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), torch.randn(5, 4)),
+              (nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), torch.randn(5, 4))]
+
+    def train(model: nn.Module, x: torch.Tensor) -> None:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(5):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+
+    threads = [threading.Thread(target=train, args=mx) for mx in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out: Results = {}
+    for i, (model, _) in enumerate(models):
+        _params(f"{i}.", model, out)
+    return out

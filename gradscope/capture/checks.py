@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import weakref
 from collections import deque
 from dataclasses import asdict
@@ -88,11 +89,29 @@ class LiveChecks:
         self._cuts = IdTable()
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
-        self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
-        self._unread = None  # the graph of this pass, if its saved tensors were not read yet
+        # per thread (two threads may run backward at once): see `_missing` and `_unread`
+        self._passes = threading.local()
         # small tensors' values when a `.data` alias of them was taken (see `_snapshot`)
         self._snapshots: dict[int, tuple[int, torch.Tensor]] = {}  # storage -> (op counter, values)
         self._snapshot_elements = 0
+
+    @property
+    def _missing(self) -> tuple | None:
+        """(pass index, candidates) of the calling thread's pass, until it ends."""
+        return getattr(self._passes, "missing", None)
+
+    @_missing.setter
+    def _missing(self, value: tuple | None) -> None:
+        self._passes.missing = value
+
+    @property
+    def _unread(self):
+        """The graph of the calling thread's pass, if its saved tensors were not read yet."""
+        return getattr(self._passes, "unread", None)
+
+    @_unread.setter
+    def _unread(self, value) -> None:
+        self._passes.unread = value
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:

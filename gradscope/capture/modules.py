@@ -7,6 +7,8 @@ outermost module that runs gives qualified names to its submodules (`features`,
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch.nn.modules import module as module_mod
 from torch.nn.modules.module import (
@@ -25,14 +27,25 @@ def _global_hook_tables() -> tuple:
             m._global_forward_hooks, m._global_forward_hooks_always_called, m._global_forward_hooks_with_kwargs)
 
 
+class ModuleStack:
+    """The modules running in one thread: the recorder of that thread reads `current`."""
+
+    __slots__ = ("stack", "current", "ran")
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        # the qualified path of the innermost running submodule (None outside modules and
+        # in a top module): an attribute, not a property, because every op reads it
+        self.current: str | None = None
+        # modules whose forward ran since the checks last looked (id -> module), in call order
+        self.ran: dict[int, torch.nn.Module] = {}
+
+
 class ModuleTracker:
     """Tracks the module path of the code running now, while installed."""
 
     def __init__(self) -> None:
-        self._stack: list[str] = []
-        # the qualified path of the innermost running submodule (None outside modules and
-        # in a top module): an attribute, not a property, because every op reads it
-        self.current: str | None = None
+        self._threads = threading.local()  # each thread's ModuleStack (two models in two threads)
         # module -> its qualified path under the outermost module that ran it
         self._paths = IdTable()  # module -> qualified path (looked up on every module call)
         self.parameter_names: IdTable = IdTable()
@@ -41,8 +54,22 @@ class ModuleTracker:
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
         self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
-        # modules whose forward ran since the checks last looked (id -> module), in call order
-        self.ran: dict[int, torch.nn.Module] = {}
+
+    def here(self) -> ModuleStack:
+        """The running modules of the calling thread."""
+        try:
+            return self._threads.modules
+        except AttributeError:
+            here = self._threads.modules = ModuleStack()
+            return here
+
+    @property
+    def current(self) -> str | None:
+        return self.here().current
+
+    @property
+    def ran(self) -> dict[int, torch.nn.Module]:
+        return self.here().ran
 
     def install(self) -> None:
         self._handles = [
@@ -61,9 +88,10 @@ class ModuleTracker:
         if self._has_global_hook is not None:
             module_mod._has_any_global_hook = self._has_global_hook
             self._has_global_hook = None
-        self._stack.clear()
-        self.current = None
-        self.ran.clear()
+        here = self.here()
+        here.stack.clear()
+        here.current = None
+        here.ran.clear()
 
     def _users_global_hook(self) -> bool:
         """torch's `_has_any_global_hook()`, blind to gradscope's own hooks."""
@@ -73,25 +101,27 @@ class ModuleTracker:
     def _enter(self, module: torch.nn.Module, args) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
+        here = self.here()
         path = self._paths.get(module)
         if path is None:
-            if self._stack:
+            if here.stack:
                 path = type(module).__name__.lower()  # a module not registered under its parent
             else:
                 self._adopt(module)
                 path = ""
-        self._stack.append(path)
-        self.current = path or None
-        self.ran[id(module)] = module
+        here.stack.append(path)
+        here.current = path or None
+        here.ran[id(module)] = module
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
-        stack = self._stack
+        here = self.here()
+        stack = here.stack
         if stack:
             stack.pop()
-            self.current = stack[-1] or None if stack else None
+            here.current = stack[-1] or None if stack else None
         return None
 
     def _adopt(self, root: torch.nn.Module) -> None:

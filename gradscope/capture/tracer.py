@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import threading
 from collections import deque
 from dataclasses import asdict
 from typing import Any
@@ -81,14 +83,14 @@ class Tracer:
         self.intercepted.update(self.checks.intercepted())
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
-        self.nodes = NodeTable()  # what the recorder and passes know of autograd nodes
-        self._mode: RecordingMode | None = None
+        # Each thread records with its own mode and notes (threads.py); the main thread's here
+        self._threads = threading.local()
+        self._main_nodes = NodeTable()
+        self._modes: list[RecordingMode] = []  # every thread's recorder, to pause and stop
+        self._previous_thread_profile: Any = None
+        self._pass_lock = threading.Lock()
         self._step_hooks: list = []
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
-        # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
-        # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
-        self.in_optimizer_step = False
-        self._mode_stepped_aside = False  # the recorder is off the mode stack during a step
         self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
         self._warnings_installed = False
         # `gradscope trace`'s own tracer pauses while the script's gradscope.trace() runs
@@ -113,8 +115,9 @@ class Tracer:
             self._asides.install()
             userwarnings.install()
             self._warnings_installed = True
-            self._mode = RecordingMode(self)
-            self._mode.__enter__()
+            self._record_this_thread(self._main_nodes)
+            self._previous_thread_profile = threading.getprofile()
+            threading.setprofile(self._thread_started)
         except BaseException:
             self.stop()
             raise
@@ -123,11 +126,16 @@ class Tracer:
         """Remove everything installed by `start()`. Safe to call more than once."""
         global _active
         try:
+            if threading.getprofile() == self._thread_started:
+                threading.setprofile(self._previous_thread_profile)
+            mode = self._mode
             # (a step that raised leaves the recorder stepped aside: then it is off the stack)
-            if self._mode is not None and not self._mode_stepped_aside:
-                self._mode.__exit__(None, None, None)
-            self._mode = None
-            self._mode_stepped_aside = False
+            if mode is not None and not mode.stepped_aside:
+                mode.__exit__(None, None, None)
+            for other in self._modes:  # other threads' recorders stay on their stacks: inert
+                other.__class__ = PausedMode
+            self._modes = []
+            self._threads.mode = None
         finally:
             self.finish_passes()
             self._asides.remove()
@@ -139,7 +147,7 @@ class Tracer:
                 hook.remove()
             self._step_hooks = []
             self.recent_outputs.clear()
-            self.nodes.clear()
+            self._main_nodes.clear()
             if _active is self:
                 _active = self._outer
                 if self._outer is not None:
@@ -156,19 +164,43 @@ class Tracer:
         """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
         runs it): record nothing until it ends; it records what this trace would."""
         self._paused_at = user_source()
-        if self._mode is not None:  # (it may be anywhere on the mode stack: it passes calls through)
-            self._mode.__class__ = PausedMode
+        for mode in self._modes:  # (it may be anywhere on a mode stack: it passes calls through)
+            mode.__class__ = PausedMode
         self.modules.remove()
         for hook in self._step_hooks:
             hook.remove()
         self._step_hooks = []
 
     def _resume(self, inner: "Tracer") -> None:
-        if self._mode is not None:
-            self._mode.__class__ = RecordingMode
+        for mode in self._modes:
+            mode.__class__ = RecordingMode
         self.modules.install()
         self._install_step_hooks()
         self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+
+    # -- threads ------------------------------------------------------------------------
+    @property
+    def _mode(self) -> RecordingMode | None:
+        """The calling thread's recorder (None in a thread that records nothing)."""
+        return getattr(self._threads, "mode", None)
+
+    @property
+    def nodes(self) -> NodeTable:
+        """The calling thread's notes on autograd nodes (their sequence numbers count per thread)."""
+        return getattr(self._threads, "nodes", None) or self._main_nodes
+
+    def _record_this_thread(self, nodes: NodeTable) -> None:
+        mode = RecordingMode(self, nodes)
+        self._threads.mode, self._threads.nodes = mode, nodes
+        self._modes.append(mode)
+        mode.__enter__()
+
+    def _thread_started(self, frame, event, arg) -> None:
+        """(A profile function, called once in each thread started during the trace: the
+        torch-function mode stack is per thread.) Record the new thread too."""
+        sys.setprofile(self._previous_thread_profile)
+        if _active is self:
+            self._record_this_thread(NodeTable())
 
     # -- events from the recorder -------------------------------------------------------
     def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
@@ -227,25 +259,29 @@ class Tracer:
         return result
 
     def _on_optimizer_step_start(self, optimizer, args, kwargs) -> None:
-        if torch.compiler.is_compiling():
+        mode = self._mode
+        if torch.compiler.is_compiling() or mode is None:
             return
-        self.in_optimizer_step = True
+        # The recorder steps aside: the step's many in-place updates of parameters are one
+        # event ("optimizer-step"), not hundreds of recorded ops.
+        mode.in_optimizer_step = True
         # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None and torch.overrides._get_current_function_mode() is self._mode:
+        if closure is None and torch.overrides._get_current_function_mode() is mode:
             # Step aside entirely: each of the step's many ops would otherwise still be
             # dispatched to the recorder. (A closure runs forward and backward inside the
             # step, so with one the recorder stays and only passes the step's ops through.)
             torch._C._pop_torch_function_stack()
-            self._mode_stepped_aside = True
+            mode.stepped_aside = True
 
     def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if torch.compiler.is_compiling():
+        mode = self._mode
+        if torch.compiler.is_compiling() or mode is None:
             return
-        if self._mode_stepped_aside:
-            torch._C._push_on_torch_function_stack(self._mode)
-            self._mode_stepped_aside = False
-        self.in_optimizer_step = False
+        if mode.stepped_aside:
+            torch._C._push_on_torch_function_stack(mode)
+            mode.stepped_aside = False
+        mode.in_optimizer_step = False
         self.optimizer_steps += 1
         self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
         self.checks.on_optimizer_step(optimizer)
@@ -283,8 +319,10 @@ class Tracer:
             if error is not None:
                 self.checks.after_failed_pass(recorder.index, error)
             try:
-                self.trace.passes.append(recorder.after(result, error, pass_index))
-                self._unfinished.append(recorder)
+                with self._pass_lock:  # (threads: a pass's index is its place in the list)
+                    pass_index = len(self.trace.passes)
+                    self.trace.passes.append(recorder.after(result, error, pass_index))
+                    self._unfinished.append(recorder)
                 self.finish_passes(wait=False)
             except Exception:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
