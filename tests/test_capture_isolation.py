@@ -246,3 +246,58 @@ def test_two_models_trained_in_threads_are_recorded_apart():
     assert kinds == {("relu",): {(1, 8)}, ("tanh",): {(1, 3)}}
     assert t.diagnostics == []  # no false no-gradient from the other thread's modules
     assert torch._C._len_torch_function_stack() == 0
+
+
+def _unreadable_passes():
+    """Backward through tensors whose values gradscope cannot read."""
+    w = torch.ones(3, device="meta", requires_grad=True)
+    (w * 2).sum().backward()
+    indices, values = torch.tensor([[0, 1], [1, 0]]), torch.tensor([1.0, 2.0])
+    s = torch.sparse_coo_tensor(indices, values, (2, 2), requires_grad=True)
+    d = torch.ones(2, 2, requires_grad=True)
+    torch.sparse.mm(s, d).sum().backward()
+    a, b = torch.randn(2, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+    nt = torch.nested.as_nested_tensor([a, b], layout=torch.jagged)
+    nt.sin().values().sum().backward()
+
+
+def test_meta_sparse_and_nested_passes_are_recorded_with_shapes(tmp_path):
+    with gradscope.trace() as t:
+        _unreadable_passes()
+    assert len(t.passes) == 3
+    meta = t.passes[0].graph.find("w")
+    assert (meta.shape, meta.device, meta.grad_after.shape, meta.grad_after.norm) == ([3], "meta", [3], None)
+    sparse = t.passes[1].graph.find("s")
+    assert sparse.grad_after.shape == [2, 2] and sparse.value is None
+    assert t.passes[1].graph.find("d").grad_after.value == [[2.0, 2.0], [1.0, 1.0]]
+    ragged = [n.shape for n in t.passes[2].graph.nodes if n.op == "sin"]
+    assert ragged == [[2, -1, 3]]  # the ragged dimension of the nested tensor
+    t.save(tmp_path / "trace.json")
+    assert len(load(tmp_path / "trace.json").passes) == 3
+
+
+def test_passes_after_a_failed_optimizer_step_are_recorded_or_said_lost():
+    class Broken(torch.optim.SGD):
+        def step(self, closure=None):
+            raise FloatingPointError("step failed")
+
+    model = nn.Linear(2, 1)
+    w = torch.ones(2, requires_grad=True)
+    with gradscope.trace() as t:
+        for opt in (Broken(model.parameters(), lr=0.1), Broken([w], lr=0.1)):
+            for _ in range(2):
+                loss = model(torch.ones(1, 2)).sum() if opt.param_groups[0]["params"][0] is not w else (w * 3).sum()
+                loss.backward()
+                try:
+                    opt.step()  # raises: its post-hook, which put the recorder back, never runs
+                except FloatingPointError:
+                    pass
+    # the model's second forward runs a module: the recorder is back for its pass; the plain
+    # tensor's passes come before any module: lost, and the trace says so (at the next step,
+    # and at the end)
+    assert len(t.passes) == 2
+    notes = [d for d in t.diagnostics if d.code == "pass-not-recorded"]
+    assert ["until the next step" in d.message for d in notes] == [True, True, False]
+    assert "until the trace ended" in notes[2].message and "optimizer.step() at line" in notes[2].message
+    assert notes[0].sources[0].code == "opt.step()  # raises: its post-hook, which put the recorder back, never runs"
+    assert torch._C._len_torch_function_stack() == 0

@@ -54,6 +54,8 @@ class ModuleTracker:
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
         self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
+        # called at the next module call when set (the tracer, after an optimizer step raised)
+        self.on_enter = None
 
     def here(self) -> ModuleStack:
         """The running modules of the calling thread."""
@@ -101,6 +103,8 @@ class ModuleTracker:
     def _enter(self, module: torch.nn.Module, args) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
+        if self.on_enter is not None:
+            self.on_enter()
         here = self.here()
         path = self._paths.get(module)
         if path is None:

@@ -16,10 +16,6 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook,
-    register_optimizer_step_pre_hook,
-)
 
 from ..model import Event, Source, Trace
 from . import userwarnings
@@ -34,6 +30,7 @@ from .recorder import OpInfo, RecordingMode, assigned_name
 from .quiet import unwatched, user_watching
 from .repeat import QuietTemplate
 from .source import assignment_target, user_source
+from .steps import OptimizerSteps
 from .summaries import SummaryOptions
 from .walk import walk
 
@@ -71,7 +68,7 @@ class Tracer:
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
-        self.optimizer_steps = 0
+        self.steps = OptimizerSteps(self)  # optimizer-step events; the recorder steps aside
         self.leaf_histories: IdTable = IdTable()  # leaf -> its LeafHistory
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
@@ -89,7 +86,6 @@ class Tracer:
         self._modes: list[RecordingMode] = []  # every thread's recorder, to pause and stop
         self._previous_thread_profile: Any = None
         self._pass_lock = threading.Lock()
-        self._step_hooks: list = []
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
         self._warnings_installed = False
@@ -111,7 +107,7 @@ class Tracer:
         _active = self
         try:
             self.modules.install()
-            self._install_step_hooks()
+            self.steps.install()
             self._asides.install()
             userwarnings.install()
             self._warnings_installed = True
@@ -128,9 +124,10 @@ class Tracer:
         try:
             if threading.getprofile() == self._thread_started:
                 threading.setprofile(self._previous_thread_profile)
+            if self._mode is not None and self._mode.stepped_aside:  # a step raised: put it back
+                self.steps.back_after_failed_step(until="the trace ended")
             mode = self._mode
-            # (a step that raised leaves the recorder stepped aside: then it is off the stack)
-            if mode is not None and not mode.stepped_aside:
+            if mode is not None:
                 mode.__exit__(None, None, None)
             for other in self._modes:  # other threads' recorders stay on their stacks: inert
                 other.__class__ = PausedMode
@@ -143,9 +140,7 @@ class Tracer:
                 userwarnings.remove()
                 self._warnings_installed = False
             self.modules.remove()
-            for hook in self._step_hooks:
-                hook.remove()
-            self._step_hooks = []
+            self.steps.remove()
             self.recent_outputs.clear()
             self._main_nodes.clear()
             if _active is self:
@@ -154,12 +149,6 @@ class Tracer:
                     self._outer._resume(self)
                 self._outer = None
 
-    def _install_step_hooks(self) -> None:
-        self._step_hooks = [
-            register_optimizer_step_pre_hook(self._on_optimizer_step_start),
-            register_optimizer_step_post_hook(self._on_optimizer_step),
-        ]
-
     def _pause(self) -> None:
         """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
         runs it): record nothing until it ends; it records what this trace would."""
@@ -167,16 +156,18 @@ class Tracer:
         for mode in self._modes:  # (it may be anywhere on a mode stack: it passes calls through)
             mode.__class__ = PausedMode
         self.modules.remove()
-        for hook in self._step_hooks:
-            hook.remove()
-        self._step_hooks = []
+        self.steps.remove()
 
     def _resume(self, inner: "Tracer") -> None:
         for mode in self._modes:
             mode.__class__ = RecordingMode
         self.modules.install()
-        self._install_step_hooks()
+        self.steps.install()
         self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.steps.count
 
     # -- threads ------------------------------------------------------------------------
     @property
@@ -258,34 +249,6 @@ class Tracer:
             })
         return result
 
-    def _on_optimizer_step_start(self, optimizer, args, kwargs) -> None:
-        mode = self._mode
-        if torch.compiler.is_compiling() or mode is None:
-            return
-        # The recorder steps aside: the step's many in-place updates of parameters are one
-        # event ("optimizer-step"), not hundreds of recorded ops.
-        mode.in_optimizer_step = True
-        # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None and torch.overrides._get_current_function_mode() is mode:
-            # Step aside entirely: each of the step's many ops would otherwise still be
-            # dispatched to the recorder. (A closure runs forward and backward inside the
-            # step, so with one the recorder stays and only passes the step's ops through.)
-            torch._C._pop_torch_function_stack()
-            mode.stepped_aside = True
-
-    def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
-        mode = self._mode
-        if torch.compiler.is_compiling() or mode is None:
-            return
-        if mode.stepped_aside:
-            torch._C._push_on_torch_function_stack(mode)
-            mode.stepped_aside = False
-        mode.in_optimizer_step = False
-        self.optimizer_steps += 1
-        self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
-        self.checks.on_optimizer_step(optimizer)
-
     # -- backward -----------------------------------------------------------------------
     def _on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
         source = user_source()
@@ -298,8 +261,9 @@ class Tracer:
                 recorder.quiet = quiet is unwatched
                 index = recorder.before()
                 self.checks.before_pass(recorder, index)
-        except Exception:  # never let gradscope stop the user's backward
+        except Exception as exc:  # never let gradscope stop the user's backward
             log.debug("gradscope: preparing a pass failed", exc_info=True)
+            self.not_recorded(exc, source)
             recorder = None
         result, error = None, None
         try:
@@ -324,8 +288,9 @@ class Tracer:
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                     self._unfinished.append(recorder)
                 self.finish_passes(wait=False)
-            except Exception:
+            except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
+                self.not_recorded(exc, source)
         self.checks.after_pass(pass_index, error)
         if error is not None and isinstance(error, Exception):
             self.emit(
@@ -342,8 +307,14 @@ class Tracer:
             try:
                 with unwatched():
                     recorder.finish()
-            except Exception:
+            except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
+                self.not_recorded(exc, recorder.source, partly=True)
+
+    def not_recorded(self, exc: BaseException | None, source, partly: bool = False, reason: str = "") -> None:
+        """Say in the trace that a pass was lost (or its numbers), and why: never a log line alone."""
+        self.emit("pass-not-recorded", {"reason": reason or f"{type(exc).__name__}: {exc}", "partly": partly},
+                  source=source)
 
     # -- helpers ------------------------------------------------------------------------
     def _leaf_label(self, tensor: torch.Tensor) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from math import prod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from .summaries import (
     SummaryOptions,
     _device_name,
     _dtype_name,
+    plain_shape,
 )
 
 if TYPE_CHECKING:
@@ -198,7 +200,7 @@ class _NodeMaker:
                 output = m.shape, m.dtype, m.device
         if output is not None:
             shape, dtype, device = output
-            node.shape = list(shape)
+            node.shape = _dims(shape)
             node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
             node.device = _device_name(device)
         return node
@@ -208,7 +210,7 @@ class _NodeMaker:
         index.leaf_tensors[node_id] = leaf
         node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
-        node.shape = list(leaf.shape)
+        node.shape = plain_shape(leaf.shape) if leaf.is_nested else list(leaf.shape)
         node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
         node.device = _device_name(leaf.device)
         node.requires_grad = leaf.requires_grad
@@ -222,6 +224,17 @@ class _NodeMaker:
         if not node.name:
             self.namer.leaves.add(node_id)
         return node
+
+
+def _dims(shape) -> list[int]:
+    """A node's output shape as plain ints (a nested tensor's ragged dimension: -1)."""
+    dims = list(shape)
+    try:
+        if type(prod(dims)) is int:  # (a ragged dimension is symbolic: so is the product)
+            return dims
+    except Exception:
+        pass
+    return plain_shape(dims)
 
 
 def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:
