@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .idtable import IdTable
-from .quiet import unwatched
+from .snapshots import DataSnapshots
 from .recorder import OpInfo, op_name
 from .source import _is_internal, user_source
 
@@ -51,8 +51,6 @@ log = logging.getLogger("gradscope")
 _MUTATIONS_KEPT = 4096  # in-place edits remembered (all tensors): enough to name recent lines
 _DATA_MUTATIONS_KEPT = 256  # edits through `.data` aliases
 _CUT_WALK_BUDGET = 256  # autograd nodes walked to find the leaves behind a detach
-_SNAPSHOT_ELEMENTS = 1 << 16  # tensors up to this size keep their values when `.data` is taken
-_SNAPSHOTS_KEPT = 1 << 20  # ... up to this many elements in all, between two passes
 
 _MODIFIED = "modified by an inplace operation"
 _FREED = ("backward through the graph a second time", "after they have already been freed")
@@ -91,9 +89,8 @@ class LiveChecks:
         self._saved_names: dict[type, tuple[str, ...]] = {}
         # per thread (two threads may run backward at once): see `_missing` and `_unread`
         self._passes = threading.local()
-        # small tensors' values when a `.data` alias of them was taken (see `_snapshot`)
-        self._snapshots: dict[int, tuple[int, torch.Tensor]] = {}  # storage -> (op counter, values)
-        self._snapshot_elements = 0
+        # small tensors' values when a `.data` alias of them was taken (gradcheck's edits undone)
+        self._snapshots = DataSnapshots()
 
     @property
     def _missing(self) -> tuple | None:
@@ -124,40 +121,12 @@ class LiveChecks:
             t = args[0] if args else None
             if isinstance(t, torch.Tensor) and isinstance(alias, torch.Tensor):
                 self.data_aliases.set(alias, weakref.ref(t))
-                self._snapshot(t)
+                self._snapshots.take(t, _storage_ptr(t), self._seq(), self.data_mutations)
                 if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
                     self._cut_behind(t, "data")
         except Exception:
             log.debug("gradscope: recording a .data alias failed", exc_info=True)
         return alias
-
-    def _snapshot(self, t: torch.Tensor) -> None:
-        """Keep a small tensor's values as they are when a `.data` alias of it is taken, unless
-        an edit through an alias since the last snapshot makes that one the values before
-        the edits: an edit undone before backward (what `torch.autograd.gradcheck` does)
-        changes nothing backward reads."""
-        ptr = _storage_ptr(t)
-        if ptr is None or t.numel() > _SNAPSHOT_ELEMENTS or t.is_sparse or t.is_meta:
-            return
-        kept = self._snapshots.get(ptr)
-        if kept is not None:
-            if any(m.ptr == ptr and m.seq >= kept[0] for m in self.data_mutations):
-                return  # edited since: the snapshot holds the values before the edits
-            self._snapshot_elements -= kept[1].numel()
-            del self._snapshots[ptr]
-        if self._snapshot_elements + t.numel() > _SNAPSHOTS_KEPT:
-            return
-        with unwatched(), torch.no_grad():
-            self._snapshots[ptr] = (self._seq(), t.detach().clone())
-        self._snapshot_elements += t.numel()
-
-    def _undone(self, t: torch.Tensor, ptr: int) -> bool:
-        """Does saved tensor `t` hold the values it had before the `.data` edits of its storage?"""
-        kept = self._snapshots.get(ptr)
-        if kept is None or kept[1].shape != t.shape or kept[1].dtype != t.dtype:
-            return False
-        with unwatched(), torch.no_grad():
-            return bool(torch.equal(kept[1].reshape(-1).view(torch.uint8), t.detach().reshape(-1).view(torch.uint8)))
 
     # -- in-place edits ---------------------------------------------------------------------
     def on_inplace(self, op: str, tensor: torch.Tensor, old_version: int) -> None:
@@ -432,7 +401,7 @@ class LiveChecks:
                 continue
             for m in data_muts:
                 if m.ptr == ptr and m.seq >= info.seq:
-                    if self._undone(t, ptr):
+                    if self._snapshots.undone(t, ptr):
                         break
                     modified_by = [{"op": m.op, "module": m.module, "tensor": m.name, **_plain(m.source)}]
                     self._emit_saved_modified("data", node_id, info, name, modified_by, "", m.source)
