@@ -11,6 +11,7 @@ import sys
 import torch
 import torch.nn as nn
 from conftest import run_gradscope
+from zoo import train_two_models_in_threads
 
 import gradscope
 from gradscope.model import load
@@ -84,6 +85,16 @@ def test_profiler_counts_the_same_aten_ops_traced_and_untraced():
     assert t.passes[0].graph.find("0.weight").grad_after.norm > 0  # the statistics were computed
 
 
+def _python_and_gradscope(folder, name: str, source: str) -> tuple:
+    """Run a script with `python` and with `gradscope trace -o out`; both must succeed."""
+    script = folder / name
+    script.write_text(source)
+    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=folder)
+    traced = run_gradscope("trace", "-o", "out", str(script), cwd=folder)
+    assert plain.returncode == traced.returncode == 0, traced.stderr
+    return plain, traced
+
+
 WARNING_SCRIPT = """\
 import os, warnings
 import torch
@@ -106,11 +117,7 @@ for w in seen:
 
 
 def test_warnings_inside_ops_are_filed_under_the_users_lines(tmp_path):
-    script = tmp_path / "warns.py"
-    script.write_text(WARNING_SCRIPT)
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
-    traced = run_gradscope("trace", "-o", "out", str(script), cwd=tmp_path)
-    assert plain.returncode == traced.returncode == 0, traced.stderr
+    plain, traced = _python_and_gradscope(tmp_path, "warns.py", WARNING_SCRIPT)
     lines = plain.stdout.splitlines()
     assert [line.split()[1] for line in lines] == ["8", "9", "11", "12"]  # twice each, as python
     assert traced.stdout.splitlines() == lines
@@ -153,11 +160,7 @@ print(len(t.passes), t.passes[0].graph.find("y").op, t.passes[0].graph.find("y")
 
 
 def test_a_script_that_traces_itself_runs_under_gradscope_trace(tmp_path):
-    script = tmp_path / "selftrace.py"
-    script.write_text(NESTED_SCRIPT)
-    plain = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
-    traced = run_gradscope("trace", "-o", "out", str(script), cwd=tmp_path)
-    assert plain.returncode == traced.returncode == 0, traced.stderr
+    plain, traced = _python_and_gradscope(tmp_path, "selftrace.py", NESTED_SCRIPT)
     assert traced.stdout == plain.stdout
     assert plain.stdout.splitlines()[-1] == "1 sum 5 [5.0, 5.0]"
     saved = load(tmp_path / "out" / "trace.json")
@@ -216,26 +219,8 @@ def test_gradcheck_is_not_a_saved_tensor_edit_but_a_real_data_edit_is():
 
 
 def test_two_models_trained_in_threads_are_recorded_apart():
-    import threading
-
-    torch.manual_seed(0)
-    models = [(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), torch.randn(5, 4)),
-              (nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), torch.randn(5, 4))]
-
-    def train(model, x):
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(20):
-            opt.zero_grad()
-            loss = model(x).pow(2).mean()
-            loss.backward()
-            opt.step()
-
     with gradscope.trace() as t:
-        threads = [threading.Thread(target=train, args=mx) for mx in models]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        train_two_models_in_threads(steps=20)
     assert len(t.passes) == 40 and [p.index for p in t.passes] == list(range(40))
     kinds = {}
     for p in t.passes:  # each pass is one model's: its activation, its own layer widths

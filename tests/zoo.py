@@ -327,8 +327,8 @@ def gradcheck() -> Results:
     return {"ok": torch.tensor(ok), "x": x.detach().clone(), "x.grad": x.grad.clone()}
 
 
-@case
-def threaded_backward() -> Results:
+def train_two_models_in_threads(steps: int) -> list[nn.Module]:
+    """Two different models, each trained by its own thread at the same time."""
     import threading
 
     torch.manual_seed(11)
@@ -337,7 +337,7 @@ def threaded_backward() -> Results:
 
     def train(model: nn.Module, x: torch.Tensor) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(5):
+        for _ in range(steps):
             opt.zero_grad()
             loss = model(x).pow(2).mean()
             loss.backward()
@@ -348,7 +348,12 @@ def threaded_backward() -> Results:
         t.start()
     for t in threads:
         t.join()
+    return [model for model, _ in models]
+
+
+@case
+def threaded_backward() -> Results:
     out: Results = {}
-    for i, (model, _) in enumerate(models):
+    for i, model in enumerate(train_two_models_in_threads(steps=5)):
         _params(f"{i}.", model, out)
     return out
