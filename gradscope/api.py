@@ -61,6 +61,7 @@ class trace:
         save: str | Path | None = None,
         keep: int | None = None,
         stream: str | Path | None = None,
+        _yields: bool = False,
     ) -> None:
         if gradients not in _GRADIENT_MODES:
             raise ValueError(f"gradients must be one of {_GRADIENT_MODES}, not {gradients!r}")
@@ -75,6 +76,8 @@ class trace:
         self.save_path = Path(save) if save is not None else None
         self.stream_path = Path(stream) if stream is not None else self.save_path
         self._stream: StreamWriter | None = None
+        # `gradscope trace`'s own trace: a gradscope.trace() in the script pauses it (else nesting is an error)
+        self._yields = _yields
         self.trace: Trace = Trace()
         self._tracer: Tracer | None = None
 
@@ -85,12 +88,15 @@ class trace:
             max_values=self.options["values"],
             max_jacobian=self.options["jacobian"],
             every=self.options["every"],
+            yields=self._yields,
         )
         tracer.start()
         self._tracer = tracer
         self.trace = tracer.trace
         self.trace.meta.update(_meta(self.options))
         if self.stream_path is not None:
+            if stream_path_for_rank := self._rank_stream_path():
+                self.stream_path = stream_path_for_rank
             self._stream = StreamWriter(self.trace, self.stream_path)
             tracer.pass_listeners.append(self._stream.write_pass)
         return self
@@ -108,6 +114,18 @@ class trace:
             if self.save_path is not None:
                 self._save_on_exit(exc)
         return False
+
+    def _rank_stream_path(self) -> Path | None:
+        """Under a distributed launch, `save=` streams into this rank's own folder (where
+        it is saved at the end), so ranks never write one file."""
+        from . import distributed
+
+        ranks = distributed.rank_and_world()
+        if ranks is None or self.save_path is None or self.stream_path != self.save_path:
+            return None
+        folder = distributed.rank_folder(self.save_path.parent, ranks[0])
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / self.save_path.name
 
     def _save_on_exit(self, exc: BaseException | None) -> None:
         """Write the trace to `save`. When the block raised, its exception goes on unchanged

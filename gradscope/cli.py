@@ -271,7 +271,7 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
 
     started, pid = time.time(), os.getpid()
     with sigterm_raises():
-        with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes) as recorder, \
+        with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes, _yields=True) as recorder, \
                 _output_folder_env(out_dir):
             outcome = runner.run(target)
         if os.getpid() != pid:  # a child the script forked came back here: the parent writes

@@ -235,3 +235,125 @@ def small_ops_chain() -> Results:
     y = torch.cat([parts[0], torch.sigmoid(parts[2])]).tanh().sum()
     y.backward()
     return {"y": y.detach(), "a.grad": a.grad.clone(), "b.grad": b.grad.clone()}
+
+
+def _small_step_model() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(9)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(3, 4)
+
+
+@case
+def inference_mode_eval_loop() -> Results:
+    model, x = _small_step_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = {}
+    for i in range(2):
+        model.train()
+        loss = model(x).pow(2).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        model.eval()
+        with torch.inference_mode():  # inference tensors have no version counter
+            pred = model(x)
+            pred.add_(1)
+            out[f"eval.{i}"] = pred.clone()
+    _params("", model, out)
+    return out
+
+
+@case
+def jit_trace() -> Results:
+    model, x = _small_step_model()
+    w = torch.randn(2, requires_grad=True)
+
+    def head(h, w):
+        return torch.tanh(h * w + 1)
+
+    traced_model = torch.jit.trace(model, (x,))
+    traced_head = torch.jit.trace(head, (traced_model(x), w))  # the graph names its source lines
+    loss = traced_head(traced_model(x), w).pow(2).sum()
+    loss.backward()
+    graph = str(traced_head.graph).encode()
+    out = {"loss": loss.detach(), "w.grad": w.grad.clone(), "graph": torch.tensor(list(graph), dtype=torch.uint8)}
+    _params("", model, out)
+    return out
+
+
+def _step(model: nn.Module, x: torch.Tensor) -> None:
+    model.zero_grad()
+    model(x).pow(2).sum().backward()
+
+
+@case
+def flop_counter_count() -> Results:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, x = _small_step_model()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _step(model, x)
+    out = {"flops": torch.tensor(counter.get_total_flops())}
+    _params("", model, out)
+    return out
+
+
+@case
+def dispatch_mode_call_count() -> Results:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountCalls(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            CountCalls.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    model, x = _small_step_model()
+    with CountCalls():
+        _step(model, x)
+    out = {"calls": torch.tensor(CountCalls.calls)}
+    _params("", model, out)
+    return out
+
+
+@case
+def gradcheck() -> Results:
+    torch.manual_seed(10)
+    x = torch.randn(3, dtype=torch.double, requires_grad=True)
+    ok = torch.autograd.gradcheck(lambda a: (a.sin() * a).sum(), (x,))
+    y = (x.sin() * x).sum()
+    y.backward()
+    return {"ok": torch.tensor(ok), "x": x.detach().clone(), "x.grad": x.grad.clone()}
+
+
+def train_two_models_in_threads(steps: int) -> list[nn.Module]:
+    """Two different models, each trained by its own thread at the same time."""
+    import threading
+
+    torch.manual_seed(11)
+    models = [(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), torch.randn(5, 4)),
+              (nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1)), torch.randn(5, 4))]
+
+    def train(model: nn.Module, x: torch.Tensor) -> None:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+
+    threads = [threading.Thread(target=train, args=mx) for mx in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [model for model, _ in models]
+
+
+@case
+def threaded_backward() -> Results:
+    out: Results = {}
+    for i, model in enumerate(train_two_models_in_threads(steps=5)):
+        _params(f"{i}.", model, out)
+    return out

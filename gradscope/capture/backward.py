@@ -27,6 +27,7 @@ from .history import LeafHistory, history_of
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
 from .recorder import OpInfo
+from .quiet import unwatched_hook
 from .repeat import QuietTemplate, unshare
 from .source import assignment_target
 from .summaries import Box, PendingBatch, _device_name, _dtype_name, _nest
@@ -145,6 +146,7 @@ class PassRecorder:
         self.result: Pass | None = None
         self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
+        self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -220,8 +222,12 @@ class PassRecorder:
                 # what arrives is what its one consumer sent: no need to summarise it twice
                 self._copy_later.append((node, "grad_outputs", out[0], "grad", True))
             else:
-                self._handles.append(fn.register_prehook(self._make_prehook(node)))
-            self._handles.append(fn.register_hook(self._make_posthook(fn, node, edges_into.get(node_id, {}))))
+                self._handles.append(fn.register_prehook(self._quiet(self._make_prehook(node))))
+            self._handles.append(fn.register_hook(self._quiet(self._make_posthook(fn, node, edges_into.get(node_id, {})))))
+
+    def _quiet(self, hook):
+        """The hook, unseen by the user's dispatch modes and profiler when they watch (quiet.py)."""
+        return unwatched_hook(hook) if self.quiet else hook
 
     def _make_prehook(self, node):
         def prehook(grad_outputs):

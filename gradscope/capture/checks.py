@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import weakref
 from collections import deque
 from dataclasses import asdict
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .idtable import IdTable
+from .data_snapshots import DataSnapshots
 from .recorder import OpInfo, op_name
 from .source import _is_internal, user_source
 
@@ -85,8 +87,28 @@ class LiveChecks:
         self._cuts = IdTable()
         self._walked: set[int] = set()
         self._saved_names: dict[type, tuple[str, ...]] = {}
-        self._missing: tuple | None = None  # (pass index, candidates) until the pass ends
-        self._unread = None  # the graph of this pass, if its saved tensors were not read yet
+        # per thread (two threads may run backward at once): see `_missing` and `_unread`
+        self._passes = threading.local()
+        # small tensors' values when a `.data` alias of them was taken (gradcheck's edits undone)
+        self._snapshots = DataSnapshots()
+
+    @property
+    def _missing(self) -> tuple | None:
+        """(pass index, candidates) of the calling thread's pass, until it ends."""
+        return getattr(self._passes, "missing", None)
+
+    @_missing.setter
+    def _missing(self, value: tuple | None) -> None:
+        self._passes.missing = value
+
+    @property
+    def _unread(self):
+        """The graph of the calling thread's pass, if its saved tensors were not read yet."""
+        return getattr(self._passes, "unread", None)
+
+    @_unread.setter
+    def _unread(self, value) -> None:
+        self._passes.unread = value
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:
@@ -99,6 +121,7 @@ class LiveChecks:
             t = args[0] if args else None
             if isinstance(t, torch.Tensor) and isinstance(alias, torch.Tensor):
                 self.data_aliases.set(alias, weakref.ref(t))
+                self._snapshots.take(t, _storage_ptr(t), self._seq(), self.data_mutations)
                 if t.requires_grad and t.grad_fn is not None and torch.is_grad_enabled():
                     self._cut_behind(t, "data")
         except Exception:
@@ -223,6 +246,7 @@ class LiveChecks:
         if len(self._cuts):
             self._cuts = IdTable()
         self._walked = set()
+
 
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
         call = recorder.call
@@ -395,6 +419,8 @@ class LiveChecks:
                 continue
             for m in data_muts:
                 if m.ptr == ptr and m.seq >= info.seq:
+                    if self._snapshots.undone(t, ptr):
+                        break
                     modified_by = [{"op": m.op, "module": m.module, "tensor": m.name, **_plain(m.source)}]
                     self._emit_saved_modified("data", node_id, info, name, modified_by, "", m.source)
                     return

@@ -7,7 +7,10 @@ outermost module that runs gives qualified names to its submodules (`features`,
 
 from __future__ import annotations
 
+import threading
+
 import torch
+from torch.nn.modules import module as module_mod
 from torch.nn.modules.module import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
@@ -19,14 +22,33 @@ from .names import leaf_names_changed
 from .recorder import compile_flags, dynamo_compiling
 
 
+def _global_hook_tables() -> tuple:
+    m = module_mod
+    return (m._global_backward_pre_hooks, m._global_backward_hooks, m._global_forward_pre_hooks,
+            m._global_forward_hooks, m._global_forward_hooks_always_called, m._global_forward_hooks_with_kwargs)
+
+
+class ModuleStack:
+    """The modules running in one thread: the recorder of that thread reads `current`."""
+
+    __slots__ = ("stack", "current", "ran", "call", "call_stack")
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        # the qualified path of the innermost running submodule (None outside modules and
+        # in a top module): an attribute, not a property, because every op reads it
+        self.current: str | None = None
+        # modules whose forward ran since the checks last looked (id -> module), in call order
+        self.ran: dict[int, torch.nn.Module] = {}
+        self.call = 0  # the id of the innermost running call (0: none); every op reads it
+        self.call_stack: list[int] = []
+
+
 class ModuleTracker:
     """Tracks the module path of the code running now, while installed."""
 
     def __init__(self) -> None:
-        self._stack: list[str] = []
-        # the qualified path of the innermost running submodule (None outside modules and
-        # in a top module): an attribute, not a property, because every op reads it
-        self.current: str | None = None
+        self._threads = threading.local()  # each thread's ModuleStack (two models in two threads)
         # module -> its qualified path under the outermost module that ran it
         self._paths = IdTable()  # module -> qualified path (looked up on every module call)
         self.parameter_names: IdTable = IdTable()
@@ -34,53 +56,85 @@ class ModuleTracker:
         self._root_size = IdTable()
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
-        # modules whose forward ran since the checks last looked (id -> module), in call order
-        self.ran: dict[int, torch.nn.Module] = {}
+        self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
+        # called at the next module call when set (the tracer, after an optimizer step raised)
+        self.on_enter = None
         self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
-        self.call = 0  # the id of the innermost running call (0: none); every op reads it
-        self._call_stack: list[int] = []
+
+    def here(self) -> ModuleStack:
+        """The running modules of the calling thread."""
+        try:
+            return self._threads.modules
+        except AttributeError:
+            here = self._threads.modules = ModuleStack()
+            return here
+
+    @property
+    def current(self) -> str | None:
+        return self.here().current
+
+    @property
+    def ran(self) -> dict[int, torch.nn.Module]:
+        return self.here().ran
 
     def install(self) -> None:
         self._handles = [
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._exit, always_call=True),
         ]
+        # torch.compile(module) warns when it sees global module hooks: not about gradscope's
+        if self._has_global_hook is None:
+            self._has_global_hook = module_mod._has_any_global_hook
+            module_mod._has_any_global_hook = self._users_global_hook
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._stack.clear()
-        self.current = None
-        self.ran.clear()
-        self._call_stack.clear()
-        self.call = 0
+        if self._has_global_hook is not None:
+            module_mod._has_any_global_hook = self._has_global_hook
+            self._has_global_hook = None
+        here = self.here()
+        here.stack.clear()
+        here.current = None
+        here.ran.clear()
+        here.call_stack.clear()
+        here.call = 0
+
+    def _users_global_hook(self) -> bool:
+        """torch's `_has_any_global_hook()`, blind to gradscope's own hooks."""
+        ours = {h.id for h in self._handles}
+        return any(key not in ours for hooks in _global_hook_tables() for key in hooks)
 
     def _enter(self, module: torch.nn.Module, args) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
+        if self.on_enter is not None:
+            self.on_enter()
+        here = self.here()
         path = self._paths.get(module)
         if path is None:
-            if self._stack:
+            if here.stack:
                 path = type(module).__name__.lower()  # a module not registered under its parent
             else:
                 path = self._adopt(module)
-        self._stack.append(path)
-        self.current = path or None
-        self.ran[id(module)] = module
-        self._call_stack.append(self.call)
-        self.call = self.calls.enter(module, path, self.call)
+        here.stack.append(path)
+        here.current = path or None
+        here.ran[id(module)] = module
+        here.call_stack.append(here.call)
+        here.call = self.calls.enter(module, path, here.call)
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
         if dynamo_compiling() or compile_flags._is_compiling_flag:
             return None
-        stack = self._stack
+        here = self.here()
+        stack = here.stack
         if stack:
             stack.pop()
-            self.current = stack[-1] or None if stack else None
-        if self._call_stack:
-            self.call = self._call_stack.pop()
+            here.current = stack[-1] or None if stack else None
+        if here.call_stack:
+            here.call = here.call_stack.pop()
         return None
 
     def _adopt(self, module: torch.nn.Module) -> str:

@@ -103,12 +103,17 @@ _BINARY = {"add", "sub", "mul", "truediv", "floordiv", "matmul", "pow", "mod", "
 class RecordingMode(TorchFunctionMode):
     """Sees every torch function call inside a trace and reports it to the tracer."""
 
-    def __init__(self, tracer: "Tracer") -> None:
+    def __init__(self, tracer: "Tracer", nodes) -> None:
+        """Made in the thread it records: its notes and running modules are that thread's."""
         super().__init__()
         self.tracer = tracer
         self._intercepted = tracer.intercepted  # calls handed to the tracer instead of recorded
         self._recent = tracer.recent_outputs
-        self._nodes = tracer.nodes
+        self._nodes = nodes  # (sequence numbers of autograd nodes are counted per thread)
+        self._modules = tracer.modules.here()
+        # Inside optimizer.step() the recorder steps aside (see Tracer._on_optimizer_step_start)
+        self.in_optimizer_step = False
+        self.stepped_aside = False  # ... off the mode stack for the step
         self._seq = 0
         self._stmt = 0
         self._last_stmt_key: tuple = ()
@@ -125,7 +130,7 @@ class RecordingMode(TorchFunctionMode):
         if kwargs is None:
             kwargs = {}
         tracer = self.tracer
-        if tracer.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
+        if self.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
             return func(*args, **kwargs)
         special = self._intercepted.get(func)
         if special is not None:
@@ -137,7 +142,11 @@ class RecordingMode(TorchFunctionMode):
             return special(func, args, kwargs)
 
         tensors = _tensor_args(args, kwargs)
-        versions = list(map(_version_of, tensors))
+        try:
+            versions = list(map(_version_of, tensors))
+        except RuntimeError:  # an inference tensor (inference_mode) has no version counter
+            tensors = [t for t in tensors if not t.is_inference()]
+            versions = list(map(_version_of, tensors))
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:
@@ -178,20 +187,20 @@ class RecordingMode(TorchFunctionMode):
         self._seq += 1
         out_ref = _weakref(out)
         first, self._next_first = self._next_first, key + 1
-        modules = self.tracer.modules
+        here = self._modules  # this thread's running modules
         nodes.put(key, OpInfo(
             type(grad_fn),
             out_ref,
             op_name(func),
             source,
-            modules.current,
+            here.current,
             stmt,
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
             _top_saved_hooks(False) is not None,
             output,
             first,
-            modules.call,
+            here.call,
         ))
         self._recent.append(out_ref)
 

@@ -75,6 +75,8 @@ class PendingBatch:
         """
         if tensor is None or not isinstance(tensor, torch.Tensor):
             return None
+        if not readable(tensor):
+            return described(tensor)
         t = tensor.detach() if tensor.requires_grad else tensor  # (a detach allocates a tensor)
         small = t.numel() <= self.options.max_values
         item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
@@ -111,6 +113,8 @@ class PendingBatch:
     def keep(self, tensor: torch.Tensor) -> Box:
         """A small tensor's values as nested lists of floats (queued when not on the CPU)."""
         box = Box()
+        if not readable(tensor):  # (its value stays None: shape only)
+            return box
         if _on_host(tensor):  # (`tolist` nests as the shape says, and is exact for every real dtype)
             box.value = (torch.view_as_real(tensor.detach()) if tensor.is_complex() else tensor).tolist()
         else:
@@ -207,6 +211,28 @@ class _HostCopy:
         if self.event is not None:
             self.event.synchronize()
         return self.host.tolist()
+
+
+def readable(t: torch.Tensor) -> bool:
+    """Can gradscope read t's values? Not those of meta tensors (there are none), sparse or
+    nested tensors (their values are not laid out as their shape says): those get a
+    summary of shape, dtype and device only."""
+    return t.layout is _STRIDED and not t.is_nested and not t.is_meta
+
+
+def described(t: torch.Tensor) -> Pending:
+    """A summary of shape, dtype and device only (a ragged dimension of a nested tensor is -1)."""
+    item = Pending(plain_shape(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
+    item.result = _finish(item, None, None)
+    return item
+
+
+def plain_shape(shape) -> list[int]:
+    """A shape as plain ints: a nested tensor's ragged (symbolic) dimension is -1."""
+    return [d if type(d) is int else -1 for d in shape]
+
+
+_STRIDED = torch.strided
 
 
 def _on_host(t: torch.Tensor) -> bool:

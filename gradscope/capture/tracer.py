@@ -7,18 +7,19 @@ active at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import threading
 from collections import deque
 from dataclasses import asdict
 from typing import Any, Callable
 
 import torch
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook,
-    register_optimizer_step_pre_hook,
-)
 
-from ..model import Event, Pass, Trace
+from ..model import Event, Pass, Source, Trace
+from . import userwarnings
+from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
 from .idtable import IdTable
@@ -26,9 +27,11 @@ from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
 from .recorder import OpInfo, RecordingMode, assigned_name
+from .quiet import unwatched, user_watching
 from .repeat import QuietTemplate
-from .snapshots import RequiresGradReads
+from .graph_snapshots import RequiresGradReads
 from .source import assignment_target, user_source
+from .steps import OptimizerSteps
 from .summaries import SummaryOptions
 from .walk import walk
 
@@ -53,6 +56,7 @@ class Tracer:
         max_values: int = 16,
         max_jacobian: int = 64,
         every: int = 10,
+        yields: bool = False,
     ) -> None:
         self.summary_options = SummaryOptions(stats=stats, max_values=max_values)
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
@@ -65,7 +69,7 @@ class Tracer:
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
-        self.optimizer_steps = 0
+        self.steps = OptimizerSteps(self)  # optimizer-step events; the recorder steps aside
         self.leaf_histories: IdTable = IdTable()  # leaf -> its LeafHistory
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
@@ -78,32 +82,41 @@ class Tracer:
         self.intercepted[torch.Tensor.requires_grad.__get__] = RequiresGradReads(self)
         # recent op outputs, weakly: the graph "as it stood" when an op fails
         self.recent_outputs: deque = deque(maxlen=64)
-        self.nodes = NodeTable()  # what the recorder and passes know of autograd nodes
-        self._mode: RecordingMode | None = None
-        self._step_hooks: list = []
+        # Each thread records with its own mode and notes (threads.py); the main thread's here
+        self._threads = threading.local()
+        self._main_nodes = NodeTable()
+        self._modes: list[RecordingMode] = []  # every thread's recorder, to pause and stop
+        self._previous_thread_profile: Any = None
+        self._pass_lock = threading.Lock()
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         self.pass_listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
-        # Inside optimizer.step() the recorder steps aside: the step's many in-place updates
-        # of parameters are one event ("optimizer-step"), not hundreds of recorded ops.
-        self.in_optimizer_step = False
-        self._mode_stepped_aside = False  # the recorder is off the mode stack during a step
+        self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
+        self._warnings_installed = False
+        # `gradscope trace`'s own tracer pauses while the script's gradscope.trace() runs
+        self.yields = yields
+        self._outer: Tracer | None = None  # the tracer paused while this one runs
+        self._paused_at: Source | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         global _active
         if _active is not None:
-            raise NestedTraceError(
-                "gradscope.trace() is already active; traces cannot be nested (end the outer block first)"
-            )
+            if not _active.yields:
+                raise NestedTraceError(
+                    "gradscope.trace() is already active; traces cannot be nested (end the outer block first)"
+                )
+            self._outer = _active
+            _active._pause()
         _active = self
         try:
             self.modules.install()
-            self._step_hooks = [
-                register_optimizer_step_pre_hook(self._on_optimizer_step_start),
-                register_optimizer_step_post_hook(self._on_optimizer_step),
-            ]
-            self._mode = RecordingMode(self)
-            self._mode.__enter__()
+            self.steps.install()
+            self._asides.install()
+            userwarnings.install()
+            self._warnings_installed = True
+            self._record_this_thread(self._main_nodes)
+            self._previous_thread_profile = threading.getprofile()
+            threading.setprofile(self._thread_started)
         except BaseException:
             self.stop()
             raise
@@ -112,21 +125,76 @@ class Tracer:
         """Remove everything installed by `start()`. Safe to call more than once."""
         global _active
         try:
-            # (a step that raised leaves the recorder stepped aside: then it is off the stack)
-            if self._mode is not None and not self._mode_stepped_aside:
-                self._mode.__exit__(None, None, None)
-            self._mode = None
-            self._mode_stepped_aside = False
+            if threading.getprofile() == self._thread_started:
+                threading.setprofile(self._previous_thread_profile)
+            if self._mode is not None and self._mode.stepped_aside:  # a step raised: put it back
+                self.steps.back_after_failed_step(until="the trace ended")
+            mode = self._mode
+            if mode is not None:
+                mode.__exit__(None, None, None)
+            for other in self._modes:  # other threads' recorders stay on their stacks: inert
+                other.__class__ = PausedMode
+            self._modes = []
+            self._threads.mode = None
         finally:
             self.finish_passes()
+            self._asides.remove()
+            if self._warnings_installed:
+                userwarnings.remove()
+                self._warnings_installed = False
             self.modules.remove()
-            for hook in self._step_hooks:
-                hook.remove()
-            self._step_hooks = []
+            self.steps.remove()
             self.recent_outputs.clear()
-            self.nodes.clear()
+            self._main_nodes.clear()
             if _active is self:
-                _active = None
+                _active = self._outer
+                if self._outer is not None:
+                    self._outer._resume(self)
+                self._outer = None
+
+    def _pause(self) -> None:
+        """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
+        runs it): record nothing until it ends; it records what this trace would."""
+        self._paused_at = user_source()
+        for mode in self._modes:  # (it may be anywhere on a mode stack: it passes calls through)
+            mode.__class__ = PausedMode
+        self.modules.remove()
+        self.steps.remove()
+
+    def _resume(self, inner: "Tracer") -> None:
+        for mode in self._modes:
+            mode.__class__ = RecordingMode
+        self.modules.install()
+        self.steps.install()
+        self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.steps.count
+
+    # -- threads ------------------------------------------------------------------------
+    @property
+    def _mode(self) -> RecordingMode | None:
+        """The calling thread's recorder (None in a thread that records nothing)."""
+        return getattr(self._threads, "mode", None)
+
+    @property
+    def nodes(self) -> NodeTable:
+        """The calling thread's notes on autograd nodes (their sequence numbers count per thread)."""
+        return getattr(self._threads, "nodes", None) or self._main_nodes
+
+    def _record_this_thread(self, nodes: NodeTable) -> None:
+        mode = RecordingMode(self, nodes)
+        self._threads.mode, self._threads.nodes = mode, nodes
+        self._modes.append(mode)
+        mode.__enter__()
+
+    def _thread_started(self, frame, event, arg) -> None:
+        """(A profile function, called once in each thread started during the trace: the
+        torch-function mode stack is per thread.) Record the new thread too."""
+        sys.setprofile(self._previous_thread_profile)
+        if _active is self:
+            self._record_this_thread(NodeTable())
 
     # -- events from the recorder -------------------------------------------------------
     def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
@@ -184,40 +252,21 @@ class Tracer:
             })
         return result
 
-    def _on_optimizer_step_start(self, optimizer, args, kwargs) -> None:
-        if torch.compiler.is_compiling():
-            return
-        self.in_optimizer_step = True
-        # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
-        closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None and torch.overrides._get_current_function_mode() is self._mode:
-            # Step aside entirely: each of the step's many ops would otherwise still be
-            # dispatched to the recorder. (A closure runs forward and backward inside the
-            # step, so with one the recorder stays and only passes the step's ops through.)
-            torch._C._pop_torch_function_stack()
-            self._mode_stepped_aside = True
-
-    def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
-        if torch.compiler.is_compiling():
-            return
-        if self._mode_stepped_aside:
-            torch._C._push_on_torch_function_stack(self._mode)
-            self._mode_stepped_aside = False
-        self.in_optimizer_step = False
-        self.optimizer_steps += 1
-        self.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.optimizer_steps})
-        self.checks.on_optimizer_step(optimizer)
-
     # -- backward -----------------------------------------------------------------------
     def _on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
         source = user_source()
+        # gradscope's own tensor work is hidden from the user's modes and profiler (quiet.py)
+        quiet = unwatched if user_watching() else contextlib.nullcontext
         recorder = None
         try:
-            recorder = PassRecorder(self, parse_call(func, args, kwargs), source)
-            index = recorder.before()
-            self.checks.before_pass(recorder, index)
-        except Exception:  # never let gradscope stop the user's backward
+            with quiet():
+                recorder = PassRecorder(self, parse_call(func, args, kwargs), source)
+                recorder.quiet = quiet is unwatched
+                index = recorder.before()
+                self.checks.before_pass(recorder, index)
+        except Exception as exc:  # never let gradscope stop the user's backward
             log.debug("gradscope: preparing a pass failed", exc_info=True)
+            self.not_recorded(exc, source)
             recorder = None
         result, error = None, None
         try:
@@ -227,23 +276,31 @@ class Tracer:
             error = exc
             raise
         finally:
-            pass_index = len(self.trace.passes)
-            if recorder is not None and recorder.index is not None:
-                if error is not None:
-                    self.checks.after_failed_pass(recorder.index, error)
-                try:
+            with quiet():
+                self._after_backward(func, recorder, result, error, source)
+
+    def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
+                        source) -> None:
+        pass_index = len(self.trace.passes)
+        if recorder is not None and recorder.index is not None:
+            if error is not None:
+                self.checks.after_failed_pass(recorder.index, error)
+            try:
+                with self._pass_lock:  # (threads: a pass's index is its place in the list)
+                    pass_index = len(self.trace.passes)
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                     self._unfinished.append(recorder)
-                    self.finish_passes(wait=False)
-                except Exception:
-                    log.debug("gradscope: finishing a pass failed", exc_info=True)
-            self.checks.after_pass(pass_index, error)
-            if error is not None and isinstance(error, Exception):
-                self.emit(
-                    "backward-error",
-                    {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
-                    source=source,
-                )
+                self.finish_passes(wait=False)
+            except Exception as exc:
+                log.debug("gradscope: finishing a pass failed", exc_info=True)
+                self.not_recorded(exc, source)
+        self.checks.after_pass(pass_index, error)
+        if error is not None and isinstance(error, Exception):
+            self.emit(
+                "backward-error",
+                {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                source=source,
+            )
 
     def finish_passes(self, wait: bool = True) -> None:
         """Fill in the numbers of recorded passes, in order: those whose copy to the host has
@@ -251,11 +308,18 @@ class Tracer:
         while self._unfinished and (wait or self._unfinished[0].ready()):
             recorder = self._unfinished.pop(0)
             try:
-                finished = recorder.finish()
+                with unwatched():
+                    finished = recorder.finish()
                 for listener in self.pass_listeners:
                     listener(finished)
-            except Exception:
+            except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
+                self.not_recorded(exc, recorder.source, partly=True)
+
+    def not_recorded(self, exc: BaseException | None, source, partly: bool = False, reason: str = "") -> None:
+        """Say in the trace that a pass was lost (or its numbers), and why: never a log line alone."""
+        self.emit("pass-not-recorded", {"reason": reason or f"{type(exc).__name__}: {exc}", "partly": partly},
+                  source=source)
 
     # -- helpers ------------------------------------------------------------------------
     def _leaf_label(self, tensor: torch.Tensor) -> str:
@@ -267,7 +331,8 @@ class Tracer:
         alive = [t for t in alive if t is not None and t.grad_fn is not None]
         if not alive:
             return None
-        index = walk(_tops(alive), self)
+        with unwatched():
+            index = walk(_tops(alive), self)
         for node in index.graph.nodes:
             node.is_root = False  # no backward started from anything yet
         return index
@@ -300,6 +365,13 @@ def _tops(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 def _call(func, args: tuple, kwargs: dict) -> Any:
     return func(*args, **kwargs)
+
+
+class PausedMode(RecordingMode):
+    """A paused recorder (its class while paused: nothing is checked per op for a pause)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
 
 
 def active_tracer() -> Tracer | None:

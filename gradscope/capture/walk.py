@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+from math import prod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from .summaries import (
     SummaryOptions,
     _device_name,
     _dtype_name,
+    plain_shape,
 )
 
 if TYPE_CHECKING:
@@ -203,7 +205,7 @@ class _NodeMaker:
                 output = m.shape, m.dtype, m.device
         if output is not None:
             shape, dtype, device = output
-            node.shape = list(shape)
+            node.shape = _dims(shape)
             node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
             node.device = _device_name(device)
             if type(note) is OpInfo and _small(shape, self.max_values):
@@ -215,7 +217,7 @@ class _NodeMaker:
         index.leaf_tensors[node_id] = leaf
         node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
-        node.shape = list(leaf.shape)
+        node.shape = plain_shape(leaf.shape) if leaf.is_nested else list(leaf.shape)
         node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
         node.device = _device_name(leaf.device)
         node.requires_grad = leaf.requires_grad
@@ -270,6 +272,17 @@ def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: Pendi
     out = note.tensor() if note.tensor is not None else None
     if out is not None and out._version == 0 and out.grad_fn is fn:
         index.pending_values.append((node, batch.keep(out)))
+
+
+def _dims(shape) -> list[int]:
+    """A node's output shape as plain ints (a nested tensor's ragged dimension: -1)."""
+    dims = list(shape)
+    try:
+        if type(prod(dims)) is int:  # (a ragged dimension is symbolic: so is the product)
+            return dims
+    except Exception:
+        pass
+    return plain_shape(dims)
 
 
 def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:

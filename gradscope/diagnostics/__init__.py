@@ -16,6 +16,10 @@ during capture by `gradscope.capture.checks`.
     nonscalar-backward     error           backward() on a non-scalar without gradient=
     ddp-gradients-differ   error           DDP ranks hold different gradients after all-reduce
 
+Notes (info, not mistakes of the user's: what the trace itself lacks, and why; see the
+guide's "Limits"): `nested-trace` (the script's own gradscope.trace() paused this trace),
+`pass-not-recorded` (a backward gradscope could not record, or only in part).
+
 `Diagnostic.nodes` are node ids of pass `pass_index`'s graph. The one exception is
 leaf-inplace, which has no pass: its nodes are ids in the graph of its "leaf-inplace-error"
 event (`Event.graph`, the graph as it stood when the edit was refused).
@@ -30,6 +34,7 @@ from ..model import Diagnostic, Trace
 from ._common import Found
 from .accumulation import grad_accumulation
 from .backward_errors import backward_twice, nonscalar_backward
+from .capture_notes import nested_trace, pass_not_recorded
 from .gradients import no_gradient, nonfinite_gradient, nonleaf_grad
 from .inplace import leaf_inplace, saved_tensor_modified
 from .ranks import CODE as DDP_GRADIENTS_DIFFER
@@ -46,6 +51,10 @@ RULES: dict[str, Callable[[Trace], list[Found]]] = {
     "nonfinite-gradient": nonfinite_gradient,
     "nonscalar-backward": nonscalar_backward,
 }
+NOTES: dict[str, Callable[[Trace], list[Found]]] = {
+    "nested-trace": nested_trace,
+    "pass-not-recorded": pass_not_recorded,
+}
 
 CODES = tuple(RULES)
 # found by comparing the traces of several processes (gradscope.distributed), not one
@@ -59,7 +68,7 @@ def diagnose(trace: Trace) -> list[Diagnostic]:
     stops a trace from being saved or rendered.
     """
     found: list[tuple[float, int, Diagnostic]] = []
-    for order, rule in enumerate(RULES.values()):
+    for order, rule in enumerate([*RULES.values(), *NOTES.values()]):
         try:
             for when, d in rule(trace):
                 found.append((when, order, d))
@@ -69,4 +78,4 @@ def diagnose(trace: Trace) -> list[Diagnostic]:
     return [d for _, _, d in found]
 
 
-__all__ = ["diagnose", "RULES", "CODES", "CROSS_RANK_CODES"]
+__all__ = ["diagnose", "RULES", "NOTES", "CODES", "CROSS_RANK_CODES"]

@@ -81,7 +81,7 @@ def event_graphs(trace: Trace) -> list[tuple[int, Event, list[Diagnostic]]]:
     return found
 
 
-REQUIRES_GRAD_READ = "requires-grad-read"  # (capture/snapshots.py)
+REQUIRES_GRAD_READ = "requires-grad-read"  # (capture/graph_snapshots.py)
 
 
 def event_title(e: Event) -> str:

@@ -1,0 +1,96 @@
+"""Optimizer steps inside a trace: one event each, and the recorder out of their way.
+
+An optimizer step updates every parameter in place: hundreds of ops that are one event
+("optimizer-step") to gradscope. So, for a step without a closure, the step's pre-hook
+takes the calling thread's recorder off the mode stack and the post-hook puts it back.
+A step that raises never reaches its post-hook: the recorder is put back at the next
+module call, the next step or the end of the trace, and when backward may have run unseen
+in between the trace says so ("pass-not-recorded").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
+
+from ..model import Source
+from .source import user_source
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
+
+
+class OptimizerSteps:
+    """The global optimizer-step hooks of one tracer, while installed."""
+
+    def __init__(self, tracer: "Tracer") -> None:
+        self.tracer = tracer
+        self.count = 0  # steps taken in the trace
+        self._handles: list = []
+        self._failed_at: Source | None = None  # the line of the last step that stepped aside
+
+    def install(self) -> None:
+        self._handles = [
+            register_optimizer_step_pre_hook(self._on_start),
+            register_optimizer_step_post_hook(self._on_end),
+        ]
+
+    def remove(self) -> None:
+        for hook in self._handles:
+            hook.remove()
+        self._handles = []
+
+    def _on_start(self, optimizer, args, kwargs) -> None:
+        tracer = self.tracer
+        mode = tracer._mode
+        if torch.compiler.is_compiling() or mode is None:
+            return
+        if mode.stepped_aside:  # the last step raised: nothing was recorded since
+            self.back_after_failed_step(until="the next step")
+        mode.in_optimizer_step = True
+        # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
+        if closure is None and torch.overrides._get_current_function_mode() is mode:
+            # Step aside entirely: each of the step's many ops would otherwise still be
+            # dispatched to the recorder. (A closure runs forward and backward inside the
+            # step, so with one the recorder stays and only passes the step's ops through.)
+            torch._C._pop_torch_function_stack()
+            mode.stepped_aside = True
+            self._failed_at = user_source()
+            tracer.modules.on_enter = self.back_after_failed_step  # (a module runs: the step is over)
+
+    def _on_end(self, optimizer, args, kwargs) -> None:
+        tracer = self.tracer
+        mode = tracer._mode
+        if torch.compiler.is_compiling() or mode is None:
+            return
+        if mode.stepped_aside:
+            torch._C._push_on_torch_function_stack(mode)
+            mode.stepped_aside = False
+            tracer.modules.on_enter = None
+        mode.in_optimizer_step = False
+        self.count += 1
+        tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.count})
+        tracer.checks.on_optimizer_step(optimizer)
+
+    def back_after_failed_step(self, until: str = "") -> None:
+        """An optimizer.step() raised (its post-hook never ran): put the recorder back. `until`
+        ("the next step", "the trace ended"): backward may have run meanwhile unseen (no
+        module ran since), which the trace says."""
+        tracer = self.tracer
+        tracer.modules.on_enter = None
+        mode = tracer._mode
+        if mode is None or not mode.stepped_aside:
+            return
+        mode.stepped_aside = mode.in_optimizer_step = False
+        torch._C._push_on_torch_function_stack(mode)
+        if until:
+            at = self._failed_at
+            tracer.not_recorded(None, at, reason=(
+                f"optimizer.step() at line {at.line if at else '?'} raised, and until {until} no module "
+                "ran: backward passes run in between, if any, were not seen"))
