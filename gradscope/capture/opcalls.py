@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .quiet import unwatched
+
 # How far past a node's number to look for its call's note: a call making more internal
 # nodes than this (none in torch.nn.functional) leaves the rest without a source.
 _MAX_GAP = 4096
@@ -25,7 +27,7 @@ def next_sequence_nr() -> int | None:
     """The number autograd gives the next node made in this thread (None under
     inference_mode, where no node is made). Costs one tiny op: called once per trace and
     once after each backward, never per op. Call it outside the recording mode."""
-    with torch.enable_grad():
+    with unwatched(), torch.enable_grad():  # the user's profiler and modes never see the probe
         probe = torch.zeros((), requires_grad=True) * 1
     fn = probe.grad_fn
     return None if fn is None else fn._sequence_nr() + 1

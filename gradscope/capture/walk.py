@@ -208,7 +208,7 @@ class _NodeMaker:
             node.shape = _dims(shape)
             node.dtype = _DTYPE_NAMES.get(dtype) or _dtype_name(dtype)
             node.device = _device_name(device)
-            if type(note) is OpInfo and _small(shape, self.max_values):
+            if type(note) is OpInfo and _small(node.shape, self.max_values):
                 queue_op_value(self.index, node, note, fn, self.batch)
         return node
 
@@ -259,9 +259,12 @@ def saved_numbers(fn) -> dict:
     return found
 
 
-def _small(shape, limit: int) -> bool:
+def _small(dims: list[int], limit: int) -> bool:
+    """At most `limit` elements (a ragged dimension, -1, is never small)."""
     n = 1
-    for d in shape:
+    for d in dims:
+        if d < 0:
+            return False
         n *= d
     return n <= limit
 

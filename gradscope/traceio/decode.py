@@ -83,7 +83,10 @@ def _plan(cls: type) -> tuple[dict, set]:
     found = _PLANS.get(cls)
     if found is None:
         required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-        found = _PLANS[cls] = ({name: checker(tp) for name, tp in hints(cls).items()}, required)
+        plan = {name: checker(tp) for name, tp in hints(cls).items()}
+        if "shape" in plan:
+            plan["shape"] = _shape
+        found = _PLANS[cls] = (plan, required)
     return found
 
 
@@ -148,6 +151,15 @@ def _int(value: Any, where: str) -> int:
     if type(value) is int and 0 <= value <= MAX_INT:
         return value
     raise Malformed(where, f"expected an integer from 0 to 2**53, got {_kind(value)}")
+
+
+def _shape(value: Any, where: str) -> list[int] | None:
+    """A tensor's shape: sizes, -1 for a size that has no one value (a nested tensor's ragged dimension)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise Malformed(where, f"expected a list, got {_kind(value)}")
+    return [d if type(d) is int and d == -1 else _int(d, f"{where}[{i}]") for i, d in enumerate(value)]
 
 
 def _str(value: Any, where: str) -> str:
