@@ -3,19 +3,18 @@
 One row per named leaf (a parameter, or a tensor the script named): in how many passes
 it got a gradient, its gradient norm first, last, smallest and largest, the passes where
 the gradient was NaN/Inf, and a verdict, worst first: non-finite, no gradient,
-exploding, vanishing, ok.
+exploding, vanishing, ok. The numbers and flags are the report's (`gradscope.series`),
+so the terminal and the charts never disagree about a parameter.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from ..model import TensorSummary, Trace
+from ..model import Trace
+from ..series import EXPLODING, NAN, VANISHING, LeafSeries, leaf_series
 from . import fmt
 
-VANISHING = 1e-7  # largest norm over the run below this: the gradient vanished
-EXPLODING = 1e3  # a norm above this, or the last grown this many times the first
 VERDICTS = ("non-finite", "no gradient", "exploding", "vanishing", "ok")
 
 
@@ -31,57 +30,32 @@ class ParameterStats:
     min: float | None = None
     max: float | None = None
     verdict: str = "ok"
-    # (pass index, gradient norm or None) for every pass that reached it, for charts
-    points: list[tuple[int, float | None]] = field(default_factory=list, repr=False)
-
-
-def gradient_norm(t: TensorSummary | None) -> float | None:
-    """The 2-norm of a .grad summary (a scalar's absolute value when only its value is kept)."""
-    if t is None:
-        return None
-    if t.norm is not None:
-        return t.norm
-    s = t.scalar()
-    return abs(float(s)) if isinstance(s, (int, float)) and not isinstance(s, bool) else None
 
 
 def parameter_stats(trace: Trace) -> list[ParameterStats]:
     """One ParameterStats per named leaf of the trace, worst first."""
-    rows: dict[str, ParameterStats] = {}
-    for p in trace.passes:
-        for leaf in p.graph.leaves:
-            if not leaf.name:
-                continue
-            row = rows.get(leaf.name)
-            if row is None:
-                row = rows[leaf.name] = ParameterStats(leaf.name, leaf.shape)
-            row.passes += 1
-            g = leaf.grad_after
-            norm = gradient_norm(g)
-            row.points.append((p.index, norm))
-            if g is None:
-                continue
-            row.with_grad += 1
-            if not g.finite or (norm is not None and not math.isfinite(norm)):
-                row.nonfinite += 1
-            elif norm is not None:
-                row.first = norm if row.first is None else row.first
-                row.last = norm
-                row.min = norm if row.min is None else min(row.min, norm)
-                row.max = norm if row.max is None else max(row.max, norm)
-    for row in rows.values():
-        row.verdict = _verdict(row)
-    return sorted(rows.values(), key=lambda r: VERDICTS.index(r.verdict))
+    rows = [_row(s) for s in leaf_series(trace)]
+    return sorted(rows, key=lambda r: VERDICTS.index(r.verdict))
 
 
-def _verdict(row: ParameterStats) -> str:
-    if row.nonfinite:
+def _row(s: LeafSeries) -> ParameterStats:
+    grads = s.finite_grads()
+    row = ParameterStats(s.name, s.shape, passes=len(s.passes),
+                         with_grad=sum(g is not None for g in s.grad_norm), nonfinite=s.nonfinite)
+    if grads:
+        row.first, row.last, row.min, row.max = grads[0], grads[-1], min(grads), max(grads)
+    row.verdict = _verdict(s, grads)
+    return row
+
+
+def _verdict(s: LeafSeries, grads: list[float]) -> str:
+    if NAN in s.flags:
         return "non-finite"
-    if row.with_grad == 0 or not row.max:
+    if not grads or not max(grads):  # never a gradient, or only zeros
         return "no gradient"
-    if row.max > EXPLODING or (row.first and row.last is not None and row.last / row.first > EXPLODING):
+    if EXPLODING in s.flags:
         return "exploding"
-    if row.max < VANISHING:
+    if VANISHING in s.flags:
         return "vanishing"
     return "ok"
 
@@ -101,5 +75,5 @@ def stats_table(trace: Trace) -> str:
 
 
 def stats_json(trace: Trace) -> list[dict]:
-    """The same rows as plain data (`gradscope stats --json`), without the per-pass norms."""
-    return [{k: v for k, v in asdict(r).items() if k != "points"} for r in parameter_stats(trace)]
+    """The same rows as plain data (`gradscope stats --json`)."""
+    return [asdict(r) for r in parameter_stats(trace)]
