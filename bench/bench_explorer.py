@@ -43,12 +43,12 @@ def open_page(page: Path, fragment: str, wait_ms: int, shot: Path | None = None)
     return found
 
 
-def showcase(name: str) -> gradscope.Trace:
-    import runpy
-
-    with gradscope.trace() as t:
-        runpy.run_path(str(ROOT / "examples" / f"{name}.py"), run_name="__main__")
-    return t
+def showcase(name: str) -> Path:
+    """The showcase's report.html as `gradscope demo` writes it."""
+    out = Path(tempfile.mkdtemp()) / name
+    subprocess.run([str(Path(sys.executable).with_name("gradscope")), "demo", "-o", str(out), name], check=True,
+                   capture_output=True, timeout=600)
+    return out / "report.html"
 
 
 def main() -> None:
@@ -67,7 +67,11 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         page = out / f"{name}.html"
-        page.write_text(trace_to_html(make()), encoding="utf-8")
+        made = make()
+        if isinstance(made, Path):
+            page = made
+        else:
+            page.write_text(trace_to_html(getattr(made, "trace", made)), encoding="utf-8")
         size = page.stat().st_size / 1e6
         default = open_page(page, "", 8000)
         line = (f"{name:22} {size:6.2f} MB  load {default.get('load-ms')} ms  resources {default.get('resources')}  "
