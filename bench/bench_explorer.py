@@ -1,46 +1,86 @@
 """The explorer in report.html: page size, load time, and layout times in the browser.
 
-    python bench/bench_explorer.py            # 12-block GPT-shaped decoder, ResNet-50, showcases
-    python bench/bench_explorer.py --shots out/   # also screenshots of the default views
+    python bench/bench_explorer.py                  # 12-block GPT-shaped decoder, ResNet-50, showcases
+    python bench/bench_explorer.py --shots out/     # also screenshots (default view, a block opened)
 
-For each report: its size, the load event's time in headless Chromium (real time, no
-virtual clock), the layout time of the default view, of one block expanded
-(`#expand=blocks.3`, or `layer2.1` for ResNet-50) and of everything expanded
-(`#expand=*`), each read from the page's own measurement (performance.now around
-Graphviz-in-WebAssembly's layout), each in a fresh browser.
+Real time in headless Chromium driven over the DevTools pipe (bench/cdp.py): the load
+event's time (Navigation Timing), the default view's layout, a click on one block's box
+until its expansion is drawn (the ×N fold split first, if the blocks are folded), and a
+click on "expand all" until everything is drawn. "layout" is the page's own measure of
+Graphviz-in-WebAssembly's layout; "wall" adds building the DOT and inserting the SVG.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT)]
 from bench_views import gpt2_small, resnet  # noqa: E402
+from cdp import Browser  # noqa: E402
 
-import gradscope  # noqa: E402
 from gradscope.render.html import trace_to_html  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = "/usr/bin/chromium"
+X = "document.querySelector('.gs-x')"
+READY = f"{X}.getAttribute('data-gs-state') === 'ready'"
 
 
-def open_page(page: Path, fragment: str, wait_ms: int, shot: Path | None = None) -> dict[str, str]:
-    """The explorer's data-gs-* attributes after `wait_ms` of real time."""
-    with tempfile.TemporaryDirectory() as profile:
-        args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                f"--user-data-dir={profile}", f"--timeout={wait_ms}", "--window-size=1400,1000"]
-        args += [f"--screenshot={shot}", "--hide-scrollbars"] if shot else ["--dump-dom"]
-        r = subprocess.run(args + [page.as_uri() + fragment], capture_output=True, text=True, timeout=600)
-    if shot:
-        return {}
-    found = dict(re.findall(r'data-gs-(load-ms|resources|boxes|layout-ms|state)="([^"]*)"', r.stdout))
-    return found
+def click(b: Browser, selector: str, timeout: float = 600) -> tuple[float, str, str]:
+    """Click what `selector` finds in the explorer; wall seconds until it is drawn, the
+    layout's own milliseconds, and how many boxes are drawn."""
+    t0 = time.perf_counter()
+    b.evaluate(f"{X}.querySelector({selector!r}).dispatchEvent(new MouseEvent('click', {{bubbles: true}}))")
+    b.wait(READY, timeout)
+    wall = time.perf_counter() - t0
+    return wall, b.evaluate(f"{X}.getAttribute('data-gs-layout-ms')"), b.evaluate(f"{X}.getAttribute('data-gs-boxes')")
+
+
+def box_of(b: Browser, path: str) -> str | None:
+    """The selector of the box whose first line starts with `path`."""
+    found = b.evaluate(f"""(function () {{
+      var gs = {X}.querySelectorAll('g.node[id^="x_b"], g.node[id^="x_f"]');
+      for (var i = 0; i < gs.length; i++) {{
+        var t = gs[i].querySelector('text');
+        if (t && t.textContent.replace(/\u00a0/g, ' ').split(' ')[0] === {path!r}) return gs[i].id;
+      }}
+      return null; }})()""")
+    return f'[id="{found}"]' if found else None
+
+
+def measure(page: Path, block: str | None, shots: Path | None, name: str) -> str:
+    b = Browser(CHROMIUM)
+    try:
+        b.open(page.as_uri())
+        b.wait(READY, 120)
+        load = b.evaluate("document.documentElement.getAttribute('data-gs-load-ms')")
+        res = b.evaluate("performance.getEntriesByType('resource').length")
+        line = (f"{name:20} {page.stat().st_size / 1e6:5.2f} MB  load event {load} ms  requests {res}  default "
+                f"{b.evaluate(X + '.getAttribute(' + repr('data-gs-boxes') + ')')} boxes, layout "
+                f"{b.evaluate(X + '.getAttribute(' + repr('data-gs-layout-ms') + ')')} ms")
+        if shots:
+            b.screenshot(str(shots / f"{name}.png"))
+        if block:
+            fold = b.evaluate("!!" + X + ".querySelector('g.node[id^=x_f]')")
+            if fold:
+                wall, ms, n = click(b, 'g.node[id^="x_f"]')
+                line += f" | split ×N: {wall * 1000:.0f} ms wall ({n} boxes)"
+            target = box_of(b, block)
+            if target:
+                wall, ms, n = click(b, target)
+                line += f" | open {block}: {wall * 1000:.0f} ms wall, layout {ms} ms ({n} boxes)"
+                if shots:
+                    b.screenshot(str(shots / f"{name}-{block}.png"))
+            wall, ms, n = click(b, '[data-gs-x="all"]')
+            line += f" | expand all: {wall:.1f} s wall, layout {int(ms) / 1000:.1f} s ({n} boxes)"
+        return line
+    finally:
+        b.close()
 
 
 def showcase(name: str) -> Path:
@@ -63,28 +103,18 @@ def main() -> None:
         "tiny_gpt": (lambda: showcase("tiny_gpt"), "blocks.1"),
     }
     out = Path(tempfile.mkdtemp())
+    if args.shots:
+        args.shots.mkdir(parents=True, exist_ok=True)
     for name, (make, block) in cases.items():
         if args.only and name not in args.only:
             continue
-        page = out / f"{name}.html"
         made = make()
+        page = out / f"{name}.html"
         if isinstance(made, Path):
             page = made
         else:
             page.write_text(trace_to_html(getattr(made, "trace", made)), encoding="utf-8")
-        size = page.stat().st_size / 1e6
-        default = open_page(page, "", 8000)
-        line = (f"{name:22} {size:6.2f} MB  load {default.get('load-ms')} ms  resources {default.get('resources')}  "
-                f"default {default.get('boxes')} boxes in {default.get('layout-ms')} ms")
-        if block:
-            one = open_page(page, f"#graph=1&expand={block}", 8000)
-            line += f"  | expand {block}: {one.get('boxes')} boxes in {one.get('layout-ms')} ms"
-            full = open_page(page, "#graph=1&expand=*", 120000)
-            line += f"  | expand all: {full.get('boxes')} boxes in {full.get('layout-ms')} ms ({full.get('state')})"
-        print(line, flush=True)
-        if args.shots:
-            args.shots.mkdir(parents=True, exist_ok=True)
-            open_page(page, "#graph=1", 8000, args.shots / f"{name}.png")
+        print(measure(page, block, args.shots, name), flush=True)
 
 
 if __name__ == "__main__":

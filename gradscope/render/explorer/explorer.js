@@ -438,12 +438,16 @@
       try { history.replaceState(null, "", "#" + parts.join("&")); } catch (e) { /* a sandboxed frame */ }
     }
     this.apply = function (p) {  // p: the parsed fragment
+      self.set(p);
+      return self.draw();
+    };
+    this.dot = function () { return toDot().dot; };  // the DOT of the current state (bench, debugging)
+    this.set = function (p) {
       reset(); st.selected = null; st.marked = {}; self.note = "";
       if (p.expand === "*") act("all", true);  // everything open: a linkable "expand all"
       else (p.expand || "").split(",").forEach(function (x) { if (x) self.expandPath(x); });
       if (p.search) { search.value = p.search; self.find(p.search); }
       if (p.select) self.select(p.select, p.mark ? p.mark.split(",") : null);
-      return self.draw();
     };
 
     // -- events --------------------------------------------------------------------------
