@@ -156,7 +156,7 @@
         (items[k] || []).forEach(function (l) { out.push(l); });
       }
       var out = ['digraph G { rankdir=TB; nodesep=0.3; ranksep=0.4; fontname="Helvetica,Arial,sans-serif"; fontsize=11;',
-                 'node [fontname="Helvetica,Arial,sans-serif",fontsize=11,margin="0.1,0.04",penwidth=1.2];',
+                 'node [fontname="Helvetica,Arial,sans-serif",fontsize=11,margin="0.14,0.05",penwidth=1.2];',
                  'edge [color="#1d4ed8",dir=back,arrowsize=0.7];'];
       emit(-1, out);
       var seen = {};
@@ -187,10 +187,12 @@
         st.w = svg.width.baseVal.value; st.h = svg.height.baseVal.value;
         var title = svg.querySelectorAll("title");
         for (var k = 0; k < title.length; k++) title[k].parentNode.removeChild(title[k]);
-        var fits = Math.min(view.clientWidth / st.w, view.clientHeight / st.h, 1);
-        zoomTo(self.keepScale ? st.scale : Math.max(fits, 0.3));
-        self.keepScale = false;
+        // fit the frame, but never so small that the labels cannot be read: the rest scrolls
+        zoomTo(Math.max(Math.min(view.clientWidth / st.w, view.clientHeight / st.h, 1), 0.6));
         paint();
+        var focus = st.focus && svg.querySelector('[id="' + st.focus + '"]');
+        if (focus && !st.selected) centre(focus, true);
+        st.focus = null;
         var n = made.shown.nodes + made.shown.boxes;
         root.setAttribute("data-gs-boxes", String(n));
         root.setAttribute("data-gs-layout-ms", String(Math.round(ms)));
@@ -218,11 +220,11 @@
       }
     }
 
-    function centre(g) {
+    function centre(g, top) {  // bring g into the frame (a frame opened: its top, in the middle)
       var r = g.getBoundingClientRect(), v = view.getBoundingClientRect();
       if (r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom) return;
       view.scrollLeft += r.left + r.width / 2 - (v.left + v.width / 2);
-      view.scrollTop += r.top + r.height / 2 - (v.top + v.height / 2);
+      view.scrollTop += top && r.height > v.height ? r.top - v.top - 20 : r.top + r.height / 2 - (v.top + v.height / 2);
     }
 
     function zoomTo(next, x, y) {
@@ -320,8 +322,8 @@
     function clickOn(id) {
       var it = whatIs(id);
       if (it.kind === "box") {
-        if (id.charAt(0) === "f") st.unfolded[+id.slice(1)] = true;
-        else st.open[+id.slice(1)] = true;
+        if (id.charAt(0) === "f") { st.unfolded[+id.slice(1)] = true; st.focus = "x_b" + data.folds[+id.slice(1)][0]; }
+        else { st.open[+id.slice(1)] = true; st.focus = "x_c" + id.slice(1); }
         boxDetails(id);
         st.selected = null;
         save(); self.draw();
@@ -445,7 +447,9 @@
     this.set = function (p) {
       reset(); st.selected = null; st.marked = {}; self.note = "";
       if (p.expand === "*") act("all", true);  // everything open: a linkable "expand all"
-      else (p.expand || "").split(",").forEach(function (x) { if (x) self.expandPath(x); });
+      else (p.expand || "").split(",").forEach(function (x) {
+        if (x && self.expandPath(x)) st.focus = "x_c" + calls.filter(function (c) { return c.path === x; })[0].i;
+      });
       if (p.search) { search.value = p.search; self.find(p.search); }
       if (p.select) self.select(p.select, p.mark ? p.mark.split(",") : null);
     };
