@@ -235,7 +235,11 @@ def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | La
 # -- the explorer (explorer/): one per distinct graph, and the diagnostics' links into it --
 def _explorer(trace: Trace, g: GraphGroup) -> str:
     passes = [_pass(trace, i) for i in g.passes]
-    return explorer_section(g.number, passes, trace.diagnostics)
+    try:
+        return explorer_section(g.number, passes, trace.diagnostics)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a crafted trace.json: the rest still shows
+        return f'<p class="gs-error">The explorer cannot show this graph: {fmt.esc(exc, 200)}</p>'
+
 
 
 def _explore_links(trace: Trace, groups: list[GraphGroup]) -> dict[int, str]:
