@@ -176,3 +176,59 @@ def test_a_crafted_name_stays_text(gpt, tmp_path):
     part = explorer(dom)
     assert "<img" not in part and "&lt;img src=x" in part  # shown, as text, on the graph and in the panel
     assert evil[:20] in details(part)
+
+
+CLICKS = """<!DOCTYPE html><html><body><iframe id="r" src="%(src)s" style="width:1200px;height:900px"></iframe>
+<pre id="out"></pre><script>
+document.getElementById("r").addEventListener("load", function () {
+  var doc = this.contentDocument, win = this.contentWindow, x = doc.querySelector(".gs-x"), seen = [];
+  function has(sel) { return !!x.querySelector(sel); }
+  function click(el) { el.dispatchEvent(new win.MouseEvent("click", {bubbles: true})); }
+  function key(k) { x.dispatchEvent(new win.KeyboardEvent("keydown", {key: k, bubbles: true})); }
+  function until(cond, then, k) {
+    k = k || 0;
+    if (cond() && x.getAttribute("data-gs-state") === "ready") return then();
+    if (k > 200) { seen.push("timed out"); return finish(); }
+    setTimeout(function () { until(cond, then, k + 1); }, 50);
+  }
+  function finish() { document.getElementById("out").textContent = JSON.stringify(seen); }
+  document.getElementById("out").textContent = '["started"]';
+  var steps = [
+    function () { click(x.querySelector('[id="x_f0"]')); return function () { return has('[id="x_b%(b1)d"]'); }; },
+    function () { click(x.querySelector('[id="x_b%(b1)d"]')); return function () { return has('[id="x_c%(b1)d"]'); }; },
+    function () { click(x.querySelector('[id="x_c%(b1)d"] > text')); return function () { return !has('[id="x_c%(b1)d"]'); }; },
+    function () { key("0"); return function () { return has('[id="x_f0"]'); }; },
+    function () { click(x.querySelector('[data-gs-x="all"]')); return function () { return has('[id="x_c%(b1)d"]') && !has('g[id^="x_b"]'); }; },
+  ];
+  function run(i) {
+    seen.push({boxes: x.querySelectorAll('g.node[id^="x_b"], g.node[id^="x_f"]').length,
+               clusters: x.querySelectorAll("g.cluster").length, hash: win.location.hash});
+    if (i === steps.length) return finish();
+    var cond;
+    try { cond = steps[i](); } catch (e) { seen.push("step " + i + ": " + e); return finish(); }
+    until(cond, function () { run(i + 1); });
+  }
+  win.gradscopeExplorers.ready.then(function () { run(0); });
+});
+</script></body></html>"""
+
+
+def test_clicks_split_a_fold_open_and_close_a_module_and_keys_reset(gpt, tmp_path):
+    trace, _, page, _ = gpt
+    g = trace.passes[0].graph
+    block1 = next(i for i, c in enumerate(g.module_calls) if c.path == "blocks.1")
+    probe = tmp_path / "clicks.html"
+    probe.write_text(CLICKS % {"src": page.as_uri(), "b1": block1}, encoding="utf-8")
+    r = chromium(probe, tmp_path / "profile", "--allow-file-access-from-files", "--virtual-time-budget=60000",
+                 "--dump-dom")
+    assert console_errors(r.stderr) == [], console_errors(r.stderr)
+    seen = json.loads(htmlmod.unescape(re.search(r'<pre id="out">(.*?)</pre>', r.stdout, flags=re.S).group(1)))
+    assert "timed out" not in seen, seen
+    default, split, opened, closed, reset, everything = seen
+    assert default["boxes"] == 1  # the ×4 fold
+    assert split["boxes"] == 4  # its four calls, a box each
+    assert opened["boxes"] == 3 and "expand=blocks.1" in opened["hash"]  # the state went into the URL
+    assert opened["clusters"] > split["clusters"]
+    assert closed["boxes"] == 4 and closed["clusters"] == split["clusters"]
+    assert reset["boxes"] == 1
+    assert everything["boxes"] == 0 and everything["clusters"] == len([c for c in g.module_calls if c.path])

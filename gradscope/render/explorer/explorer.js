@@ -328,9 +328,8 @@
         st.selected = null;
         save(); self.draw();
       } else if (it.kind === "cluster") {
-        st.open[it.call] = false;
-        var f = foldOf[it.call];
-        if (f !== undefined) delete st.unfolded[f];
+        st.open[it.call] = false;  // (a fold the user split stays split: its calls a box each)
+        st.focus = "x_b" + it.call;
         save(); self.draw();
       } else {
         st.selected = id;
@@ -446,6 +445,9 @@
     this.dot = function () { return toDot().dot; };  // the DOT of the current state (bench, debugging)
     this.set = function (p) {
       reset(); st.selected = null; st.marked = {}; self.note = "";
+      if (p.depth !== undefined && /^\d+$/.test(p.depth)) {  // every call down to this depth open
+        calls.forEach(function (c) { st.open[c.i] = c.depth <= +p.depth; });
+      }
       if (p.expand === "*") act("all", true);  // everything open: a linkable "expand all"
       else (p.expand || "").split(",").forEach(function (x) {
         if (x && self.expandPath(x)) st.focus = "x_c" + calls.filter(function (c) { return c.path === x; })[0].i;
