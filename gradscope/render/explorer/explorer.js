@@ -8,7 +8,7 @@
 (function () {
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
-  var MIN = 0.05, MAX = 8, STEP = 1.25, MAX_MATCHES = 200;
+  var MIN = 0.05, MAX = 8, STEP = 1.25, MAX_MATCHES = 200, MAX_LABELLED = 400;
   var gvReady = null;
 
   function graphviz() {
@@ -157,16 +157,23 @@
       }
       var out = ['digraph G { rankdir=TB; nodesep=0.3; ranksep=0.4; fontname="Helvetica,Arial,sans-serif"; fontsize=11;',
                  'node [fontname="Helvetica,Arial,sans-serif",fontsize=11,margin="0.14,0.05",penwidth=1.2];',
-                 'edge [color="#1d4ed8",dir=back,arrowsize=0.7];'];
+                 'edge [color="#1d4ed8",fontcolor="#1d4ed8",fontname="Helvetica,Arial,sans-serif",fontsize=9,dir=back,arrowsize=0.7];'];
       emit(-1, out);
-      var seen = {};
+      var seen = {}, drawn = [];
       data.edges.forEach(function (e, k) {
         var s = byId[e[0]], d = byId[e[1]];
         if (!s || !d) return;
         var a = repOf(s), b = repOf(d);
         if (a === b || seen[a + ">" + b]) return;
         seen[a + ">" + b] = true;
-        out.push(a + " -> " + b + " [id=" + q("x_e" + k) + "]");
+        drawn.push([a, b, k, e[3]]);
+      });
+      // each edge's gradient as its label, as on the static pictures; a big view goes
+      // without (labels slow the layout down and would not be read at that zoom)
+      var labels = drawn.length <= MAX_LABELLED;
+      drawn.forEach(function (x) {
+        var g = x[3], text = !labels || !g ? "" : (g.v !== undefined && typeof g.v === "number" ? "grad " + num(g.v) : "‖g‖ " + num(g.n));
+        out.push(x[0] + " -> " + x[1] + " [id=" + q("x_e" + x[2]) + (text ? ",label=" + q(text) : "") + "]");
       });
       out.push("}");
       return { dot: out.join("\n"), shown: shown };
