@@ -41,6 +41,10 @@
     if (n >= 1e3) return (n / 1e3).toFixed(1) + "k";
     return String(n);
   }
+  function single(v) {  // the one number a value holds ([[2]] -> 2), else null
+    while (Array.isArray(v) && v.length === 1) v = v[0];
+    return typeof v === "number" ? v : null;
+  }
   function show(v) { var t = JSON.stringify(v); return cut(t, 600); }
 
   // -- one explorer ----------------------------------------------------------------------
@@ -172,7 +176,8 @@
       // without (labels slow the layout down and would not be read at that zoom)
       var labels = drawn.length <= MAX_LABELLED;
       drawn.forEach(function (x) {
-        var g = x[3], text = !labels || !g ? "" : (g.v !== undefined && typeof g.v === "number" ? "grad " + num(g.v) : "‖g‖ " + num(g.n));
+        var g = x[3], one = g ? single(g.v) : null;
+        var text = !labels || !g ? "" : one !== null ? "grad " + num(one) : "‖g‖ " + num(g.n);
         out.push(x[0] + " -> " + x[1] + " [id=" + q("x_e" + x[2]) + (text ? ",label=" + q(text) : "") + "]");
       });
       out.push("}");
