@@ -139,8 +139,9 @@ def test_a_diagnostic_link_selects_its_node(gpt, tmp_path):
     probe = tmp_path / "probe.html"
     probe.write_text("""<!DOCTYPE html><html><body><iframe id="r" src="%s" style="width:1200px;height:900px"></iframe>
 <pre id="out"></pre><script>
-document.getElementById("r").addEventListener("load", function () {
-  var doc = this.contentDocument, win = this.contentWindow;
+function start() {
+  var frame = document.getElementById("r"), doc = frame.contentDocument, win = frame.contentWindow;
+  if (!win.gradscopeExplorers) { setTimeout(start, 50); return; }  // (the report still loading)
   win.gradscopeExplorers.ready.then(function () {
     var a = doc.querySelector("a.gs-explore");
     a.click();
@@ -151,7 +152,8 @@ document.getElementById("r").addEventListener("load", function () {
         selected: sel && sel.id, panel: x.querySelector(".gs-x-details").textContent});
     })(0);
   });
-});
+}
+start();
 </script></body></html>""" % page.as_uri(), encoding="utf-8")
     r = chromium(probe, tmp_path / "profile", "--allow-file-access-from-files", "--virtual-time-budget=30000",
                  "--dump-dom")
@@ -180,8 +182,10 @@ def test_a_crafted_name_stays_text(gpt, tmp_path):
 
 CLICKS = """<!DOCTYPE html><html><body><iframe id="r" src="%(src)s" style="width:1200px;height:900px"></iframe>
 <pre id="out"></pre><script>
-document.getElementById("r").addEventListener("load", function () {
-  var doc = this.contentDocument, win = this.contentWindow, x = doc.querySelector(".gs-x"), seen = [];
+function start() {
+  var frame = document.getElementById("r"), doc = frame.contentDocument, win = frame.contentWindow;
+  if (!win.gradscopeExplorers) { setTimeout(start, 50); return; }  // (the report still loading)
+  var x = doc.querySelector(".gs-x"), seen = [];
   function has(sel) { return !!x.querySelector(sel); }
   function click(el) { el.dispatchEvent(new win.MouseEvent("click", {bubbles: true})); }
   function key(k) { x.dispatchEvent(new win.KeyboardEvent("keydown", {key: k, bubbles: true})); }
@@ -209,7 +213,8 @@ document.getElementById("r").addEventListener("load", function () {
     until(cond, function () { run(i + 1); });
   }
   win.gradscopeExplorers.ready.then(function () { run(0); });
-});
+}
+start();
 </script></body></html>"""
 
 
