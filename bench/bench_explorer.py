@@ -3,7 +3,7 @@
     python bench/bench_explorer.py                  # 12-block GPT-shaped decoder, ResNet-50, showcases
     python bench/bench_explorer.py --shots out/     # also screenshots (default view, a block opened)
 
-Real time in headless Chromium driven over the DevTools pipe (bench/cdp.py): the load
+Real time in headless Chromium driven over the DevTools pipe (tests/cdp.py): the load
 event's time (Navigation Timing), the default view's layout, a click on one block's box
 until its expansion is drawn (the ×N fold split first, if the blocks are folded), and a
 click on "expand all" until everything is drawn. "layout" is the page's own measure of

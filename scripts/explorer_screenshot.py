@@ -1,5 +1,5 @@
 """Write docs/explorer.png: the explorer on `gradscope demo tiny_gpt`, block 1 opened and
-its attention op selected (headless Chromium over the DevTools pipe, bench/cdp.py).
+its attention op selected (headless Chromium over the DevTools pipe, tests/cdp.py).
 
     python scripts/explorer_screenshot.py [out.png]
 """
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
 from cdp import Browser  # noqa: E402
 
 import gradscope  # noqa: E402

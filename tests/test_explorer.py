@@ -6,15 +6,14 @@ network requests, and a crafted name stays text."""
 from __future__ import annotations
 
 import html as htmlmod
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from realmodels import GPT, gpt_step
-from test_report_browser import CHROMIUM, chromium, console_errors
+from cdp import Browser
+from test_report_browser import CHROMIUM
 
 import gradscope
 from gradscope.model import Diagnostic
@@ -41,18 +40,35 @@ def gpt(tmp_path_factory):
     return trace, node, page, head
 
 
-def open_at(page: Path, fragment: str, tmp_path: Path) -> str:
-    """The DOM once the explorer has drawn the state `fragment` names (virtual time: the
-    page's timers run to completion before the DOM is read)."""
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-            "--virtual-time-budget=20000", "--dump-dom", page.as_uri() + fragment]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert console_errors(r.stderr) == [], console_errors(r.stderr)
-    assert "Failed to load resource" not in r.stderr and "net::" not in r.stderr  # no request left the page
-    return r.stdout
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module, driven over the DevTools pipe: it waits, in real
+    time, until every explorer has drawn (a virtual clock does not wait for WebAssembly's
+    compilation, which runs off the page's thread)."""
+    assert CHROMIUM is not None
+    b = Browser(CHROMIUM, size=(1200, 900))
+    yield b
+    b.close()
+
+
+READY = "Array.prototype.every.call(document.querySelectorAll('.gs-x'), function (x) {" \
+        " return x.getAttribute('data-gs-state') === 'ready'; })"
+
+
+def open_at(browser: Browser, page: Path, fragment: str = "") -> str:
+    """The DOM once the explorer has drawn the state `fragment` names."""
+    browser.events.clear()
+    browser.open("about:blank")
+    browser.open(page.as_uri() + fragment)
+    browser.wait(READY + " && document.documentElement.hasAttribute('data-gs-resources')", 60)
+    assert browser.faults() == [], browser.faults()
+    return browser.evaluate("document.documentElement.outerHTML")
+
+
+def settle(browser: Browser, condition: str) -> None:
+    """Wait until `condition` holds and the explorers have drawn; no fault on the way."""
+    browser.wait(f"({condition}) && {READY}", 60)
+    assert browser.faults() == [], browser.faults()
 
 
 def explorer(dom: str) -> str:
@@ -72,9 +88,9 @@ def details(part: str) -> str:
     return htmlmod.unescape(re.sub(r"<[^>]+>", " ", panel))
 
 
-def test_default_view_is_collapsed_and_folded_and_loads_nothing(gpt, tmp_path):
+def test_default_view_is_collapsed_and_folded_and_loads_nothing(gpt, browser):
     trace, _, page, _ = gpt
-    dom = open_at(page, "", tmp_path)
+    dom = open_at(browser, page)
     part = explorer(dom)
     assert attr(part, "data-gs-state") == "ready"
     # as render(depth="auto"): the four blocks one ×4 box; tok, pos, ln_f, head drawn open
@@ -97,9 +113,9 @@ def _chain(data: dict, c) -> list[int]:
     return out
 
 
-def test_expand_opens_a_module_and_splits_the_fold(gpt, tmp_path):
+def test_expand_opens_a_module_and_splits_the_fold(gpt, browser):
     trace, _, page, _ = gpt
-    part = explorer(open_at(page, "#graph=1&expand=blocks.2", tmp_path))
+    part = explorer(open_at(browser, page, "#graph=1&expand=blocks.2"))
     g = trace.passes[0].graph
     block2 = next(i for i, c in enumerate(g.module_calls) if c.path == "blocks.2")
     assert f'id="x_c{block2}" class="cluster"' in part  # blocks.2 is an open frame
@@ -111,9 +127,9 @@ def test_expand_opens_a_module_and_splits_the_fold(gpt, tmp_path):
     assert "blocks.2.attn  Attention" in text  # opened to the default depth inside
 
 
-def test_select_shows_the_nodes_numbers_and_source_line(gpt, tmp_path):
+def test_select_shows_the_nodes_numbers_and_source_line(gpt, browser):
     trace, node, page, _ = gpt
-    part = explorer(open_at(page, f"#graph=1&select={node.id}", tmp_path))
+    part = explorer(open_at(browser, page, f"#graph=1&select={node.id}"))
     panel = details(part)
     norm = float(f"{float(f'{node.grad.norm:.6g}'):.4g}")  # the panel's 4 significant digits
     assert f"‖·‖ {norm:g}" in panel.replace("‖·‖  ", "‖·‖ ")
@@ -123,48 +139,33 @@ def test_select_shows_the_nodes_numbers_and_source_line(gpt, tmp_path):
     assert re.search(rf'<g id="x_n{k}" class="node[^"]* gs-x-sel"', part)  # drawn, and marked selected
 
 
-def test_search_by_file_and_line_finds_the_nodes(gpt, tmp_path):
+def test_search_by_file_and_line_finds_the_nodes(gpt, browser):
     trace, node, page, _ = gpt
     where = node.source.short  # tiny_gpt.py:29, the attention line of every block
-    part = explorer(open_at(page, f"#graph=1&search={where}", tmp_path))
+    part = explorer(open_at(browser, page, f"#graph=1&search={where}"))
     hits = [n for n in trace.passes[0].graph.nodes if n.source is not None and n.source.short == where]
     assert len(hits) == 4
     assert f"4 matches for {where}" in htmlmod.unescape(part)
     assert len(re.findall(r'class="node gs-x-(?:mark|sel)', part)) == 4  # every block opened to show its hit
 
 
-def test_a_diagnostic_link_selects_its_node(gpt, tmp_path):
-    """The link in the diagnostics list, clicked in the page (a probe page drives it)."""
+def test_a_diagnostic_link_selects_its_node(gpt, browser):
+    """The `explore` link in the diagnostics list, clicked."""
     _, _, page, node = gpt
-    probe = tmp_path / "probe.html"
-    probe.write_text("""<!DOCTYPE html><html><body><iframe id="r" src="%s" style="width:1200px;height:900px"></iframe>
-<pre id="out"></pre><script>
-function start() {
-  var frame = document.getElementById("r"), doc = frame.contentDocument, win = frame.contentWindow;
-  if (!win.gradscopeExplorers) { setTimeout(start, 50); return; }  // (the report still loading)
-  win.gradscopeExplorers.ready.then(function () {
-    var a = doc.querySelector("a.gs-explore");
-    a.click();
-    (function wait(k) {
-      var x = doc.querySelector(".gs-x"), sel = x.querySelector(".gs-x-sel");
-      if ((!sel || x.getAttribute("data-gs-state") !== "ready") && k < 100) { setTimeout(function () { wait(k + 1); }, 100); return; }
-      document.getElementById("out").textContent = JSON.stringify({href: a.getAttribute("href"), hash: win.location.hash,
-        selected: sel && sel.id, panel: x.querySelector(".gs-x-details").textContent});
-    })(0);
-  });
-}
-start();
-</script></body></html>""" % page.as_uri(), encoding="utf-8")
-    r = chromium(probe, tmp_path / "profile", "--allow-file-access-from-files", "--virtual-time-budget=30000",
-                 "--dump-dom")
-    assert console_errors(r.stderr) == [], console_errors(r.stderr)
-    got = json.loads(htmlmod.unescape(re.search(r'<pre id="out">(.*?)</pre>', r.stdout, flags=re.S).group(1)))
-    assert got["href"].startswith(f"#graph=1&select={node.id}")
-    assert got["selected"] and got["selected"].startswith("x_n")
-    assert node.op in got["panel"] and node.source.short in got["panel"] and "head · Linear" in got["panel"]
+    open_at(browser, page)
+    href = browser.evaluate("document.querySelector('a.gs-explore').getAttribute('href')")
+    assert href.startswith(f"#graph=1&select={node.id}")
+    browser.evaluate("document.querySelector('a.gs-explore').click()")
+    settle(browser, "document.querySelector('.gs-x .gs-x-sel')")
+    got = browser.evaluate("(function () { var x = document.querySelector('.gs-x');"
+                           " return [x.querySelector('.gs-x-sel').id, x.querySelector('.gs-x-details').textContent,"
+                           " location.hash]; })()")
+    k = next(i for i, n in enumerate(gpt[0].passes[0].graph.nodes) if n.id == node.id)
+    assert got[0] == f"x_n{k}" and got[2] == href
+    assert node.op in got[1] and node.source.short in got[1] and "head · Linear" in got[1]
 
 
-def test_a_crafted_name_stays_text(gpt, tmp_path):
+def test_a_crafted_name_stays_text(gpt, browser, tmp_path):
     trace, _, _, _ = gpt
     evil = '<img src=x onerror="document.title=1">"]; x [label="pwn\\'
     leaf = trace.passes[0].graph.leaves[0]
@@ -174,62 +175,45 @@ def test_a_crafted_name_stays_text(gpt, tmp_path):
         page.write_text(trace_to_html(trace), encoding="utf-8")
     finally:
         leaf.name = name
-    dom = open_at(page, f"#graph=1&select={leaf.id}", tmp_path)
+    dom = open_at(browser, page, f"#graph=1&select={leaf.id}")
     part = explorer(dom)
     assert "<img" not in part and "&lt;img src=x" in part  # shown, as text, on the graph and in the panel
     assert evil[:20] in details(part)
 
 
-CLICKS = """<!DOCTYPE html><html><body><iframe id="r" src="%(src)s" style="width:1200px;height:900px"></iframe>
-<pre id="out"></pre><script>
-function start() {
-  var frame = document.getElementById("r"), doc = frame.contentDocument, win = frame.contentWindow;
-  if (!win.gradscopeExplorers) { setTimeout(start, 50); return; }  // (the report still loading)
-  var x = doc.querySelector(".gs-x"), seen = [];
-  function has(sel) { return !!x.querySelector(sel); }
-  function click(el) { el.dispatchEvent(new win.MouseEvent("click", {bubbles: true})); }
-  function key(k) { x.dispatchEvent(new win.KeyboardEvent("keydown", {key: k, bubbles: true})); }
-  function until(cond, then, k) {
-    k = k || 0;
-    if (cond() && x.getAttribute("data-gs-state") === "ready") return then();
-    if (k > 200) { seen.push("timed out"); return finish(); }
-    setTimeout(function () { until(cond, then, k + 1); }, 50);
-  }
-  function finish() { document.getElementById("out").textContent = JSON.stringify(seen); }
-  document.getElementById("out").textContent = '["started"]';
-  var steps = [
-    function () { click(x.querySelector('[id="x_f0"]')); return function () { return has('[id="x_b%(b1)d"]'); }; },
-    function () { click(x.querySelector('[id="x_b%(b1)d"]')); return function () { return has('[id="x_c%(b1)d"]'); }; },
-    function () { click(x.querySelector('[id="x_c%(b1)d"] > text')); return function () { return !has('[id="x_c%(b1)d"]'); }; },
-    function () { key("0"); return function () { return has('[id="x_f0"]'); }; },
-    function () { click(x.querySelector('[data-gs-x="all"]')); return function () { return has('[id="x_c%(b1)d"]') && !has('g[id^="x_b"]'); }; },
-  ];
-  function run(i) {
-    seen.push({boxes: x.querySelectorAll('g.node[id^="x_b"], g.node[id^="x_f"]').length,
-               clusters: x.querySelectorAll("g.cluster").length, hash: win.location.hash});
-    if (i === steps.length) return finish();
-    var cond;
-    try { cond = steps[i](); } catch (e) { seen.push("step " + i + ": " + e); return finish(); }
-    until(cond, function () { run(i + 1); });
-  }
-  win.gradscopeExplorers.ready.then(function () { run(0); });
-}
-start();
-</script></body></html>"""
-
-
-def test_clicks_split_a_fold_open_and_close_a_module_and_keys_reset(gpt, tmp_path):
+def test_clicks_split_a_fold_open_and_close_a_module_and_keys_reset(gpt, browser):
     trace, _, page, _ = gpt
     g = trace.passes[0].graph
-    block1 = next(i for i, c in enumerate(g.module_calls) if c.path == "blocks.1")
-    probe = tmp_path / "clicks.html"
-    probe.write_text(CLICKS % {"src": page.as_uri(), "b1": block1}, encoding="utf-8")
-    r = chromium(probe, tmp_path / "profile", "--allow-file-access-from-files", "--virtual-time-budget=60000",
-                 "--dump-dom")
-    assert console_errors(r.stderr) == [], console_errors(r.stderr)
-    seen = json.loads(htmlmod.unescape(re.search(r'<pre id="out">(.*?)</pre>', r.stdout, flags=re.S).group(1)))
-    assert "timed out" not in seen, seen
-    default, split, opened, closed, reset, everything = seen
+    b1 = next(i for i, c in enumerate(g.module_calls) if c.path == "blocks.1")
+    open_at(browser, page)
+    x = "document.querySelector('.gs-x')"
+
+    def has(sel: str) -> str:
+        return f"!!{x}.querySelector({sel!r})"
+
+    def shown() -> dict:
+        return browser.evaluate(f"({{boxes: {x}.querySelectorAll('g.node[id^=x_b], g.node[id^=x_f]').length,"
+                                f" clusters: {x}.querySelectorAll('g.cluster').length, hash: location.hash}})")
+
+    def click(sel: str) -> None:
+        browser.evaluate(f"{x}.querySelector({sel!r}).dispatchEvent(new MouseEvent('click', {{bubbles: true}}))")
+
+    default = shown()
+    click('[id="x_f0"]')  # the ×4 fold splits into its calls
+    settle(browser, has(f'[id="x_b{b1}"]'))
+    split = shown()
+    click(f'[id="x_b{b1}"]')  # blocks.1 opens
+    settle(browser, has(f'[id="x_c{b1}"]'))
+    opened = shown()
+    click(f'[id="x_c{b1}"] > text')  # its frame's title closes it
+    settle(browser, "!" + has(f'[id="x_c{b1}"]'))
+    closed = shown()
+    browser.evaluate(f"{x}.dispatchEvent(new KeyboardEvent('keydown', {{key: '0', bubbles: true}}))")  # the default
+    settle(browser, has('[id="x_f0"]'))
+    reset = shown()
+    click('[data-gs-x="all"]')
+    settle(browser, has(f'[id="x_c{b1}"]') + " && !" + has('g[id^="x_b"]'))
+    everything = shown()
     assert default["boxes"] == 1  # the ×4 fold
     assert split["boxes"] == 4  # its four calls, a box each
     assert opened["boxes"] == 3 and "expand=blocks.1" in opened["hash"]  # the state went into the URL

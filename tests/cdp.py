@@ -40,9 +40,11 @@ class Browser:
         os.close(from_child_w)
         self._buf = b""
         self._id = 0
+        self.events: list[dict] = []  # what the page said: console calls, exceptions, log entries
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Page.enable", session=True)
+        for domain in ("Page", "Runtime", "Log"):
+            self.send(f"{domain}.enable", session=True)
 
     def send(self, method: str, session: bool = False, **params: Any) -> dict:
         self._id += 1
@@ -52,6 +54,8 @@ class Browser:
         os.write(self._w, json.dumps(msg).encode() + b"\0")
         while True:
             reply = self._read()
+            if reply.get("method") in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown", "Log.entryAdded"):
+                self.events.append(reply)
             if reply.get("id") == self._id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
@@ -87,6 +91,24 @@ class Browser:
                 raise TimeoutError(condition)
             time.sleep(0.02)
         return time.perf_counter() - t0
+
+    def faults(self) -> list[str]:
+        """Console messages, uncaught exceptions and failed loads the page has had so far
+        (the report logs nothing: any of these is a fault)."""
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e["method"] == "Runtime.exceptionThrown":
+                out.append(str(p.get("exceptionDetails", {}).get("exception", {}).get("description")
+                               or p.get("exceptionDetails", {}).get("text")))
+            elif e["method"] == "Runtime.consoleAPICalled":
+                out.append(f"console.{p.get('type')}: " + " ".join(str(a.get("value", a.get("description")))
+                                                                 for a in p.get("args", [])))
+            else:
+                entry = p.get("entry", {})
+                if entry.get("level") in ("error", "warning") or entry.get("source") == "network":
+                    out.append(f"{entry.get('source')}: {entry.get('text')}")
+        return out
 
     def screenshot(self, path: str) -> None:
         import base64
