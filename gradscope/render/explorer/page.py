@@ -12,14 +12,15 @@ from .data import graph_data
 
 HERE = Path(__file__).parent
 JS = HERE / "explorer.js"
+PANEL = HERE / "panel.js"
 CSS = HERE / "explorer.css"
 GRAPHVIZ = HERE / "vendor" / "graphviz.js"
 
 
 def explorer_scripts() -> list[str]:
-    """The exact texts of the explorer's scripts (Graphviz, then the explorer), in page
-    order; their hashes go into the page's Content-Security-Policy."""
-    return [GRAPHVIZ.read_text(encoding="utf-8"), JS.read_text(encoding="utf-8")]
+    """The exact texts of the explorer's scripts (Graphviz, the details panel, then the
+    explorer), in page order; their hashes go into the page's Content-Security-Policy."""
+    return [GRAPHVIZ.read_text(encoding="utf-8"), PANEL.read_text(encoding="utf-8"), JS.read_text(encoding="utf-8")]
 
 
 def explorer_style() -> str:
