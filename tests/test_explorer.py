@@ -167,7 +167,7 @@ def test_a_diagnostic_link_selects_its_node(gpt, browser):
 
 def test_a_crafted_name_stays_text(gpt, browser, tmp_path):
     trace, _, _, _ = gpt
-    evil = '<img src=x onerror="document.title=1">"]; x [label="pwn\\'
+    evil = '</script><img src=x onerror="document.title=1">"]; x [label="pwn\\'
     leaf = trace.passes[0].graph.leaves[0]
     name, leaf.name = leaf.name, evil
     try:
@@ -221,3 +221,13 @@ def test_clicks_split_a_fold_open_and_close_a_module_and_keys_reset(gpt, browser
     assert closed["boxes"] == 4 and closed["clusters"] == split["clusters"]
     assert reset["boxes"] == 1
     assert everything["boxes"] == 0 and everything["clusters"] == len([c for c in g.module_calls if c.path])
+
+
+def test_the_policy_lets_the_pages_own_scripts_compile_webassembly_and_nothing_else(gpt):
+    trace = gpt[0]
+    page = trace_to_html(trace)
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page).group(1)
+    script_src = re.search(r"script-src ([^;]*);", policy).group(1).split()
+    assert "'wasm-unsafe-eval'" in script_src and "'unsafe-eval'" not in script_src
+    assert "'unsafe-inline'" not in script_src and len([s for s in script_src if s.startswith("'sha256-")]) == 4
+    assert "default-src 'none'" in policy
