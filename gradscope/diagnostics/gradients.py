@@ -16,6 +16,7 @@ from ._common import (
     unique_sources,
     where,
 )
+from .user_words import variable
 
 
 def nonleaf_grad(trace: Trace) -> list[Found]:
@@ -34,7 +35,7 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
         p = pass_at(trace, (e.pass_index or 0) - 1)
         node = _find(p.graph, op, defined) if p is not None else None
         if node is not None and not name:
-            name = node.name
+            name = variable(node) or ""  # never a made-up label (`add_1`) as a variable to type
         shown = f"`{name}`" if name else "a tensor that is not a leaf"
         var = name or "t"
         times = f" ({plural(len(group), 'read')})" if len(group) > 1 else ""
