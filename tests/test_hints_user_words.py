@@ -176,3 +176,58 @@ def test_summing_loop_without_update_does_not_repeat_a_division_already_made(tmp
     trace, _ = trace_script(tmp_path, gradscope_cmd, code.replace(" / batches", ""))
     (d,) = trace.diagnostics
     assert d.hint.endswith("this is fine: divide each loss by the number of batches.")
+
+
+def trace_in_process(tmp_path: Path, code: str) -> Trace:
+    """Run `code` as a script under gradscope.trace() (faster than the command, same rules)."""
+    import runpy
+
+    import gradscope
+
+    path = tmp_path / "loop.py"
+    path.write_text(textwrap.dedent(code))
+    with gradscope.trace() as t:
+        with pytest.raises(RuntimeError, match="second time"):
+            runpy.run_path(str(path), run_name="__main__")
+    return t.trace
+
+
+def test_a_running_total_of_losses_is_told_to_add_numbers(tmp_path):
+    trace = trace_in_process(tmp_path, """\
+        import torch
+        w = torch.ones(3, requires_grad=True)
+        total = 0
+        for i in range(3):
+            loss = (w * w * i).sum()
+            total += loss
+            total.backward()
+        """)
+    (d,) = trace.diagnostics
+    assert "reaches `total`, carried over by `total += loss` (line 6)" in d.message
+    assert d.hint.startswith("Call backward on each iteration's own loss, and keep the running total as a "
+                             "number: `total += loss.item()`")
+    assert "total = total.detach()" not in d.hint
+
+
+def test_a_cell_state_whose_old_ops_were_not_seen_is_still_named(tmp_path):
+    """GRUCell's inner ops run in C++: the freed old graph is never read, yet the loop's
+    recurrence `state = cell(obs, state)` names what is carried; `obs`, also handed from one
+    iteration to the next but detached, and the counter `t` are not blamed."""
+    trace = trace_in_process(tmp_path, """\
+        import torch
+        from torch import nn
+        cell = nn.GRUCell(3, 4)
+        head = nn.Linear(4, 3)
+        obs = torch.zeros(1, 3)
+        state = torch.zeros(1, 4)
+        for t in range(3):
+            state = cell(obs, state)
+            action = head(state)
+            obs = torch.tanh(action).detach()
+            loss = action.pow(2).mean()
+            loss.backward()
+        """)
+    (d,) = trace.diagnostics
+    assert "reaches `state`, carried over by `state = cell(obs, state)` (line 8)" in d.message
+    assert "`state = state.detach()` at the start of each iteration" in d.hint
+    assert "obs" not in d.hint and [s.line for s in d.sources] == [12, 8]

@@ -15,7 +15,7 @@ from ._common import (
     unique_sources,
     where,
 )
-from .user_words import backward_receiver, carried_variables, detach_code, variable
+from .user_words import Carried, backward_receiver, carried_variables, detach_code, variable
 
 SECOND_TIME = "backward through the graph a second time"
 NONSCALAR = "grad can be implicitly created only for scalar outputs"
@@ -38,12 +38,15 @@ def backward_twice(trace: Trace) -> list[Found]:
             earlier = [q for q in trace.passes if q.index < p.index and not q.retain_graph and q.error is None]
             first = earlier[-1] if earlier else None
         same_graph = p is not None and first is not None and p.graph.signature() == first.graph.signature()
-        carried = carrier = None
-        if p is not None and freed_nodes and not same_graph:
-            carried = _nearest_to_root(p.graph, set(freed_nodes) - _ran(p.graph))
+        carried = carrier = variables = None
+        if p is not None and not same_graph:
+            if freed_nodes:
+                carried = _nearest_to_root(p.graph, set(freed_nodes) - _ran(p.graph))
+            variables = carried_variables(e.source, carried.source if carried is not None else None)
         freed_at = f"the backward at {where(first.source)}" if first is not None else "an earlier backward"
-        if carried is not None:
-            message, hint, carrier = _carried_words(e.source, carried, freed_at, p.graph)
+        if carried is not None or variables is not None:
+            message, hint = _carried_words(e.source, carried, variables, freed_at, p.graph)
+            carrier = variables.source if variables is not None else None
         else:
             message = (
                 f"The backward at {where(e.source)} runs through a graph that {freed_at} already ran through. "
@@ -71,41 +74,42 @@ def backward_twice(trace: Trace) -> list[Found]:
     return found
 
 
-def _carried_words(backward: Source | None, carried: Node, freed_at: str,
-                   graph: Graph) -> tuple[str, str, Source | None]:
-    """Message, hint and the carrying line, in the user's words: the loop variable that
-    carries the tensor (`hidden = hidden.detach()`), never a label gradscope made up."""
-    found = carried_variables(backward, carried.source)
+def _carried_words(backward: Source | None, carried: Node | None, found: Carried | None, freed_at: str,
+                   graph: Graph) -> tuple[str, str]:
+    """Message and hint in the user's words: the loop variable that carries the tensor
+    (`hidden = hidden.detach()`), never a label gradscope made up."""
     names = found.names if found is not None else ()
-    made = f" at {where(carried.source)}" if carried.source is not None else ""
-    if names:
-        shown = " and ".join(f"`{n}`" for n in names)
+    src = carried.source if carried is not None else None
+    made = f" (computed at {where(src)})" if src is not None else ""
+    if found is not None and names:
         by = f" by {where(found.source)}" if found.source is not None else ""
-        same = found.source is not None and carried.source is not None and \
-            (found.source.file, found.source.line) == (carried.source.file, carried.source.line)
-        what = f"{shown}, carried over{by} from an earlier iteration" + ("" if same else f" (computed{made})")
+        if found.source is not None and src is not None and (found.source.file, found.source.line) == (src.file, src.line):
+            made = ""
+        what = " and ".join(f"`{n}`" for n in names) + f", carried over{by} from an earlier iteration{made}"
     else:
         own = variable(carried)
-        what = f"`{own}`, computed{made} in an earlier iteration" if own else \
-            f"a tensor computed{made} in an earlier iteration"
+        at = f" at {where(src)}" if src is not None else ""
+        what = (f"`{own}`, computed" if own else "a tensor computed") + f"{at} in an earlier iteration"
     message = (
         f"The backward at {where(backward)} reaches {what}, whose graph {freed_at} already ran through and "
         f"freed. Backward frees the tensors a graph saved as soon as it is done with them, unless told "
         f"retain_graph=True. A tensor carried from one iteration to the next keeps its whole history, so each "
         f"new graph still reaches the old, freed one."
     )
+    later = ("retain_graph=True would silence the error but is usually the wrong fix here: every backward would "
+             "run through all earlier iterations again, slower each step, and memory would grow.")
+    if found is not None and found.summed and names == (backward_receiver(backward),):
+        total = names[0]
+        hint = (f"Call backward on each iteration's own loss, and keep the running total as a number: "
+                f"`{total} += loss.item()` (or backward once, after the loop, on the sum). {later}")
+        return message, hint
     if names:
         cut = f"{detach_code(names)} at the start of each iteration"
         if any(n.op == "lstm" for n in graph.nodes) and len(names) == 1:
             cut += f" (for an LSTM's `(h, c)` pair: `{names[0]} = tuple(t.detach() for t in {names[0]})`)"
     else:
-        cut = ("reassign the variable that carries it to its `.detach()` at the start of each iteration")
-    hint = (
-        f"Cut the history where the tensor is carried over (truncated backpropagation through time): {cut}. "
-        f"retain_graph=True would silence the error but is usually the wrong fix here: every backward would "
-        f"run through all earlier iterations again, slower each step, and memory would grow."
-    )
-    return message, hint, found.source if found is not None else None
+        cut = "reassign the variable that carries it to its `.detach()` at the start of each iteration"
+    return message, f"Cut the history where the tensor is carried over (truncated backpropagation through time): {cut}. {later}"
 
 
 def _ran(graph: Graph) -> set[str]:

@@ -81,6 +81,7 @@ class Carried:
 
     names: tuple[str, ...]
     source: Source | None
+    summed: bool = False  # a running sum: `total += loss`, `total = total + loss`
 
 
 def carried_variables(backward: Source | None, made_at: Source | None) -> Carried | None:
@@ -99,13 +100,13 @@ def carried_variables(backward: Source | None, made_at: Source | None) -> Carrie
         if made_at is not None and made_at.file == file:
             for s, names in recurrences:
                 if s.lineno <= made_at.line <= (s.end_lineno or s.lineno):
-                    return Carried(tuple(names), _source_of(file, s))
+                    return Carried(tuple(names), _source_of(file, s), _is_sum(s))
         if recurrences:
             names = list(dict.fromkeys(n for _, ns in recurrences for n in ns))[:3]
-            return Carried(tuple(names), _source_of(file, recurrences[0][0]))
+            return Carried(tuple(names), _source_of(file, recurrences[0][0]), _is_sum(recurrences[0][0]))
     made = _statement_at(made_at) if made_at is not None else None
     if made is not None and (names := _recurrent_targets(made)):
-        return Carried(tuple(names), made_at)
+        return Carried(tuple(names), made_at, _is_sum(made))
     if loop is not None:
         read_first = _read_before_assigned(loop)
         if len(read_first) == 1:
@@ -118,6 +119,15 @@ def detach_code(names: tuple[str, ...] | list[str]) -> str:
     """"`h = h.detach()` and `c = c.detach()`"."""
     parts = [f"`{n} = {n}.detach()`" for n in names]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _is_sum(stmt: ast.stmt) -> bool:
+    """`total += x` or `total = total + x`: a running sum, not a state fed back into a model."""
+    if isinstance(stmt, ast.AugAssign):
+        return isinstance(stmt.op, ast.Add)
+    return isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.value, ast.BinOp) \
+        and isinstance(stmt.value.op, ast.Add) and _text(stmt.targets[0]) in (_text(stmt.value.left),
+                                                                             _text(stmt.value.right))
 
 
 def _recurrent_targets(stmt: ast.stmt) -> list[str]:
