@@ -231,3 +231,52 @@ def test_a_cell_state_whose_old_ops_were_not_seen_is_still_named(tmp_path):
     assert "reaches `state`, carried over by `state = cell(obs, state)` (line 8)" in d.message
     assert "`state = state.detach()` at the start of each iteration" in d.hint
     assert "obs" not in d.hint and [s.line for s in d.sources] == [12, 8]
+
+
+@pytest.mark.parametrize("code, names", [
+    ("logits, hidden = model(x, hidden)", ("hidden",)),
+    ("out, (h, c) = lstm(x, (h, c))", ("h", "c")),
+    ("self.state = self.cell(x, self.state)", ("self.state",)),
+    ("total += loss", ("total",)),
+    ("step += 1", ()),  # a counter carries no history
+    ("i = i + 1", ()),
+    ("running += loss.item()", ()),  # a number
+    ("h = h.detach()", ()),  # already cut
+    ("y = model(x)", ()),  # not a recurrence
+])
+def test_recurrences_read_from_one_statement(code, names):
+    """What `carried_variables` falls back to when no loop is found: the statement at the
+    line that made the tensor, read from the Source's own text (the file may be gone)."""
+    from gradscope.diagnostics.user_words import carried_variables
+    from gradscope.model import Source
+
+    found = carried_variables(None, Source(file="/nonexistent/train.py", line=3, code=code))
+    assert (found.names if found is not None else ()) == names
+
+
+@pytest.mark.parametrize("code, receiver", [
+    ("loss.backward()", "loss"),
+    ("out.sum().backward()", "out.sum()"),
+    ("(a * b).backward()", "(a * b)"),
+    ("torch.autograd.backward(y, grad)", "y"),
+    ("scaler.scale(loss).backward()  # amp", "scaler.scale(loss)"),
+])
+def test_the_backward_receiver_is_the_users_expression(code, receiver):
+    from gradscope.diagnostics.user_words import backward_receiver
+    from gradscope.model import Source
+
+    assert backward_receiver(Source(file="/nonexistent/train.py", line=1, code=code)) == receiver
+
+
+def test_made_up_labels_are_told_from_user_names():
+    from gradscope.diagnostics.user_words import variable
+    from gradscope.model import Node
+
+    def op(name, op_):
+        return Node(id="n", kind="op", name=name, grad_fn="X", op=op_)
+
+    assert [variable(op(n, o)) for n, o in [("lstm_3", "lstm"), ("add", "add"), ("hidden", "lstm"),
+                                             ("logits", "linear"), ("", "mul")]] == [None, None, "hidden", "logits", None]
+    leaf = Node(id="l", kind="leaf", name="leaf_2", grad_fn="AccumulateGrad")
+    param = Node(id="p", kind="leaf", name="0.weight", grad_fn="AccumulateGrad", is_parameter=True)
+    assert variable(leaf) is None and variable(param) is None  # `0.weight.grad` is not Python

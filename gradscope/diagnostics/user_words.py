@@ -67,7 +67,8 @@ def backward_receiver(source: Source | None) -> str | None:
             receiver = call.args[0] if isinstance(f.value, ast.Attribute) and f.value.attr == "autograd" \
                 and call.args else f.value  # torch.autograd.backward(y) or y.backward()
             text = _text(receiver)
-            return as_variable(text) or (f"({text})" if text else None)
+            primary = isinstance(receiver, (ast.Name, ast.Attribute, ast.Call, ast.Subscript))
+            return (text if primary else f"({text})") if text else None
     return None
 
 
