@@ -280,3 +280,44 @@ def test_made_up_labels_are_told_from_user_names():
     leaf = Node(id="l", kind="leaf", name="leaf_2", grad_fn="AccumulateGrad")
     param = Node(id="p", kind="leaf", name="0.weight", grad_fn="AccumulateGrad", is_parameter=True)
     assert variable(leaf) is None and variable(param) is None  # `0.weight.grad` is not Python
+
+
+def test_grad_of_an_unnamed_non_leaf_gets_no_made_up_variable(tmp_path):
+    """`(x * w).grad`: the product has no variable; the hint neither calls it `mul` (the
+    label gradscope gives it) nor invents one."""
+    import warnings
+
+    import gradscope
+
+    path = tmp_path / "nonleaf.py"
+    path.write_text("import torch\nx = torch.ones(2, requires_grad=True)\nw = torch.ones(2, requires_grad=True)\n"
+                    "(x * w + 1).sum().backward()\nprint((x * w).grad)\n")
+    import runpy
+
+    with warnings.catch_warnings(), gradscope.trace() as t:
+        warnings.simplefilter("ignore")
+        runpy.run_path(str(path), run_name="__main__")
+    (d,) = t.diagnostics
+    assert d.code == "nonleaf-grad" and d.title == "`.grad` of a non-leaf tensor is always None"
+    assert d.hint.startswith("Keep the tensor in a variable and call `.retain_grad()` on it before backward")
+    assert "`mul" not in d.hint and "`t." not in d.hint
+
+
+def test_only_the_variable_the_loss_comes_from_is_blamed(tmp_path):
+    """`total_loss += loss` also carries a graph, but the failing backward is `loss`'s, which
+    comes from `hidden`: only `hidden` is named."""
+    trace = trace_in_process(tmp_path, """\
+        import torch
+        from torch import nn
+        cell = nn.RNNCell(3, 4)
+        hidden = torch.zeros(1, 4)
+        total_loss = 0
+        for x in torch.randn(3, 1, 3):
+            hidden = cell(x, hidden)
+            loss = hidden.pow(2).mean()
+            total_loss += loss
+            loss.backward()
+        """)
+    (d,) = trace.diagnostics
+    assert "reaches `hidden`, carried over by `hidden = cell(x, hidden)` (line 7)" in d.message
+    assert "`hidden = hidden.detach()` at the start of each iteration" in d.hint and "total_loss" not in d.hint

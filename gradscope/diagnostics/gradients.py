@@ -37,7 +37,6 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
         if node is not None and not name:
             name = variable(node) or ""  # never a made-up label (`add_1`) as a variable to type
         shown = f"`{name}`" if name else "a tensor that is not a leaf"
-        var = name or "t"
         times = f" ({plural(len(group), 'read')})" if len(group) > 1 else ""
         found.append((event_time(e), Diagnostic(
             code="nonleaf-grad",
@@ -51,9 +50,12 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
                 "without keeping their gradient."
             ),
             hint=(
-                f"Call `{var}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
-                f"directly with `torch.autograd.grad(loss, {var})`, or watch it with "
-                f"`{var}.register_hook(print)`."
+                f"Call `{name}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
+                f"directly with `torch.autograd.grad(loss, {name})`, or watch it with "
+                f"`{name}.register_hook(print)`." if name else
+                "Keep the tensor in a variable and call `.retain_grad()` on it before backward to keep its "
+                "gradient in `.grad`, or get it directly with `torch.autograd.grad(loss, that_tensor)`, or watch "
+                "it with `.register_hook(print)`."
             ),
             sources=unique_sources([e.source, defined]),
             nodes=[node.id] if node is not None else [],

@@ -25,7 +25,7 @@ from typing import Iterator
 from ..model import Graph, Node, Pass, Source
 
 # Calls whose result is a plain number or a detached tensor: such a value carries no history.
-_NO_HISTORY_CALLS = {"item", "float", "int", "len", "detach", "tolist", "numpy", "cpu_item"}
+_NO_HISTORY_CALLS = {"item", "float", "int", "len", "detach", "tolist", "numpy"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_][A-Za-z_0-9]*)*")
 
 
@@ -98,6 +98,10 @@ def carried_variables(backward: Source | None, made_at: Source | None) -> Carrie
     if loop is not None:
         file = backward.file  # type: ignore[union-attr]
         recurrences = [(s, names) for s in _statements(loop.body) if (names := _recurrent_targets(s))]
+        feeding = _feeding(loop, backward)  # type: ignore[arg-type]
+        if any(set(names) & feeding for _, names in recurrences):  # not `total += loss` beside `hidden`
+            recurrences = [(s, [n for n in names if n in feeding]) for s, names in recurrences
+                           if set(names) & feeding]
         if made_at is not None and made_at.file == file:
             for s, names in recurrences:
                 if s.lineno <= made_at.line <= (s.end_lineno or s.lineno):
@@ -114,6 +118,24 @@ def carried_variables(backward: Source | None, made_at: Source | None) -> Carrie
             (name, stmt), = read_first.items()
             return Carried((name,), _source_of(backward.file, stmt))  # type: ignore[union-attr]
     return None
+
+
+def _feeding(loop: ast.For | ast.While, backward: Source) -> set[str]:
+    """Variables the backward's tensor is computed from within one iteration of the loop
+    (a backward slice over the body's assignments)."""
+    stmt = _statement_at(backward)
+    needed = _reads(stmt) if stmt is not None else set()
+    assigns = [(set(_text(t) for t in _flat_targets(s.targets if isinstance(s, ast.Assign) else [s.target])),
+                _reads(s.value) if s.value is not None else set())
+               for s in _statements(loop.body) if isinstance(s, (ast.Assign, ast.AugAssign, ast.AnnAssign))]
+    grew = True
+    while grew:
+        grew = False
+        for targets, reads in assigns:
+            if targets & needed and not reads <= needed:
+                needed |= reads
+                grew = True
+    return needed
 
 
 def detach_code(names: tuple[str, ...] | list[str]) -> str:
