@@ -34,6 +34,7 @@ from ._common import (
     unique_sources,
     where,
 )
+from .user_words import loss_divided, variable
 
 Key = tuple[int, str]  # (pass index, node id): one leaf in one pass
 
@@ -196,16 +197,48 @@ def _repeat(trace, passes, state, keys: list[Key]) -> list[Found]:
                 f"overwrites it, and nothing cleared it in between (no zero_grad, no update)."
             ),
             hint=(
-                f"If each backward should see only its own gradient, clear it in between: "
-                f"`{n0.name if n0 else 'w'}.grad.zero_()` or `{n0.name if n0 else 'w'}.grad = None` "
+                f"If each backward should see only its own gradient, clear it in between: {_clear(leaves)} "
                 f"(`optimizer.zero_grad()` for a model). If summing over several batches is what you want "
-                f"(gradient accumulation), this is fine: divide each loss by the number of batches."
+                f"(gradient accumulation), this is fine" + _divide_advice(last)
             ),
             sources=unique_sources([first.source]),
             nodes=[n.id for n in leaves if any(n is x for x in last.graph.nodes)],
             pass_index=last.index,
         )))
     return found
+
+
+def _clear(leaves: list[Node]) -> str:
+    """`w.grad.zero_()` or `w.grad = None` for a leaf the user holds in a variable."""
+    name = next((v for v in (variable(n) for n in leaves if not n.is_parameter) if v), None)
+    if name is None:
+        return "set `.grad = None` (or call `.grad.zero_()`) on each of them"
+    return f"`{name}.grad.zero_()` or `{name}.grad = None`"
+
+
+def _divide_advice(p) -> str:
+    """The end of the sentence on averaging: nothing to add when the loss is already divided."""
+    scale = loss_divided(p)
+    if scale is not None:
+        return f" (the loss is already divided at {where(scale.source)})."
+    return ": divide each loss by the number of batches."
+
+
+def _mean_hint(p, counts: list[int]) -> str:
+    """The micro-batching hint, unless the code already takes the mean (nanoGPT's
+    `loss = loss / gradient_accumulation_steps`)."""
+    k = " or ".join(map(str, counts))
+    scale = loss_divided(p)
+    if scale is None:
+        return f"The update uses the sum of {k} gradients: divide each loss by {k} to get their mean."
+    at = where(scale.source)
+    if scale.divisor is None:
+        return (f"The code already divides each loss at {at}: the update uses the mean of the {k} gradients "
+                f"when that divisor is {k}.")
+    if len(counts) == 1 and abs(scale.divisor - counts[0]) < 1e-6 * counts[0]:
+        return f"Nothing to change: the code already divides each loss by {k} at {at}, so the update uses their mean."
+    return (f"Each loss is divided by {scale.divisor:g} at {at}, while {k} gradients are summed per update: "
+            f"the update uses their mean only if that divisor is {k}.")
 
 
 def _micro(trace, passes, hits) -> list[Found]:
@@ -225,7 +258,7 @@ def _micro(trace, passes, hits) -> list[Found]:
             f"then cleared: deliberate gradient accumulation (micro-batching) "
             f"({plural(len({h[0][0] for h in hits}), 'update')} like this)."
         ),
-        hint=f"The update uses the sum of {k} gradients: divide each loss by {k} to get their mean.",
+        hint=_mean_hint(passes[key[0]], counts),
         sources=unique_sources([p.source, update]),
         nodes=[n.id for n in leaves],
         pass_index=key[0],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ..model import Diagnostic, Graph, Trace
+from ..model import Diagnostic, Graph, Node, Source, Trace
 from ._common import (
     ERROR,
     Found,
@@ -15,6 +15,7 @@ from ._common import (
     unique_sources,
     where,
 )
+from .user_words import Carried, backward_receiver, carried_variables, detach_code, variable
 
 SECOND_TIME = "backward through the graph a second time"
 NONSCALAR = "grad can be implicitly created only for scalar outputs"
@@ -37,25 +38,15 @@ def backward_twice(trace: Trace) -> list[Found]:
             earlier = [q for q in trace.passes if q.index < p.index and not q.retain_graph and q.error is None]
             first = earlier[-1] if earlier else None
         same_graph = p is not None and first is not None and p.graph.signature() == first.graph.signature()
-        carried = None
-        if p is not None and freed_nodes and not same_graph:
-            carried = _nearest_to_root(p.graph, set(freed_nodes))
+        carried = carrier = variables = None
+        if p is not None and not same_graph:
+            if freed_nodes:
+                carried = _nearest_to_root(p.graph, set(freed_nodes) - _ran(p.graph))
+            variables = carried_variables(e.source, carried.source if carried is not None else None)
         freed_at = f"the backward at {where(first.source)}" if first is not None else "an earlier backward"
-        if carried is not None:
-            name = carried.name or carried.op or "h"
-            message = (
-                f"The backward at {where(e.source)} reaches `{name}`, computed at {where(carried.source)} in an "
-                f"earlier iteration, whose graph {freed_at} already ran through and freed. Backward frees the "
-                f"tensors a graph saved as soon as it is done with them, unless told retain_graph=True. A tensor "
-                f"carried from one iteration to the next keeps its whole history, so each new graph still "
-                f"reaches the old, freed one."
-            )
-            hint = (
-                f"Cut the history where the tensor is carried over: `{name} = {name}.detach()` at the start of "
-                f"each iteration (truncated backpropagation through time). retain_graph=True would silence "
-                f"the error but is usually the wrong fix here: every backward would run through all earlier "
-                f"iterations again, slower each step, and memory would grow."
-            )
+        if carried is not None or variables is not None:
+            message, hint = _carried_words(e.source, carried, variables, freed_at, p.graph)
+            carrier = variables.source if variables is not None else None
         else:
             message = (
                 f"The backward at {where(e.source)} runs through a graph that {freed_at} already ran through. "
@@ -75,11 +66,56 @@ def backward_twice(trace: Trace) -> list[Found]:
             title="Backward through a graph that was already freed",
             message=message,
             hint=hint,
-            sources=unique_sources([e.source, first.source if first else None, carried.source if carried else None]),
+            sources=unique_sources([e.source, first.source if first else None, carrier,
+                                    carried.source if carried else None]),
             nodes=([carried.id] if carried is not None else []) or [n for n in freed_nodes][:8] or roots,
             pass_index=p.index if p else None,
         )))
     return found
+
+
+def _carried_words(backward: Source | None, carried: Node | None, found: Carried | None, freed_at: str,
+                   graph: Graph) -> tuple[str, str]:
+    """Message and hint in the user's words: the loop variable that carries the tensor
+    (`hidden = hidden.detach()`), never a label gradscope made up."""
+    names = found.names if found is not None else ()
+    src = carried.source if carried is not None else None
+    made = f" (computed at {where(src)})" if src is not None else ""
+    if found is not None and names:
+        by = f" by {where(found.source)}" if found.source is not None else ""
+        if found.source is not None and src is not None and (found.source.file, found.source.line) == (src.file, src.line):
+            made = ""
+        what = " and ".join(f"`{n}`" for n in names) + f", carried over{by} from an earlier iteration{made}"
+    else:
+        own = variable(carried)
+        at = f" at {where(src)}" if src is not None else ""
+        what = (f"`{own}`, computed" if own else "a tensor computed") + f"{at} in an earlier iteration"
+    message = (
+        f"The backward at {where(backward)} reaches {what}, whose graph {freed_at} already ran through and "
+        f"freed. Backward frees the tensors a graph saved as soon as it is done with them, unless told "
+        f"retain_graph=True. A tensor carried from one iteration to the next keeps its whole history, so each "
+        f"new graph still reaches the old, freed one."
+    )
+    later = ("retain_graph=True would silence the error but is usually the wrong fix here: every backward would "
+             "run through all earlier iterations again, slower each step, and memory would grow.")
+    if found is not None and found.summed and names == (backward_receiver(backward),):
+        total = names[0]
+        hint = (f"Call backward on each iteration's own loss, and keep the running total as a number: "
+                f"`{total} += loss.item()` (or backward once, after the loop, on the sum). {later}")
+        return message, hint
+    if names:
+        cut = f"{detach_code(names)} at the start of each iteration"
+        if any(n.op == "lstm" for n in graph.nodes) and len(names) == 1:
+            cut += f" (for an LSTM's `(h, c)` pair: `{names[0]} = tuple(t.detach() for t in {names[0]})`)"
+    else:
+        cut = "reassign the variable that carries it to its `.detach()` at the start of each iteration"
+    return message, f"Cut the history where the tensor is carried over (truncated backpropagation through time): {cut}. {later}"
+
+
+def _ran(graph: Graph) -> set[str]:
+    """Nodes that finished in this (failed) backward: they sent a gradient on. Their saved
+    tensors are gone because they ran, not because an earlier backward freed them."""
+    return {e.dst for e in graph.edges if e.grad is not None}
 
 
 def _nearest_to_root(graph: Graph, ids: set[str]):
@@ -110,7 +146,7 @@ def nonscalar_backward(trace: Trace) -> list[Found]:
         p = failed_pass(trace, e)
         roots = [n for n in p.graph.roots] if p is not None else []
         root = roots[0] if roots else None
-        name = (root.name if root is not None else "") or "y"
+        name = backward_receiver(e.source) or variable(root) or "y"
         shape = "x".join(map(str, root.shape)) if root is not None and root.shape else None
         of_shape = f" of shape [{shape}]" if shape else ""
         found.append((float(p.index) if p else event_time(e), Diagnostic(

@@ -16,6 +16,7 @@ from ._common import (
     unique_sources,
     where,
 )
+from .user_words import variable
 
 
 def nonleaf_grad(trace: Trace) -> list[Found]:
@@ -34,9 +35,8 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
         p = pass_at(trace, (e.pass_index or 0) - 1)
         node = _find(p.graph, op, defined) if p is not None else None
         if node is not None and not name:
-            name = node.name
+            name = variable(node) or ""  # never a made-up label (`add_1`) as a variable to type
         shown = f"`{name}`" if name else "a tensor that is not a leaf"
-        var = name or "t"
         times = f" ({plural(len(group), 'read')})" if len(group) > 1 else ""
         found.append((event_time(e), Diagnostic(
             code="nonleaf-grad",
@@ -50,9 +50,12 @@ def nonleaf_grad(trace: Trace) -> list[Found]:
                 "without keeping their gradient."
             ),
             hint=(
-                f"Call `{var}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
-                f"directly with `torch.autograd.grad(loss, {var})`, or watch it with "
-                f"`{var}.register_hook(print)`."
+                f"Call `{name}.retain_grad()` before backward to keep its gradient in `.grad`, or get it "
+                f"directly with `torch.autograd.grad(loss, {name})`, or watch it with "
+                f"`{name}.register_hook(print)`." if name else
+                "Keep the tensor in a variable and call `.retain_grad()` on it before backward to keep its "
+                "gradient in `.grad`, or get it directly with `torch.autograd.grad(loss, that_tensor)`, or watch "
+                "it with `.register_hook(print)`."
             ),
             sources=unique_sources([e.source, defined]),
             nodes=[node.id] if node is not None else [],
