@@ -27,7 +27,7 @@ def box_label(box: Box, codes: list[str]) -> str:
     times = f' <font point-size="14" color="{RED if box.flagged else BORDER}"><b>×{box.count}</b></font>' \
         if box.count > 1 else ""
     rows = [f"<tr><td><b>{path}</b>  {fmt.esc(box.cls, 30)}{times}</td></tr>"]
-    each = " each" if box.count > 1 else ""
+    each = " each" if len(box.grad_norms) > 1 else ""  # (a loop's calls of one module share them)
     facts = [f"{_count(box.parameters)} params{each}"] if box.parameters else []
     norm = box.grad_norm
     if norm is not None:
@@ -37,7 +37,7 @@ def box_label(box: Box, codes: list[str]) -> str:
     if box.inputs or box.outputs:
         shapes = lambda s: " ".join(fmt.shape(x) for x in s) or "–"  # noqa: E731
         rows.append(_small(f"in {fmt.esc(shapes(box.inputs), 60)} → out {fmt.esc(shapes(box.outputs), 60)}", GREY))
-    if box.count > 1 and any(g is not None for g in box.grad_norms):
+    if len(box.grad_norms) > 1 and any(g is not None for g in box.grad_norms):
         rows.append(f"<tr><td>{_per_call(box.grad_norms)}</td></tr>")
     if box.flagged:
         what = ", ".join(fmt.esc(c, 20) for c in codes) or "a diagnostic"
@@ -53,7 +53,8 @@ def run_notes(graph: Graph, shown: View) -> dict[str, str]:
         key = f"{first.path} (call {first.call})" if first.call else first.path
         last = fmt.esc(run.last_path.rsplit(".", 1)[-1], 12)
         which = f"to {last}, drawn once" if run.last_path != run.path else "one call per loop step, drawn once"
-        per_call = _per_call(run.grad_norms) if any(g is not None for g in run.grad_norms) else ""
+        per_call = _per_call(run.grad_norms) \
+            if len(run.grad_norms) > 1 and any(g is not None for g in run.grad_norms) else ""
         head = (f'<font point-size="14" color="{BORDER}"><b>{fmt.esc(key, 60)}  ×{run.count}</b></font>'
                 f'<font point-size="11" color="{GREY}">  {fmt.esc(run.cls, 30)} ({which})</font>')
         rows = f'<tr><td align="left">{head}</td></tr>' + (f"<tr><td>{per_call}</td></tr>" if per_call else "")

@@ -6,8 +6,8 @@ between them. A call's depth counts the module calls around it (the outermost mo
 0, its children 1, `blocks.3.attn` in a GPT 2). With `depth=N` every call deeper than N
 is one box, unless `expand` names it (or a call inside it); `fold` draws a run of calls
 of the same structure that feed one another (blocks 0-11) as one box marked ×N.
-`depth="auto"` draws a graph of at most `MAX_BOXES` nodes in full, as it is, and a
-larger one at the deepest depth that fits. `depth="modules"` (`MODULES`) is the coarsest
+`depth="auto"` draws a graph of at most `MAX_BOXES` nodes in full, as it is (unless it
+holds an unrolled loop), and a larger one at the deepest depth that fits. `depth="modules"` (`MODULES`) is the coarsest
 view: each outermost module call one box, the top module's too (drawn when even the
 default view does not lay out in time). Unrolled loops are drawn once (loops.py).
 """
@@ -96,7 +96,8 @@ def view(graph: Graph, depth: int | str | None = "auto", expand: Sequence[str] =
         return _collapse(graph, -1, _depths(graph.module_calls), expand, fold, flagged)
     if depth == "auto":
         full = View(list(graph.nodes), [], list(graph.edges))
-        if len(graph.nodes) <= MAX_BOXES or not (graph.module_calls or fold):
+        small = len(graph.nodes) <= MAX_BOXES and not (fold and loops(graph))
+        if small or not (graph.module_calls or fold):  # (a small graph with a loop: drawn folded)
             return full
         depths = _depths(graph.module_calls)
         best = None
@@ -195,7 +196,8 @@ def _count_copies(graph: Graph, boxes: list[Box], later: list[int], copy_of: dic
         box = by_id.get(where.get(c.nodes[0], ""))
         if box is not None:
             box.calls.append(i)
-            box.grad_norms.append(grad_norm(parameter_nodes(graph, c)))
+            if c.path != box.path:  # the same module again has the same parameters: one norm
+                box.grad_norms.append(grad_norm(parameter_nodes(graph, c)))
     copies: dict[int, list[int]] = {}
     first_call: dict[tuple[str, str], int] = {}  # (its first node, path) -> a call of the first copy
     for i, c in enumerate(graph.module_calls):
@@ -210,8 +212,7 @@ def _count_copies(graph: Graph, boxes: list[Box], later: list[int], copy_of: dic
     for j, same in copies.items():
         if j not in folded:
             c = graph.module_calls[j]
-            runs.append(FoldedRun(same, c.path, c.path, c.cls,
-                                  [grad_norm(parameter_nodes(graph, graph.module_calls[k])) for k in same]))
+            runs.append(FoldedRun(same, c.path, c.path, c.cls, [grad_norm(parameter_nodes(graph, c))]))
 
 
 def _box(graph: Graph, i: int) -> Box:

@@ -96,9 +96,10 @@ def _inputs(graph: Graph) -> dict[str, list[str]]:
 
 def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
     """The leaf nodes of a call's parameters (those the graph holds)."""
-    by_name = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change)
-    if by_name is None or len(by_name) != len(graph.nodes):
-        by_name = graph.__dict__["_by_name"] = {n.name: n for n in graph.nodes}
+    cached = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change; names repeat)
+    if cached is None or cached[0] != len(graph.nodes):
+        cached = graph.__dict__["_by_name"] = (len(graph.nodes), {n.name: n for n in graph.nodes})
+    by_name = cached[1]
     return [by_name[p] for p in call.parameters if p in by_name and by_name[p].kind == "leaf"]
 
 
