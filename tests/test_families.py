@@ -1,8 +1,7 @@
 """Programs whose graph changes every step (issue 19): graphs that differ only in how many
 times a loop ran are one family, drawn once and folded with the lengths seen; unrolled
 modules are counted in one box; a graph that does not lay out in the budget even folded
-gets its module-level view. And the default views of big models have no overlapping
-labels (issue 16). Real torch, real Graphviz."""
+gets its module-level view. Real torch, real Graphviz."""
 
 from __future__ import annotations
 
@@ -12,8 +11,6 @@ import time
 
 import pytest
 import torch
-from overlaps import overlaps
-from realmodels import GPT, ResNet, encoder, gpt_step
 from test_cli import write
 from test_cli_drawing import assert_nothing_left, start
 from torch import nn
@@ -165,23 +162,6 @@ def test_a_graph_too_big_even_folded_gets_its_module_level_view(tmp_path):
     assert texts.index("(top)") < texts.index(" \u00a0Tower") and "35.0k params · " in texts
     assert sum(t.endswith("Backward0") for t in texts) == 1  # the sum; the tower's 15,000 nodes are its box
     assert "module&#45;level view" in (tmp_path / "report.html").read_text()
-
-
-@pytest.mark.parametrize("name", ["gpt-12-blocks", "resnet-50-like", "encoder-6-layers"])
-def test_default_views_of_big_models_have_no_overlapping_labels(name):
-    torch.manual_seed(0)
-    with gradscope.trace() as t:
-        if name == "gpt-12-blocks":
-            gpt_step(GPT(blocks=12))
-        elif name == "resnet-50-like":
-            ResNet(layers=(3, 4, 6, 3))(torch.randn(2, 3, 32, 32)).sum().backward()
-        else:
-            encoder(layers=6)(torch.randn(2, 5, 16)).sum().backward()
-    graph = t.passes[0].graph
-    shown = collapse.view(graph)
-    assert len(graph.nodes) > 300 and shown.size <= collapse.MAX_BOXES
-    assert shown.boxes or shown.runs  # collapsed or folded: a default view, not the full graph
-    assert overlaps(pass_dot(t.trace, t.passes[0])) == []
 
 
 def test_families_leave_distinct_graphs_of_other_shapes_apart():
