@@ -15,7 +15,8 @@ from gradscope.render.text import summary
 
 
 def inline_svgs(html: str) -> list[ET.Element]:
-    """Every inline <svg> of the page, each parsed as XML."""
+    """Every inline <svg> of the page, each parsed as XML (not the text of its scripts)."""
+    html = re.sub(r"<script\b.*?</script>", "", html, flags=re.S)
     return [ET.fromstring(m) for m in re.findall(r"<svg\b.*?</svg>", html, flags=re.S)]
 
 
@@ -27,7 +28,10 @@ def test_report_has_passes_graph_leaves_and_plots():
     trace = lesson_trace(passes=3)
     html = trace_to_html(trace)
     assert html.startswith("<!DOCTYPE html>") and "://" not in html.split("<svg")[0]  # nothing fetched
-    assert html.count("<script") == 1 and report_script() in html  # only the report's own pan/zoom
+    # only the report's own scripts: pan/zoom, and the explorer's Graphviz, details panel and explorer (its data
+    # blocks are <script type="application/json">: data, never run)
+    assert html.count("<script>") == 4 and report_script() in html
+    assert html.count("<script") == 4 + html.count('<script type="application/json" class="gs-x-data">')
     assert len(graph_svgs(html)) == 1  # three passes, one graph structure
     assert "graph 1" in html and "used by passes 0, 1, 2 (3 passes)" in html
     assert "<td><b>w</b></td><td>[]</td><td>1</td><td>None</td><td><b>5</b></td>" in html  # pass 0: w.grad None -> 5
@@ -59,7 +63,7 @@ def test_user_text_is_escaped_and_nan_never_reaches_an_svg_coordinate():
                                         hint="use <x>", sources=[Source("/p/<f>.py", 9, "w.data += 1 # <")],
                                         pass_index=2))
     html = trace_to_html(trace)
-    assert html.count("<script") == 1 and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script>") == 4 and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html
     assert "a &amp; b &lt; c" in html and "&lt;f&gt;.py:9" in html
     for svg in inline_svgs(html):  # all parse as XML

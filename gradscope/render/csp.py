@@ -19,13 +19,17 @@ def script_hash(script: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
-def policy(scripts: Sequence[str] = ()) -> str:
-    """The policy for a page whose own inline scripts are `scripts` (their exact text)."""
+def policy(scripts: Sequence[str] = (), wasm: bool = False) -> str:
+    """The policy for a page whose own inline scripts are `scripts` (their exact text).
+    `wasm`: they may compile WebAssembly (the explorer's Graphviz, whose module is inside
+    its script): `'wasm-unsafe-eval'` allows that and nothing else (no `eval`)."""
     allowed = " ".join(script_hash(s) for s in scripts) or "'none'"
+    if wasm:
+        allowed += " 'wasm-unsafe-eval'"
     return (f"default-src 'none'; script-src {allowed}; style-src 'unsafe-inline'; img-src data:; "
             "base-uri 'none'; form-action 'none'")
 
 
-def meta_tag(scripts: Sequence[str] = ()) -> str:
+def meta_tag(scripts: Sequence[str] = (), wasm: bool = False) -> str:
     """`<meta http-equiv="Content-Security-Policy" ...>` for the page's `<head>`."""
-    return f'<meta http-equiv="Content-Security-Policy" content="{policy(scripts)}">'
+    return f'<meta http-equiv="Content-Security-Policy" content="{policy(scripts, wasm)}">'

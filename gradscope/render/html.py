@@ -13,11 +13,13 @@ import base64
 import re
 from pathlib import Path
 from typing import Mapping, Sequence
+from urllib.parse import quote
 
 from ..model import Diagnostic, Event, Node, Pass, Trace, single_number
 from . import fmt
 from .charts import over_time_section, wants_charts
 from .csp import meta_tag
+from .explorer import explorer_scripts, explorer_section, explorer_style
 from .html_frame import graph_frame, id_prefix, report_script, report_script_text, unique_ids
 from .layout import DEFAULT_TIMEOUT, LayoutError, layout
 from .plots import line_plot
@@ -72,8 +74,8 @@ def trace_to_html(
             drawn_events[i] = _try_layout(event_dot(trace, i), timeout)
     body = "".join([
         _header(trace, groups),
-        _diagnostics(trace.diagnostics, trace.events),
-        _graphs(trace, groups, drawn, drawn_events, linked),
+        _diagnostics(trace.diagnostics, trace.events, _explore_links(trace, groups) if standalone else None),
+        _graphs(trace, groups, drawn, drawn_events, linked, explorer=standalone),
         over_time_section(trace) if wants_charts(trace, MAX_PLOTS) else _plots(trace),
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
@@ -82,8 +84,13 @@ def trace_to_html(
     style = f"<style>{CSS.read_text(encoding='utf-8')}</style>"
     if not standalone:
         return style + div
+    # the explorer (a page of its own only: a notebook output would carry Graphviz each time)
+    scripts = explorer_scripts() if groups else []
+    div += "".join(f"<script>{s}</script>" for s in scripts)
+    style = f"<style>{CSS.read_text(encoding='utf-8')}{explorer_style()}</style>"
     # the page's own inline scripts, by their exact text, go to meta_tag: no other script runs
-    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' + meta_tag([report_script_text()]) +
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">' +
+            meta_tag([report_script_text(), *scripts], wasm=bool(scripts)) +
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
 
@@ -162,7 +169,8 @@ def _diagnostic_link(d: Diagnostic) -> str:
     return ""
 
 
-def _diagnostics(diagnostics: list[Diagnostic], events: Sequence[Event] = ()) -> str:
+def _diagnostics(diagnostics: list[Diagnostic], events: Sequence[Event] = (),
+                 explore: Mapping[int, str] | None = None) -> str:
     if not diagnostics:
         return _section("diagnostics", "Diagnostics", '<p class="gs-ok">No autograd problems found.</p>')
     cards = []
@@ -171,7 +179,7 @@ def _diagnostics(diagnostics: list[Diagnostic], events: Sequence[Event] = ()) ->
         error = torch_error(events[d.event_index]) if d.event_index is not None and d.event_index < len(events) else ""
         said = f' <span class="gs-error">{fmt.esc(error)}</span>' if error else ""
         where = "".join(f"<li>{_source(s)}{said if i == 0 else ''}</li>" for i, s in enumerate(d.sources))
-        at = _diagnostic_link(d)
+        at = _diagnostic_link(d) + (explore or {}).get(id(d), "")
         hint = f'<p class="gs-hint">{_rich(d.hint)}</p>' if d.hint else ""
         cards.append(
             f'<div class="gs-diag gs-{fmt.esc(d.severity)}"><h3><span class="gs-sev">{fmt.esc(d.severity)}</span> '
@@ -207,7 +215,7 @@ def _yes(flag: bool) -> str:
 
 
 def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | LayoutError],
-            drawn_events: Mapping[int, str | LayoutError], linked: bool = False) -> str:
+            drawn_events: Mapping[int, str | LayoutError], linked: bool = False, explorer: bool = False) -> str:
     """Each picture's heading is what a diagnostic's link points at (`#pass-3`, `#event-0`)."""
     parts = []
     for i, picture in drawn_events.items():
@@ -218,11 +226,40 @@ def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | La
         shared = _span(g.passes)
         family = f" · {fmt.esc(family_text(g))}" if g.graphs > 1 else ""
         parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}{family}</small></h3>')
+        if explorer:
+            parts.append(_explorer(trace, g))
         for i in g.drawn:
             p = _pass(trace, i)
             parts.append(f'<h4 id="pass-{i}">{fmt.esc(pass_title(p, trace))}</h4>'
                          f"{graph_frame(drawn[i], svg_name(i) if linked else None)}{_leaf_table(p)}")
     return _section("graphs", "Graphs", "".join(parts) or "<p>No graphs.</p>")
+
+
+# -- the explorer (explorer/): one per distinct graph, and the diagnostics' links into it --
+def _explorer(trace: Trace, g: GraphGroup) -> str:
+    passes = [_pass(trace, i) for i in g.passes]
+    try:
+        return explorer_section(g.number, passes, trace.diagnostics)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a crafted trace.json: the rest still shows
+        return f'<p class="gs-error">The explorer cannot show this graph: {fmt.esc(exc, 200)}</p>'
+
+
+
+def _explore_links(trace: Trace, groups: list[GraphGroup]) -> dict[int, str]:
+    """id(diagnostic) -> ` · explore`, a link that selects its first node in the explorer of
+    its pass's graph (and marks the others)."""
+    group_of = {i: g.number for g in groups for i in g.passes}
+    links: dict[int, str] = {}
+    for d in trace.diagnostics:
+        number = group_of.get(d.pass_index) if d.pass_index is not None else None
+        if number is None and len(groups) == 1:
+            number = groups[0].number
+        if number is None or not d.nodes:
+            continue
+        mark = ",".join(quote(n, safe="") for n in d.nodes[:50])
+        href = f"#graph={number}&select={quote(d.nodes[0], safe='')}&mark={mark}"
+        links[id(d)] = f' · <a class="gs-explore" href="{fmt.esc(href)}">explore</a>'
+    return links
 
 
 def _span(passes: list[int]) -> str:
