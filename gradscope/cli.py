@@ -383,6 +383,9 @@ def _depth_option(text: str) -> int | str | None:
 def _report_layout_errors(written: Written) -> None:
     for exc in written.errors:
         click.echo(str(exc), err=True)
+    if written.module_level:
+        click.echo(f"gradscope: drawn as its module-level view (the view asked for did not lay out in time): "
+                   f"pass {', '.join(map(str, written.module_level))}", err=True)
     if written.not_drawn:
         passes = ", ".join(map(str, written.not_drawn))
         why = "drawing was interrupted" if written.stopped_by else "the layout budget ran out (--layout-budget)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..model import Graph
 from . import fmt
-from .collapse import Box, View
+from .collapse import Box, DrawnLoop, View
 
 FILL, BORDER, RED, GREY, GRAD = "#f5f5f4", "#57534e", "#dc2626", "#57534e", "#1d4ed8"
 SMALL = 9
@@ -22,12 +22,12 @@ def box_label(box: Box, codes: list[str]) -> str:
     """`blocks.0–11  Block ×12`, its parameters and their gradient norm, in/out shapes,
     the per-call norms of a fold, and what a diagnostic inside it says. Escaped here."""
     path = fmt.esc(box.path or "(top)", 40)
-    if box.count > 1:
+    if box.count > 1 and box.last_path != box.path:
         path = f"{path} – {fmt.esc(box.last_path.rsplit('.', 1)[-1], 12)}"
     times = f' <font point-size="14" color="{RED if box.flagged else BORDER}"><b>×{box.count}</b></font>' \
         if box.count > 1 else ""
     rows = [f"<tr><td><b>{path}</b>  {fmt.esc(box.cls, 30)}{times}</td></tr>"]
-    each = " each" if box.count > 1 else ""
+    each = " each" if len(box.grad_norms) > 1 else ""  # (a loop's calls of one module share them)
     facts = [f"{_count(box.parameters)} params{each}"] if box.parameters else []
     norm = box.grad_norm
     if norm is not None:
@@ -37,7 +37,7 @@ def box_label(box: Box, codes: list[str]) -> str:
     if box.inputs or box.outputs:
         shapes = lambda s: " ".join(fmt.shape(x) for x in s) or "–"  # noqa: E731
         rows.append(_small(f"in {fmt.esc(shapes(box.inputs), 60)} → out {fmt.esc(shapes(box.outputs), 60)}", GREY))
-    if box.count > 1 and any(g is not None for g in box.grad_norms):
+    if len(box.grad_norms) > 1 and any(g is not None for g in box.grad_norms):
         rows.append(f"<tr><td>{_per_call(box.grad_norms)}</td></tr>")
     if box.flagged:
         what = ", ".join(fmt.esc(c, 20) for c in codes) or "a diagnostic"
@@ -52,9 +52,11 @@ def run_notes(graph: Graph, shown: View) -> dict[str, str]:
         first = graph.module_calls[run.calls[0]]
         key = f"{first.path} (call {first.call})" if first.call else first.path
         last = fmt.esc(run.last_path.rsplit(".", 1)[-1], 12)
-        per_call = _per_call(run.grad_norms) if any(g is not None for g in run.grad_norms) else ""
+        which = f"to {last}, drawn once" if run.last_path != run.path else "one call per loop step, drawn once"
+        per_call = _per_call(run.grad_norms) \
+            if len(run.grad_norms) > 1 and any(g is not None for g in run.grad_norms) else ""
         head = (f'<font point-size="14" color="{BORDER}"><b>{fmt.esc(key, 60)}  ×{run.count}</b></font>'
-                f'<font point-size="11" color="{GREY}">  {fmt.esc(run.cls, 30)} (to {last}, drawn once)</font>')
+                f'<font point-size="11" color="{GREY}">  {fmt.esc(run.cls, 30)} ({which})</font>')
         rows = f'<tr><td align="left">{head}</td></tr>' + (f"<tr><td>{per_call}</td></tr>" if per_call else "")
         notes[key] = f'<table border="0" cellborder="0" cellspacing="0" cellpadding="1">{rows}</table>'
     return notes
@@ -82,3 +84,12 @@ def _count(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+def loop_label(loop: DrawnLoop) -> str:
+    """`↻ ×98 loop steps at prog.py:24, drawn once`: the note beside an unrolled loop."""
+    where = f" at {fmt.esc(loop.source, 60)}" if loop.source else ""
+    return (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2"><tr><td>'
+            f'<font point-size="14" color="{BORDER}"><b>↻ ×{loop.count}</b></font></td></tr>'
+            f'<tr><td><font point-size="{SMALL}" color="{GREY}">loop steps{where}, drawn once '
+            f"({loop.period} ops each)</font></td></tr></table>>")

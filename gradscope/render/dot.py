@@ -17,7 +17,7 @@ import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
 from . import collapse, fmt
-from .boxes import box_attrs, box_label, run_notes
+from .boxes import box_attrs, box_label, loop_label, run_notes
 from .names import display_names
 
 FONT = "Helvetica"
@@ -115,6 +115,10 @@ def graph_to_dot(
         if e.src in ids and e.dst in ids:
             red = e.src in flagged and e.dst in flagged
             g.edge(ids[e.src], ids[e.dst], label=_edge_label(e, drawing.names), **_red_edge(red))
+    for i, loop in enumerate(shown.loops):  # a note beside the first copy of an unrolled loop
+        if loop.first in ids:
+            g.node(f"loop{i}", label=loop_label(loop), shape="note", style="dashed", color="#57534e")
+            g.edge(f"loop{i}", ids[loop.first], style="dotted", arrowhead="none", dir="none", color="#57534e")
     for i, d in enumerate(diagnostics):
         _add_note(g, i, d, [ids[n] for n in d.nodes if n in ids])
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from ..model import Graph, ModuleCall, Node
 
@@ -33,19 +34,72 @@ class FoldedRun:
         return len(self.calls)
 
 
-def signature(graph: Graph, node_ids: set[str] | list[str], cls: str) -> tuple:
-    """Equal for calls of the same structure: class, the ops inside, parameter shapes."""
-    nodes = [graph.node(n) for n in node_ids]
-    ops = Counter(n.grad_fn for n in nodes if n.kind == "op")
+def signature(graph: Graph, node_ids: set[str] | list[str], cls: str, parameters: Iterable[str] = ()) -> tuple:
+    """Equal for calls of the same structure: class, the ops inside, parameter shapes.
+
+    Ops that work on the call's inputs alone (`x.transpose(0, 1)` before attention) are
+    left out: autograd makes them only when the input requires grad, so the first of a
+    stack of blocks (fed by data) would otherwise differ from the others (fed by a block).
+    An input is the call's own when it is among `node_ids` or a leaf named in `parameters`."""
+    ids = set(node_ids)
+    nodes = [graph.node(n) for n in ids]
+    outer = _input_only(graph, ids, set(parameters))
+    if all(n.id in outer for n in nodes if n.kind == "op"):
+        outer = set()  # a call without weights (an activation): its ops are its structure
+    ops = Counter(n.grad_fn for n in nodes if n.kind == "op" and n.id not in outer)
     shapes = tuple(sorted(tuple(n.shape or ()) for n in nodes if n.kind == "leaf"))
     return cls, tuple(sorted(ops.items())), shapes
 
 
+def _input_only(graph: Graph, ids: set[str], parameters: set[str]) -> set[str]:
+    """The op nodes among `ids` that depend on nothing of the call's own: only on tensors
+    from outside it (through other such ops)."""
+    inputs = _inputs(graph)
+    found: set[str] = set()
+    state: dict[str, bool] = {}
+    for start in ids:
+        stack = [start]
+        while stack:  # depth first, without recursion (an unrolled call can be thousands deep)
+            n = stack[-1]
+            if n in state:
+                stack.pop()
+                continue
+            pending = [s for s in inputs.get(n, ()) if s in ids and s not in state]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            node = graph.node(n)
+            own = node.kind != "op" or not inputs.get(n)
+            for s in inputs.get(n, ()):
+                if s in ids:
+                    own = own or not state[s]
+                else:
+                    src = graph.node(s)
+                    own = own or (src.kind == "leaf" and src.name in parameters)
+            state[n] = not own  # True: input-only
+            if not own:
+                found.add(n)
+    return found
+
+
+def _inputs(graph: Graph) -> dict[str, list[str]]:
+    """Each node's inputs (an index kept on the graph, rebuilt when its edges change)."""
+    cached = graph.__dict__.get("_inputs")
+    if cached is None or cached[0] != len(graph.edges):
+        index: dict[str, list[str]] = {}
+        for e in graph.edges:
+            index.setdefault(e.dst, []).append(e.src)
+        cached = graph.__dict__["_inputs"] = (len(graph.edges), index)
+    return cached[1]
+
+
 def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
     """The leaf nodes of a call's parameters (those the graph holds)."""
-    by_name = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change)
-    if by_name is None or len(by_name) != len(graph.nodes):
-        by_name = graph.__dict__["_by_name"] = {n.name: n for n in graph.nodes}
+    cached = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change; names repeat)
+    if cached is None or cached[0] != len(graph.nodes):
+        cached = graph.__dict__["_by_name"] = (len(graph.nodes), {n.name: n for n in graph.nodes})
+    by_name = cached[1]
     return [by_name[p] for p in call.parameters if p in by_name and by_name[p].kind == "leaf"]
 
 
@@ -97,7 +151,7 @@ def fold_open_runs(graph: Graph, candidates: list[int], expanded: set[int], flag
 def _continues(graph: Graph, run: list[int], i: int, consumers: dict[str, list[str]]) -> bool:
     calls = graph.module_calls
     last, nxt = calls[run[-1]], calls[i]
-    if signature(graph, last.nodes, last.cls) != signature(graph, nxt.nodes, nxt.cls):
+    if signature(graph, last.nodes, last.cls, last.parameters) != signature(graph, nxt.nodes, nxt.cls, nxt.parameters):
         return False
     inside = set(nxt.nodes)
     return any(d in inside for n in last.nodes for d in consumers.get(n, ()))

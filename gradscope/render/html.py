@@ -29,7 +29,9 @@ from .select import (
     event_graphs,
     event_svg_name,
     event_title,
+    family_text,
     graph_groups,
+    graphs_text,
     pass_dot,
     pass_title,
     svg_name,
@@ -143,7 +145,7 @@ def _header(trace: Trace, groups: list[GraphGroup]) -> str:
                    for k, v in trace.meta.items())
     return (f"<header><h1>{fmt.esc(_title(trace))}</h1>"
             f'<p class="gs-summary">{len(trace.passes)} pass{"es" if len(trace.passes) != 1 else ""} · '
-            f"{len(groups)} distinct graph{'s' if len(groups) != 1 else ''} · {found}</p>"
+            f"{fmt.esc(graphs_text(groups))} · {found}</p>"
             + (f'<table class="gs-meta">{meta}</table>' if meta else "") + "</header>")
 
 
@@ -222,7 +224,8 @@ def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | La
                      f"{graph_frame(picture, event_svg_name(i) if linked else None)}")
     for g in groups:
         shared = _span(g.passes)
-        parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}</small></h3>')
+        family = f" · {fmt.esc(family_text(g))}" if g.graphs > 1 else ""
+        parts.append(f'<h3 id="graph-{g.number}">Graph {g.number} <small>used by {shared}{family}</small></h3>')
         if explorer:
             parts.append(_explorer(trace, g))
         for i in g.drawn:

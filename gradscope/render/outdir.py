@@ -3,20 +3,25 @@
 Used by `gradscope trace`, `gradscope demo` and `gradscope render`. Each graph is laid
 out once and the same SVG goes both into its file and into the report. A graph that
 cannot be laid out in its timeout leaves its `.dot` beside the others; graphs the time
-budget does not reach get a note in the report saying how to draw them later.
+budget does not reach get a note in the report saying how to draw them later. A third of
+the budget is kept for big graphs with modules: one that does not lay out (even folded)
+is drawn as its module-level view (collapse.MODULES) rather than not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..model import Trace
+from ..model import Pass, Trace
+from . import collapse
+from .collapse import MODULES
 from ..signals import signals_deferred
 from .html import trace_to_html
-from .drawing import DEFAULT_BUDGET, Job, draw_all
+from .drawing import DEFAULT_BUDGET, Drawing, Job, draw_all
 from .layout import DEFAULT_TIMEOUT, LayoutError
 from .manifest import record, remove_stale
 from .select import (
@@ -29,6 +34,9 @@ from .select import (
 )
 
 
+_COARSE_SHARE = 1 / 3  # of the budget, kept for module-level views
+
+
 @dataclass
 class Written:
     """What an output folder got: the files, the graphs that could not be laid out, the
@@ -38,6 +46,7 @@ class Written:
     errors: list[LayoutError] = field(default_factory=list)
     not_drawn: list[int] = field(default_factory=list)
     stopped_by: BaseException | None = None
+    module_level: list[int] = field(default_factory=list)  # passes drawn as their module-level view
 
 
 def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
@@ -54,8 +63,14 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     jobs = [Job(("event", i), event_dot(trace, i), out_dir / event_svg_name(i)) for i, _, _ in event_graphs(trace)]
     jobs += [Job(("pass", i), pass_dot(trace, by_index[i], **(view or {})), out_dir / svg_name(i))
              for i in drawing_order(trace, extra_passes)]
-    drawing = draw_all(jobs, budget=budget, timeout=timeout)
-    written = Written(stopped_by=drawing.stopped_by)
+    began = time.monotonic()
+    # a share of the budget is kept for the module-level views of graphs that do not lay out
+    coarse = [i for i in drawing_order(trace, extra_passes) if _may_fall_back(by_index[i], view)]
+    drawing = draw_all(jobs, budget=budget * (1 - _COARSE_SHARE if coarse else 1), timeout=timeout)
+    written = Written()
+    if drawing.stopped_by is None:
+        _draw_coarse(trace, out_dir, drawing, coarse, budget - (time.monotonic() - began), view, written)
+    written.stopped_by = drawing.stopped_by
     for job in jobs:
         picture = drawing.svgs.get(job.key)
         if isinstance(picture, LayoutError):
@@ -81,6 +96,39 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     written.files.insert(0, report)
     record(out_dir, [*written.files, *([trace_path] if trace_path else [])])
     return written
+
+
+def _may_fall_back(p: Pass, view: Mapping[str, Any] | None) -> bool:
+    """Whether `p` has a module-level view to draw when its own does not lay out: a big
+    graph with module calls, not asked for at module level already."""
+    return (bool(p.graph.module_calls) and len(p.graph.nodes) > collapse.MAX_BOXES
+            and (view or {}).get("depth") != MODULES)
+
+
+def _draw_coarse(trace: Trace, out_dir: Path, drawing: Drawing, coarse: Sequence[int], budget: float,
+                 view: Mapping[str, Any] | None, written: Written) -> None:
+    """Draw the module-level view of each pass that did not lay out (budget spent or timed
+    out) and has one, within what is left of the budget; update `drawing` with them."""
+    failed = [i for kind, i in drawing.not_drawn if kind == "pass" and i in coarse]
+    failed += [i for (kind, i), svg in drawing.svgs.items() if kind == "pass" and i in coarse
+               and isinstance(svg, LayoutError) and "did not finish" in str(svg)]
+    by_index = {p.index: p for p in trace.passes}
+    fold = (view or {}).get("fold", True)
+    failed = [i for i in failed
+              if collapse.view(by_index[i].graph, MODULES, fold=fold).size < len(by_index[i].graph.nodes)]
+    if not failed or budget <= 0:
+        return
+    note = "module-level view: the view asked for did not lay out in time (--timeout, --layout-budget)"
+    options = {k: v for k, v in (view or {}).items() if k != "depth"}
+    jobs = [Job(("pass", i), pass_dot(trace, by_index[i], note=note, **{**options, "depth": MODULES}),
+                out_dir / svg_name(i)) for i in failed]
+    second = draw_all(jobs, budget=budget)  # small pictures: only the budget bounds them
+    for key, svg in second.svgs.items():
+        if isinstance(svg, str):
+            drawing.svgs[key] = svg
+            drawing.not_drawn = [k for k in drawing.not_drawn if k != key]
+            written.module_level.append(key[1])
+    drawing.stopped_by = second.stopped_by
 
 
 def drawing_order(trace: Trace, extra_passes: Iterable[int] = ()) -> list[int]:

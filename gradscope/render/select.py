@@ -1,40 +1,91 @@
 """Which passes get drawn: a training loop builds the same graph every step, so each
 distinct graph (`Graph.signature()`) is drawn once, at its first pass, plus every pass
-a diagnostic points at. A 1,000-step loop gives a handful of pictures, not 1,000."""
+a diagnostic points at. A 1,000-step loop gives a handful of pictures, not 1,000; and
+graphs that differ only in how many times a loop ran (episodes of different lengths)
+are one family, drawn once (loops.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable
 
 from ..model import Diagnostic, Event, Pass, Trace
 from .dot import diagnostics_for, graph_to_dot
+from .loops import family_key, main_count
 
 
 @dataclass
 class GraphGroup:
-    """The passes that share one graph structure."""
+    """The passes that share one graph structure, or one family of structures: graphs that
+    differ only in how many times a loop ran (episodes of different lengths, loops.py)."""
 
     number: int  # 1-based, in order of first appearance
     passes: list[int] = field(default_factory=list)  # every pass with this graph
     drawn: list[int] = field(default_factory=list)  # the passes that get a picture
+    graphs: int = 1  # distinct graph structures in the family
+    lengths: list[int] = field(default_factory=list)  # how many times its loop ran, each length seen
+
+    def lengths_text(self) -> str:
+        """`lengths 12, 30, 60` (or `lengths 2–60, 41 seen` when many)."""
+        if not self.lengths:
+            return ""
+        if len(self.lengths) > 8:
+            return f"lengths {self.lengths[0]}–{self.lengths[-1]}, {len(self.lengths)} seen"
+        return "lengths " + ", ".join(map(str, self.lengths))
 
 
 def graph_groups(trace: Trace) -> list[GraphGroup]:
-    """The distinct graphs of `trace`, with the passes that share each and those to draw."""
+    """The graph families of `trace` (most are one distinct graph), with the passes that
+    share each and those to draw. Cached on the trace until its passes change."""
+    key = (len(trace.passes), len(trace.diagnostics))
+    cached = trace.__dict__.get("_graph_groups")
+    if cached is not None and cached[0] == key:
+        return cached[1]
     # Only a diagnostic that names its pass earns that pass a picture: node ids repeat in
     # every step of a loop, so one without a pass would otherwise draw them all.
     diagnosed = {d.pass_index for d in trace.diagnostics if d.pass_index is not None}
-    by_signature: dict[str, GraphGroup] = {}
+    family_of: dict[str, Hashable] = {}  # a graph's signature -> its family's key
+    by_family: dict[Hashable, GraphGroup] = {}
+    lengths: dict[Hashable, set[int]] = {}
     for p in trace.passes:
-        group = by_signature.get(sig := p.graph.signature())
+        sig = p.graph.signature()
+        fam = family_of.get(sig)
+        if fam is None:
+            fam = family_of[sig] = family_key(p.graph)
+            if fam in by_family:
+                by_family[fam].graphs += 1
+            if (count := main_count(p.graph)) is not None:
+                lengths.setdefault(fam, set()).add(count)
+        group = by_family.get(fam)
         if group is None:
-            group = by_signature[sig] = GraphGroup(number=len(by_signature) + 1)
+            group = by_family[fam] = GraphGroup(number=len(by_family) + 1)
             group.drawn.append(p.index)
         elif p.index in diagnosed:
             group.drawn.append(p.index)
         group.passes.append(p.index)
-    return list(by_signature.values())
+    for fam, group in by_family.items():
+        group.lengths = sorted(lengths.get(fam, ()))
+    groups = list(by_family.values())
+    trace.__dict__["_graph_groups"] = (key, groups)
+    return groups
+
+
+def graphs_text(groups: list[GraphGroup]) -> str:
+    """`1 distinct graph`, `3 distinct graphs`, or `41 distinct graphs in 2 families`."""
+    graphs = sum(g.graphs for g in groups)
+    text = f"{graphs} distinct graph{'s' if graphs != 1 else ''}"
+    if graphs != len(groups):
+        text += f" in {len(groups)} famil{'ies' if len(groups) != 1 else 'y'}"
+    return text
+
+
+def family_text(g: GraphGroup) -> str:
+    """What a family's heading adds: `a family of 9 graphs that differ only in how many
+    times a loop ran (lengths 12, 30, 60), drawn once`; empty for a single graph."""
+    if g.graphs < 2:
+        return ""
+    lengths = f" ({g.lengths_text()})" if g.lengths else ""
+    return f"a family of {g.graphs} graphs that differ only in how many times a loop ran{lengths}, drawn once"
 
 
 def pass_diagnostics(trace: Trace, p: Pass) -> list[Diagnostic]:
@@ -61,12 +112,14 @@ def svg_name(pass_index: int) -> str:
     return f"pass-{pass_index:03d}.svg"
 
 
-def pass_dot(trace: Trace | None, p: Pass, **view: Any) -> str:
-    """The DOT of pass `p`: its graph, diagnostics (those of `trace`), caption, and what
-    autograd.grad returned. `view`: `depth`, `expand`, `fold` (see collapse.py)."""
+def pass_dot(trace: Trace | None, p: Pass, note: str = "", **view: Any) -> str:
+    """The DOT of pass `p`: its graph, diagnostics (those of `trace`), caption (and `note`
+    under it), and what autograd.grad returned. `view`: `depth`, `expand`, `fold` (see
+    collapse.py)."""
     returned = dict(zip(p.inputs, p.results)) if p.kind == "grad" else None
     diagnostics = pass_diagnostics(trace, p) if trace is not None else []
-    return graph_to_dot(p.graph, diagnostics, title=pass_title(p, trace),
+    title = pass_title(p, trace) + (f"\n{note}" if note else "")
+    return graph_to_dot(p.graph, diagnostics, title=title,
                         graph_id=f"p{p.index}", returned=returned, **view)
 
 

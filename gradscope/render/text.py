@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..model import Trace
 from .fmt import lines_of
-from .select import graph_groups
+from .select import family_text, graph_groups, graphs_text
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -28,7 +28,8 @@ def summary(trace: Trace, written: Sequence[Path] = (), name: str = "") -> str:
     groups = graph_groups(trace)
     of = f" of {name}" if name else ""
     lines = [f"gradscope: traced {_plural(len(trace.passes), 'pass', 'passes')}"
-             f" ({_plural(len(groups), 'distinct graph')}){of}"]
+             f" ({graphs_text(groups)}){of}"]
+    lines += [f"  graph {g.number}: {family_text(g)}" for g in groups if g.graphs > 1][:5]
     for i, path in enumerate(written):
         lines.append(("  wrote " if i == 0 else "        ") + _rel(path))
     if trace.diagnostics:
