@@ -35,8 +35,10 @@ class trace:
       every:     a big graph that repeats (a training loop; over 65,536 output elements)
                  gets its edge gradients recorded on its first 3 passes and every
                  `every`-th pass after; leaves' `.grad` is recorded on every pass (its
-                 norm and NaN/Inf count; extremes and mean on the full passes), small
-                 graphs in full on every pass. 1: every pass in full.
+                 norm and NaN/Inf count; extremes and mean on the full passes). Small
+                 graphs: every pass in full while that costs gradscope under a second in
+                 all, then full passes while they take under a tenth of the run's time
+                 (`meta["full_passes"]` says so). 1: every pass in full.
       save:      a path to write the trace JSON to. Passes are written there as they
                  finish (a stream a killed run leaves readable: `gradscope.load` gives
                  its passes with `meta["incomplete"]`), and the whole trace replaces the
@@ -105,6 +107,8 @@ class trace:
         tracer, self._tracer = self._tracer, None
         if tracer is not None:
             tracer.stop()
+            if how := tracer.full_passes.describe():
+                self.trace.meta["full_passes"] = how
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None

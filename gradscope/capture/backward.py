@@ -16,6 +16,7 @@ import inspect
 import logging
 import math
 import operator
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -105,7 +106,9 @@ class GradientOptions:
     graph and on every `every`-th pass of it after (and on the pass after one where a
     leaf's gradient was not finite); the other passes record the graph and the leaves'
     `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
-    parameter instead of three or four. Small graphs, and `every=1`, record every pass in full.
+    parameter instead of three or four. `every=1` records every pass in full; small graphs
+    record every pass in full while that stays cheap, then a sample chosen by its cost
+    (full_passes.py).
     """
 
     gradients: bool = True
@@ -114,7 +117,7 @@ class GradientOptions:
 
 
 FIRST_FULL = 3
-SMALL_GRAPH = 65536  # elements over all node outputs: below it every pass is recorded in full
+SMALL_GRAPH = 65536  # elements over all node outputs: below it full passes are chosen by cost
 
 
 class PassRecorder:
@@ -147,6 +150,8 @@ class PassRecorder:
         self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
+        self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
+        self._started = time.perf_counter()
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -176,9 +181,12 @@ class PassRecorder:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
         every = self.options.every
         graph = index.graph
-        if every <= 1 or self.tracer.nonfinite_seen or _elements(graph) <= SMALL_GRAPH:
+        if every <= 1 or self.tracer.nonfinite_seen:
             self.tracer.nonfinite_seen = False
             return True
+        if _elements(graph) <= SMALL_GRAPH:
+            self._budget = self.tracer.full_passes
+            return self._budget.due()
         nodes = graph.nodes
         key = hash((  # the graph's structure: C-level loops, this runs on every pass
             tuple(map(_GRAD_FN, nodes)),
@@ -417,6 +425,8 @@ class PassRecorder:
         self._pending_values = index.pending_values
         self.index = None
         self.batch.start_transfer()
+        if self._budget is not None:
+            self._budget.ran(self.full, time.perf_counter() - self._started)
         return self.result
 
     def ready(self) -> bool:

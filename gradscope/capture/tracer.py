@@ -22,6 +22,7 @@ from . import userwarnings
 from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
+from .full_passes import FullPasses
 from .idtable import IdTable
 from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
@@ -62,6 +63,7 @@ class Tracer:
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
         self.graphs_seen: dict[int, int] = {}  # graph structure -> passes seen (see GradientOptions)
         self.nonfinite_seen = False
+        self.full_passes = FullPasses()  # which passes of small graphs are recorded in full
         # the last pass recorded without edge gradients, for the next one that repeats it
         # to share its op nodes and edges (see repeat.py)
         self.last_quiet: QuietTemplate | None = None
