@@ -88,14 +88,16 @@ class Encoder:
             if e.grad is not None or e.local is not None:
                 ref = graph.nodes[positions[e.src]]
                 edge_numbers.append([k, summary(e.grad, ref), e.local])
-        calls = [asdict(c) for c in graph.module_calls]
-        key = (tuple(node_keys), tuple(edge_keys), repr(calls) if calls else "")
+        # (module calls are compared by their fields: `asdict` on every pass would cost more
+        # than the rest of the pass's record)
+        calls = tuple(map(_call_key, graph.module_calls))
+        key = (tuple(node_keys), tuple(edge_keys), calls)
         structure = self._structure_ids.get(key)
         if structure is None:
             structure = self._structure_ids[key] = len(self.structures)
             record = {"nodes": [self._node_structure(n) for n in graph.nodes], "edges": [list(e) for e in edge_keys]}
             if calls:
-                record["module_calls"] = calls
+                record["module_calls"] = [asdict(c) for c in graph.module_calls]
             self.structures.append(record)
         node_numbers = [[k, _node_numbers(graph.nodes[k])] for k in numbered]
         if len(seen) > 200_000:  # a long run's fresh leaves: forget, the cache is only a shortcut
@@ -187,6 +189,10 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
         if v != _SUMMARY_DEFAULTS[f] or (f == "value" and v is not None):
             out[f] = v
     return out
+
+
+def _call_key(c: ModuleCall) -> tuple:
+    return (c.path, c.cls, c.call, c.parent, tuple(c.parameters), tuple(c.nodes))
 
 
 def _has_numbers(node: Node) -> bool:
