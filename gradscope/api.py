@@ -11,7 +11,7 @@ import torch
 
 from .capture import Tracer, active_tracer, set_name, walk
 from .model import Diagnostic, Graph, Pass, Trace
-from .traceio.keep import thin
+from .traceio.keep import RunningKeep
 from .traceio.stream import StreamWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,6 +78,7 @@ class trace:
         self.save_path = Path(save) if save is not None else None
         self.stream_path = Path(stream) if stream is not None else self.save_path
         self._stream: StreamWriter | None = None
+        self._keeping: RunningKeep | None = None  # keep=: thins passes as the run goes
         # `gradscope trace`'s own trace: a gradscope.trace() in the script pauses it (else nesting is an error)
         self._yields = _yields
         self.trace: Trace = Trace()
@@ -101,6 +102,9 @@ class trace:
                 self.stream_path = stream_path_for_rank
             self._stream = StreamWriter(self.trace, self.stream_path)
             tracer.pass_listeners.append(self._stream.write_pass)
+        if self.keep is not None:  # (after the stream: it gets every pass)
+            self._keeping = RunningKeep(self.trace, self.keep, tracer.drop_passes)
+            tracer.pass_listeners.append(self._keeping.add)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -113,8 +117,9 @@ class trace:
                 self._stream.close()
                 self._stream = None
             self.trace.diagnostics = _diagnose(self.trace)
-            if self.keep is not None:
-                thin(self.trace, self.keep)
+            if self._keeping is not None:
+                self._keeping.finish()
+                self._keeping = None
             if self.save_path is not None:
                 self._save_on_exit(exc)
         return False

@@ -368,7 +368,7 @@ class PassRecorder:
         op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
         call = f" at {self.source.short}" if self.source else ""
         # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
-        label = f"{op}; pass {len(self.tracer.trace.passes)}, {self.call.api}{call} with create_graph=True"
+        label = f"{op}; pass {self.tracer.next_pass_index}, {self.call.api}{call} with create_graph=True"
         known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:

@@ -68,6 +68,7 @@ class Tracer:
         # to share its op nodes and edges (see repeat.py)
         self.last_quiet: QuietTemplate | None = None
         self.trace = Trace()
+        self.passes_dropped = 0  # finished passes forgotten during the run (keep=); indices go on
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
@@ -171,6 +172,17 @@ class Tracer:
         self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
 
     @property
+    def next_pass_index(self) -> int:
+        return len(self.trace.passes) + self.passes_dropped
+
+    def drop_passes(self, gone: list[Pass]) -> None:
+        """Forget finished passes (a long run's `keep=`); their indices stay taken."""
+        ids = set(map(id, gone))
+        with self._pass_lock:
+            self.trace.passes[:] = [p for p in self.trace.passes if id(p) not in ids]
+            self.passes_dropped += len(ids)
+
+    @property
     def optimizer_steps(self) -> int:
         return self.steps.count
 
@@ -203,7 +215,7 @@ class Tracer:
         event = Event(
             kind=kind,
             source=source if source is not None else user_source(),
-            pass_index=len(self.trace.passes),
+            pass_index=self.next_pass_index,
             data=data or {},
             graph=graph,
         )
@@ -283,13 +295,13 @@ class Tracer:
 
     def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
                         source) -> None:
-        pass_index = len(self.trace.passes)
+        pass_index = self.next_pass_index
         if recorder is not None and recorder.index is not None:
             if error is not None:
                 self.checks.after_failed_pass(recorder.index, error)
             try:
                 with self._pass_lock:  # (threads: a pass's index is its place in the list)
-                    pass_index = len(self.trace.passes)
+                    pass_index = self.next_pass_index
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                     self._unfinished.append(recorder)
                 self.finish_passes(wait=False)
