@@ -102,6 +102,7 @@ class trace:
                 self.stream_path = stream_path_for_rank
             self._stream = StreamWriter(self.trace, self.stream_path)
             tracer.pass_listeners.append(self._stream.write_pass)
+            tracer.event_listeners.append(self._stream.write_event)
         if self.keep is not None:  # (after the stream: it gets every pass)
             self._keeping = RunningKeep(self.trace, self.keep, tracer.drop_passes)
             tracer.pass_listeners.append(self._keeping.add)

@@ -93,6 +93,7 @@ class Tracer:
         self._pass_lock = threading.Lock()
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         self.pass_listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
+        self.event_listeners: list[Callable[[Event], None]] = []  # told of each event as it is recorded
         self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
         self._warnings_installed = False
         # `gradscope trace`'s own tracer pauses while the script's gradscope.trace() runs
@@ -220,6 +221,8 @@ class Tracer:
             graph=graph,
         )
         self.trace.events.append(event)
+        for listener in self.event_listeners:
+            listener(event)
         return event
 
     def on_new_leaf(self, tensor: torch.Tensor) -> None:
