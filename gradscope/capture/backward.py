@@ -25,6 +25,7 @@ import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
 from .history import LeafHistory, history_of
+from .leaf_norms import fill_value_norms, queue_value_norms
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
 from .recorder import OpInfo
@@ -151,6 +152,7 @@ class PassRecorder:
         self._pending_values: list = []
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
         self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
+        self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
         self._started = time.perf_counter()
 
     # -- before the call -------------------------------------------------------------
@@ -165,6 +167,8 @@ class PassRecorder:
             self._record_seeds(index)
             for (node, leaf), history in zip(index.leaves, self.histories):
                 self._grad_before(node, leaf, history)
+            if self.options.gradients:
+                self._value_norms = queue_value_norms(index.leaves, self.batch)
         if self.full:
             self._install_hooks(index)
         return index
@@ -437,6 +441,7 @@ class PassRecorder:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
+        fill_value_norms(self._value_norms)
         for obj, attr, pending, scalar in self._fill:
             setattr(obj, attr, _resolved(pending, scalar))
         for target, attr, source, source_attr, as_list in self._copy_later:

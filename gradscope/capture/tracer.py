@@ -33,6 +33,7 @@ from .repeat import QuietTemplate
 from .graph_snapshots import RequiresGradReads
 from .source import assignment_target, user_source
 from .steps import OptimizerSteps
+from .updates import UpdateNorms
 from .summaries import SummaryOptions
 from .walk import walk
 
@@ -73,6 +74,7 @@ class Tracer:
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
         self.steps = OptimizerSteps(self)  # optimizer-step events; the recorder steps aside
+        self.updates = UpdateNorms(self)  # ‖Δw‖ of each step, in its event
         self.leaf_histories: IdTable = IdTable()  # leaf -> its LeafHistory
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
@@ -115,6 +117,7 @@ class Tracer:
         try:
             self.modules.install()
             self.steps.install()
+            self.updates.install()
             self._asides.install()
             userwarnings.install()
             self._warnings_installed = True
@@ -148,6 +151,7 @@ class Tracer:
                 self._warnings_installed = False
             self.modules.remove()
             self.steps.remove()
+            self.updates.remove()
             self.recent_outputs.clear()
             self._main_nodes.clear()
             if _active is self:
@@ -164,12 +168,14 @@ class Tracer:
             mode.__class__ = PausedMode
         self.modules.remove()
         self.steps.remove()
+        self.updates.remove()
 
     def _resume(self, inner: "Tracer") -> None:
         for mode in self._modes:
             mode.__class__ = RecordingMode
         self.modules.install()
         self.steps.install()
+        self.updates.install()
         self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
 
     @property

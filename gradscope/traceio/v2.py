@@ -33,7 +33,7 @@ VERSION = 2
 # what a node says of the graph, and what it says of one pass
 STRUCTURE_FIELDS = ("id", "kind", "name", "grad_fn", "op", "source", "module", "shape", "dtype", "device",
                     "requires_grad", "is_parameter", "is_root", "created_by_backward", "created_by", "module_call")
-NUMBER_FIELDS = ("value", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs", "saved")
+NUMBER_FIELDS = ("value", "value_norm", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs", "saved")
 SUMMARY_FIELDS = ("norm", "max_abs", "mean", "nan", "inf", "value", "counts_exact")
 _structure_of = operator.attrgetter(*STRUCTURE_FIELDS)
 _NODE_DEFAULTS = {f: getattr(Node, f) for f in STRUCTURE_FIELDS + NUMBER_FIELDS if hasattr(Node, f)}
@@ -197,7 +197,7 @@ def _call_key(c: ModuleCall) -> tuple:
 
 def _has_numbers(node: Node) -> bool:
     d = node.__dict__
-    return (d.get("value") is not None or d.get("grad_before") is not None or d.get("grad_after") is not None
+    return (d.get("value") is not None or d.get("value_norm") is not None or d.get("grad_before") is not None or d.get("grad_after") is not None
             or d.get("seed") is not None or bool(d.get("grad_carried_over")) or bool(d.get("grad_outputs"))
             or d.get("saved") is not None)
 
@@ -207,6 +207,8 @@ def _node_numbers(node: Node) -> dict:
     out: dict[str, Any] = {}
     if d.get("value") is not None:
         out["value"] = d["value"]
+    if d.get("value_norm") is not None:
+        out["value_norm"] = d["value_norm"]
     for f in ("grad_before", "grad_after", "seed"):
         if d.get(f) is not None:
             out[f] = summary(d[f], node)
@@ -360,6 +362,8 @@ def _with_numbers(node: Node, data: dict, where: str) -> Node:
     own.grad_outputs = []
     if "value" in data:
         own.value = numbers(data["value"], f"{where}.value")
+    if "value_norm" in data:
+        own.value_norm = value_of(float | None, data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
             setattr(own, f, read_summary(data[f], node, f"{where}.{f}"))
