@@ -8,7 +8,7 @@
 `gradscope trace script.py` alternately (`--rounds` pairs, interleaved so both see the same
 load), timing each command end to end (interpreter start, torch import, the loop, and for
 gradscope its trace.json, report and pictures); the script samples its own RSS every 100
-steps. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
+steps. The loop runs torch on one thread, traced or not. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
 (format 2). Both print the load average (`uptime`) before and after: the ratios are what
 to compare, the seconds depend on the machine's load.
@@ -63,6 +63,7 @@ LOOP = """\
     import torch
     from torch import nn
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # (a loaded machine's threads fight each other: one is steadier)
 {setup}
     samples = []
 
@@ -139,7 +140,6 @@ def memory(model: str, steps: int, keep: int | None) -> None:
 
     import gradscope
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     namespace: dict = {"__name__": "bench"}
     exec(script(model), namespace)  # the same loop as `e2e`'s script
     print(f"# memory {model}, {steps} steps, keep={keep} · {uptime()}")

@@ -91,3 +91,17 @@ def test_past_its_budget_a_small_graph_is_sampled_and_its_numbers_unchanged(monk
     w = [p.graph.find("0.weight").grad_after.norm for p in passes]
     assert w == pytest.approx([float(g[0].norm()) for g in traced], rel=1e-6) and all(w)
     assert all(torch.equal(a, b) for ga, gb in zip(plain, traced) for a, b in zip(ga, gb))
+
+
+def test_a_slow_step_cannot_make_most_passes_full():
+    """Full passes cheap beside a slow step (a loaded machine): no closer than `every`."""
+    clock = Clock()
+    budget = FullPasses(grace=0.1, share=0.1, first=2, clock=clock)
+    chosen = []
+    for _ in range(200):  # a step of 1 s, a full backward of 50 ms: the time share allows all
+        chosen.append(budget.due(every=10))
+        budget.ran(chosen[-1], 0.05 if chosen[-1] else 0.002)
+        clock.now += 1.0
+    full = [k for k, c in enumerate(chosen) if c]
+    assert full[:3] == [0, 1, 2] and all(b - a >= 10 for a, b in zip(full[2:], full[3:]))
+    assert 15 <= len(full) <= 22

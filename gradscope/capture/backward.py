@@ -190,7 +190,7 @@ class PassRecorder:
             return True
         if _elements(graph) <= SMALL_GRAPH:
             self._budget = self.tracer.full_passes
-            return self._budget.due()
+            return self._budget.due(every)
         nodes = graph.nodes
         key = hash((  # the graph's structure: C-level loops, this runs on every pass
             tuple(map(_GRAD_FN, nodes)),

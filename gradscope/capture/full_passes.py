@@ -10,7 +10,9 @@ a training loop of thousands of steps cannot. So the tracer measures its own tim
   first `FIRST` passes;
 - after that, a pass is recorded in full only while that time stays under `SHARE` of the
   run's time since its first pass (the user's step, forward, optimizer and gradscope's
-  own work together): full passes are then sampled, spaced out by their cost.
+  own work together), and never closer than `every` passes to the last full one (as big
+  graphs are sampled): full passes are then spaced out by their cost, and a slow step
+  (a loaded machine, a slow data loader) cannot make most passes full and memory grow.
 
 A full pass's cost is the time of its backward call (hooks, summaries, Jacobians) less
 what a pass without edge gradients takes (measured on those passes; until one was seen
@@ -41,15 +43,20 @@ class FullPasses:
         self.passes = 0  # passes asked about
         self.full = 0  # passes recorded in full
         self._light: float | None = None  # a light pass's time (moving average)
+        self._last_full = 0  # the number (1, 2, ...) of the last pass recorded in full
 
-    def due(self) -> bool:
-        """Record the pass that starts now in full?"""
+    def due(self, every: int = 1) -> bool:
+        """Record the pass that starts now in full? (`every`: the least gap between full
+        passes once the grace is spent.)"""
         now = self.clock()
         if self.started is None:
             self.started = now
         self.passes += 1
-        return (self.passes <= self.first or self.spent <= self.grace
-                or self.spent <= self.share * (now - self.started))
+        full = (self.passes <= self.first or self.spent <= self.grace
+                or (self.spent <= self.share * (now - self.started) and self.passes - self._last_full >= every))
+        if full:
+            self._last_full = self.passes
+        return full
 
     def ran(self, full: bool, seconds: float) -> None:
         """A pass took `seconds` (from before backward to after it), in full or not."""
@@ -65,4 +72,4 @@ class FullPasses:
             return ""
         return (f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge gradients, "
                 f"Jacobians): all while that took under {self.grace:g} s, then while it stayed under "
-                f"{self.share:.0%} of the run's time")
+                f"{self.share:.0%} of the run's time (and at most every `every`-th pass)")
