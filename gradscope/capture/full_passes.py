@@ -10,9 +10,10 @@ a training loop of thousands of steps cannot. So the tracer measures its own tim
   first `FIRST` passes;
 - after that, a pass is recorded in full only while that time stays under `SHARE` of the
   run's time since its first pass (the user's step, forward, optimizer and gradscope's
-  own work together), and never closer than `every` passes to the last full one (as big
-  graphs are sampled): full passes are then spaced out by their cost, and a slow step
-  (a loaded machine, a slow data loader) cannot make most passes full and memory grow.
+  own work together): full passes are then spaced out by their cost. Past `FREE` full
+  passes they are also kept `every` passes apart (as big graphs are sampled), so that a
+  slow step (a loaded machine, a slow data loader) cannot make most passes of a long run
+  full and its memory grow with them.
 
 A full pass's cost is the time of its backward call (hooks, summaries, Jacobians) less
 what a pass without edge gradients takes (measured on those passes; until one was seen
@@ -27,6 +28,7 @@ from typing import Callable
 GRACE = 1.0  # seconds of full recording any run gets before passes are sampled
 SHARE = 0.1  # after that, full passes may take this share of the run's time
 FIRST = 10  # passes always recorded in full, whatever their cost
+FREE = 200  # full passes before they are also kept `every` passes apart
 
 
 class FullPasses:
@@ -53,7 +55,8 @@ class FullPasses:
             self.started = now
         self.passes += 1
         full = (self.passes <= self.first or self.spent <= self.grace
-                or (self.spent <= self.share * (now - self.started) and self.passes - self._last_full >= every))
+                or (self.spent <= self.share * (now - self.started)
+                    and (self.full < FREE or self.passes - self._last_full >= every)))
         if full:
             self._last_full = self.passes
         return full
@@ -72,4 +75,4 @@ class FullPasses:
             return ""
         return (f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge gradients, "
                 f"Jacobians): all while that took under {self.grace:g} s, then while it stayed under "
-                f"{self.share:.0%} of the run's time (and at most every `every`-th pass)")
+                f"{self.share:.0%} of the run's time (past {FREE} of them, every `every`-th pass at most)")
