@@ -22,16 +22,29 @@ _WIDE = (torch.float16, torch.bfloat16)  # norms of these in float32: theirs ove
 def queue_value_norms(leaves: list[tuple[Node, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:
     """Queue the value norm of each leaf (call under no_grad); `fill_value_norms` sets
     `Node.value_norm` once `batch` is resolved."""
-    groups: dict[Any, tuple[list[Node], list[torch.Tensor]]] = {}
+    groups: dict[Any, tuple[list[tuple[Node, bool]], list[torch.Tensor]]] = {}
     for node, leaf in leaves:
         if not (leaf.is_floating_point() or leaf.is_complex()) or not readable(leaf) or leaf.numel() == 0:
             continue
-        t = leaf.detach()
-        norm = torch.linalg.vector_norm(t, dtype=torch.float32) if t.dtype in _WIDE else torch.linalg.vector_norm(t)
-        nodes, norms = groups.setdefault(t.device, ([], []))
-        nodes.append((node, norm.dtype != torch.float64))
-        norms.append(norm.to(torch.float64))
-    return [(nodes, batch.keep(torch.stack(norms))) for nodes, norms in groups.values()]
+        nodes, tensors = groups.setdefault((leaf.device, leaf.dtype), ([], []))
+        nodes.append((node, leaf.dtype != torch.float64))
+        tensors.append(leaf.detach())
+    by_device: dict[Any, tuple[list[tuple[Node, bool]], list[torch.Tensor]]] = {}
+    for (device, dtype), (nodes, tensors) in groups.items():
+        into = by_device.setdefault(device, ([], []))
+        into[0].extend(nodes)
+        into[1].append(norms(tensors).to(torch.float64))
+    return [(nodes, batch.keep(torch.cat(parts))) for nodes, parts in by_device.values()]
+
+
+def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norms of tensors of one device and dtype, as one tensor (one kernel for all
+    where torch has a fused one)."""
+    if tensors[0].dtype in (torch.float32, torch.float64):
+        return torch.stack(torch._foreach_norm(tensors))
+    wide = tensors[0].dtype in _WIDE
+    return torch.stack([torch.linalg.vector_norm(t, dtype=torch.float32) if wide else torch.linalg.vector_norm(t)
+                        for t in tensors])
 
 
 def fill_value_norms(queued: list[tuple[list[tuple[Node, bool]], Box]]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from .leaf_norms import float32_digits
+from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
 from .summaries import readable
 
@@ -49,6 +49,12 @@ class UpdateNorms:
         self._handles = []
         self._before.clear()
 
+    def _name(self, p: torch.Tensor) -> str:
+        """The leaf's name in its last pass's graph (what the series go by), else its label."""
+        history = self.tracer.leaf_histories.get(p)
+        node = history.grad[2] if history is not None and history.grad is not None else None
+        return node.name if node is not None and node.name else self.tracer._leaf_label(p)
+
     def _on_start(self, optimizer, args, kwargs) -> None:
         try:
             if torch.compiler.is_compiling():
@@ -70,21 +76,27 @@ class UpdateNorms:
             return
         try:
             with torch.no_grad(), unwatched():
-                by_device: dict = {}
+                groups: dict = {}
                 for p, old in before:
-                    by_device.setdefault(p.device, []).append((p, torch.linalg.vector_norm(p.detach() - old)))
-                norms: dict[str, float] = {}
-                for pairs in by_device.values():
-                    values = torch.stack([n.to(torch.float64) for _, n in pairs]).tolist()  # one read per device
-                    for (p, _), v in zip(pairs, values):
-                        name = self.tracer._leaf_label(p)
+                    groups.setdefault((p.device, p.dtype), []).append((p, old))
+                by_device: dict = {}
+                for (device, _), pairs in groups.items():
+                    moved = norms(torch._foreach_sub([p.detach() for p, _ in pairs], [old for _, old in pairs]))
+                    into = by_device.setdefault(device, ([], []))
+                    into[0].extend(p for p, _ in pairs)
+                    into[1].append(moved.to(torch.float64))
+                found: dict[str, float] = {}
+                for params, parts in by_device.values():
+                    values = torch.cat(parts).tolist()  # one read per device
+                    for p, v in zip(params, values):
+                        name = self._name(p)
                         if name:
-                            norms[name] = v if p.dtype == torch.float64 else float32_digits(v)
+                            found[name] = v if p.dtype == torch.float64 else float32_digits(v)
             # the step's own event, just recorded (its checks may have recorded more after it)
             step = next((e for e in reversed(self.tracer.trace.events[-4:]) if e.kind == "optimizer-step"), None)
             if step is not None and "update_norms" not in step.data:
-                step.data["update_norms"] = norms
+                step.data["update_norms"] = found
             else:
-                self.tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": norms})
+                self.tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": found})
         except Exception:
             log.debug("gradscope: measuring a step's updates failed", exc_info=True)
