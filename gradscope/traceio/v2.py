@@ -26,7 +26,8 @@ from dataclasses import asdict
 from typing import Any
 
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
-from .decode import MAX_INT, NONFINITE, Malformed, check_graph, decode, free_form, numbers, value_of
+from .decode import Malformed, check_graph, decode, free_form, numbers, value_of
+from .plain import plain_summary
 
 VERSION = 2
 
@@ -343,7 +344,7 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
         return None
     if not isinstance(data, dict):
         raise Malformed(where, "expected an object (a tensor summary)")
-    fast = _plain_summary(data, ref)
+    fast = plain_summary(data, ref)
     if fast is not None:
         return fast
     full = dict(data)
@@ -355,45 +356,6 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
         if "device" not in full and ref.device is not None:
             full["device"] = ref.device
     return decode(TensorSummary, full, where)
-
-
-_SUMMARY_KEYS = frozenset(("shape", "dtype", "device", *SUMMARY_FIELDS))
-_STATS = ("norm", "max_abs", "mean")
-
-
-def _plain_summary(data: dict, ref: Node | None) -> TensorSummary | None:
-    """The summary in `data` when it is in the plain form gradscope writes (checked here,
-    field by field: a long run's file holds hundreds of thousands), else None for
-    `read_summary`'s general reading, which says what is wrong."""
-    if not data.keys() <= _SUMMARY_KEYS:
-        return None
-    shape = data["shape"] if "shape" in data else ref.shape if ref is not None else None
-    dtype = data["dtype"] if "dtype" in data else ref.dtype if ref is not None else None
-    device = data.get("device", ref.device if ref is not None and ref.device is not None else "cpu")
-    if type(shape) is not list or type(dtype) is not str or type(device) is not str:
-        return None
-    for d in shape:
-        if type(d) is not int or not -1 <= d <= MAX_INT:
-            return None
-    stats = []
-    for f in _STATS:
-        v = data.get(f)
-        if v is not None and type(v) is not float:
-            if type(v) is int and -MAX_INT <= v <= MAX_INT:
-                pass
-            elif type(v) is str and v in NONFINITE:
-                v = NONFINITE[v]
-            else:
-                return None
-        stats.append(v)
-    nan, inf, exact = data.get("nan", 0), data.get("inf", 0), data.get("counts_exact", True)
-    if type(nan) is not int or type(inf) is not int or not (0 <= nan <= MAX_INT and 0 <= inf <= MAX_INT) \
-            or type(exact) is not bool:
-        return None
-    value = data.get("value")
-    if value is not None:
-        value = numbers(value, "value")
-    return TensorSummary(list(shape), dtype, device, stats[0], stats[1], stats[2], nan, inf, value, exact)
 
 
 def _with_numbers(node: Node, data: dict, where: str) -> Node:
