@@ -11,7 +11,7 @@ import torch
 
 from .capture import Tracer, active_tracer, set_name, walk
 from .model import Diagnostic, Graph, Pass, Trace
-from .traceio.keep import thin
+from .traceio.keep import RunningKeep
 from .traceio.stream import StreamWriter
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,8 +35,10 @@ class trace:
       every:     a big graph that repeats (a training loop; over 65,536 output elements)
                  gets its edge gradients recorded on its first 3 passes and every
                  `every`-th pass after; leaves' `.grad` is recorded on every pass (its
-                 norm and NaN/Inf count; extremes and mean on the full passes), small
-                 graphs in full on every pass. 1: every pass in full.
+                 norm and NaN/Inf count; extremes and mean on the full passes). Small
+                 graphs: every pass in full while that costs gradscope under a second in
+                 all, then full passes while they take under a tenth of the run's time
+                 (`meta["full_passes"]` says so). 1: every pass in full.
       save:      a path to write the trace JSON to. Passes are written there as they
                  finish (a stream a killed run leaves readable: `gradscope.load` gives
                  its passes with `meta["incomplete"]`), and the whole trace replaces the
@@ -76,6 +78,7 @@ class trace:
         self.save_path = Path(save) if save is not None else None
         self.stream_path = Path(stream) if stream is not None else self.save_path
         self._stream: StreamWriter | None = None
+        self._keeping: RunningKeep | None = None  # keep=: thins passes as the run goes
         # `gradscope trace`'s own trace: a gradscope.trace() in the script pauses it (else nesting is an error)
         self._yields = _yields
         self.trace: Trace = Trace()
@@ -99,18 +102,25 @@ class trace:
                 self.stream_path = stream_path_for_rank
             self._stream = StreamWriter(self.trace, self.stream_path)
             tracer.pass_listeners.append(self._stream.write_pass)
+            tracer.event_listeners.append(self._stream.write_event)
+        if self.keep is not None:  # (after the stream: it gets every pass)
+            self._keeping = RunningKeep(self.trace, self.keep, tracer.drop_passes)
+            tracer.pass_listeners.append(self._keeping.add)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         tracer, self._tracer = self._tracer, None
         if tracer is not None:
             tracer.stop()
+            if how := tracer.full_passes.describe():
+                self.trace.meta["full_passes"] = how
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None
             self.trace.diagnostics = _diagnose(self.trace)
-            if self.keep is not None:
-                thin(self.trace, self.keep)
+            if self._keeping is not None:
+                self._keeping.finish()
+                self._keeping = None
             if self.save_path is not None:
                 self._save_on_exit(exc)
         return False

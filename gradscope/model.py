@@ -120,6 +120,7 @@ class Node:
     # leaves
     is_parameter: bool = False
     value: Any = None  # leaves, and roots (a loss): the tensor's value when small
+    value_norm: float | None = None  # leaves: the 2-norm of the value at this pass, whatever its size
     grad_before: TensorSummary | None = None
     grad_after: TensorSummary | None = None
     # .grad before this pass was exactly what the previous pass left (not zeroed, not replaced)

@@ -2,9 +2,10 @@
 
 The report's "over time" charts and a terminal table both read these series, so they are
 made here from the plain model (no torch): for every named leaf (a parameter, or a tensor
-made with requires_grad=True) its `.grad` norm after each pass, its value norm where the
-value was recorded (small tensors only), and its update ratio ‖Δw‖/‖w‖ across each
-optimizer step (or other in-place update) seen between two of its passes. A leaf is
+made with requires_grad=True) its `.grad` norm after each pass, its value norm (recorded
+for every leaf; older traces: from the values of small ones), and its update ratio
+‖Δw‖/‖w‖ across each optimizer step (‖Δw‖ measured at the step) or other in-place update
+(small tensors, from their values) seen between two of its passes. A leaf is
 followed across passes by its name: node ids are numbered per pass.
 
 Flags, worst first: "nan" (a non-finite gradient), "exploding", "vanishing" (including a
@@ -74,8 +75,10 @@ def leaf_series(trace: Trace) -> list[LeafSeries]:
     """Every named leaf's series, flagged, worst first (ties in name order, `layers.2` before
     `layers.10`)."""
     updated = _updated_keys(trace)
+    steps = _update_norms(trace)
     by_name: dict[str, LeafSeries] = {}
-    last: dict[str, tuple[int, str, list[float] | None]] = {}  # name -> its previous (pass, id, values)
+    # name -> its previous (pass, id, values, value norm)
+    last: dict[str, tuple[int, str, list[float] | None, float | None]] = {}
     for p in trace.passes:
         seen: set[str] = set()
         for n in p.graph.leaves:
@@ -86,19 +89,25 @@ def leaf_series(trace: Trace) -> list[LeafSeries]:
             if s is None:
                 s = by_name[n.name] = LeafSeries(n.name, module_of(n), n.shape, n.is_parameter)
             values = _flat(n.value)
+            norm = n.value_norm if n.value_norm is not None else _norm(values) if values is not None else None
             s.passes.append(p.index)
             s.grad_norm.append(_grad_norm(n))
-            s.value_norm.append(_norm(values) if values is not None else None)
+            s.value_norm.append(norm)
             if s.grad_norm[-1] is not None and not math.isfinite(s.grad_norm[-1]):
                 s.nonfinite += 1
             before = last.get(n.name)
-            if before is not None and (before[0], before[1]) in updated:
-                s.updates += 1
-                ratio = _ratio(before[2], values)
-                if ratio is not None:
-                    s.update_ratio.append((p.index, ratio))
-            last[n.name] = (p.index, n.id, values)
-    for name, (q, node_id, _) in last.items():  # an update after a leaf's last pass counts too
+            if before is not None:
+                # ‖Δw‖ measured at the steps between the two passes, else from recorded values
+                moved = [d[n.name] for k in range(before[0] + 1, p.index + 1) if n.name in (d := steps.get(k, {}))]
+                if moved and before[3]:
+                    s.update_ratio.extend((p.index, m / before[3]) for m in moved if math.isfinite(m / before[3]))
+                if (before[0], before[1]) in updated:
+                    s.updates += 1
+                    ratio = None if moved else _ratio(before[2], values)
+                    if ratio is not None:
+                        s.update_ratio.append((p.index, ratio))
+            last[n.name] = (p.index, n.id, values, norm)
+    for name, (q, node_id, _, _) in last.items():  # an update after a leaf's last pass counts too
         if (q, node_id) in updated:
             by_name[name].updates += 1
     series = list(by_name.values())
@@ -146,6 +155,19 @@ def _updated_keys(trace: Trace) -> set[tuple[int, str]]:
             if isinstance(item, (list, tuple)) and len(item) == 2:
                 keys.add((item[0], item[1]))
     return keys
+
+
+def _update_norms(trace: Trace) -> dict[int, dict[str, float]]:
+    """‖Δw‖ by leaf name of the optimizer steps taken before each pass (by its index)."""
+    found: dict[int, dict[str, float]] = {}
+    for e in trace.events:
+        norms = e.data.get("update_norms") if e.kind == "optimizer-step" else None
+        if isinstance(norms, dict) and e.pass_index is not None:
+            into = found.setdefault(e.pass_index, {})
+            for name, v in norms.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    into[name] = into.get(name, 0.0) + float(v)  # (two steps between passes: both moves)
+    return found
 
 
 def _natural(name: str) -> list[tuple[int, int | str]]:

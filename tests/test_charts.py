@@ -42,6 +42,9 @@ class Deep(torch.nn.Module):
         return x.pow(2).mean() + safe.sum() + 1e-9 * self.gate.sum() + 1e-3 * self.frozen.sum()
 
 
+WEIGHTS: list[torch.Tensor] = []  # layers.0.weight before each step of the last `train()`
+
+
 def train(steps: int = STEPS) -> tuple[gradscope.trace, list[float], list[list[float]]]:
     """The real loop under trace(): its losses and layers.0.bias before each step."""
     torch.manual_seed(0)
@@ -49,11 +52,13 @@ def train(steps: int = STEPS) -> tuple[gradscope.trace, list[float], list[list[f
     opt = torch.optim.SGD([p for n, p in model.named_parameters() if n != "frozen"], lr=0.01)
     x = torch.randn(16, 8)
     losses, biases = [], []
+    WEIGHTS.clear()
     with gradscope.trace() as t:
         for _ in range(steps):
             opt.zero_grad()
             loss = model(x)
             biases.append(model.layers[0].bias.detach().clone().tolist())
+            WEIGHTS.append(model.layers[0].weight.detach().clone())
             loss.backward()
             opt.step()
             losses.append(loss.item())
@@ -84,7 +89,12 @@ def test_series_of_a_real_run_flag_the_nan_and_the_vanishing_parameter_first(run
     expected = ((after - before).norm() / before.norm()).item()
     assert dict(bias.update_ratio)[4] == pytest.approx(expected, rel=1e-5)
     assert bias.value_norm[4] == pytest.approx(after.norm().item(), rel=1e-6)
-    assert by["layers.0.weight"].value_norm == [None] * STEPS  # 64 elements: no values recorded
+    # 64 elements: no values recorded, but its norm at every pass and its change at every step
+    weight = by["layers.0.weight"]
+    assert weight.value_norm == pytest.approx([w.norm().item() for w in WEIGHTS], rel=1e-6)
+    moved = ((WEIGHTS[4] - WEIGHTS[3]).norm() / WEIGHTS[3].norm()).item()
+    assert dict(weight.update_ratio)[4] == pytest.approx(moved, rel=1e-5)
+    assert [k for k, _ in weight.update_ratio] == list(range(1, STEPS))
 
 
 def test_loss_curve_is_the_roots_values(run):
@@ -117,6 +127,8 @@ def test_report_shows_one_chart_per_parameter_by_module_worst_first_in_chromium(
     assert modules == ["(top level)"] + [f"layers.{i}" for i in range(LAYERS)]
     bias = next(body for n, _, body in cards if n == "layers.3.bias")
     assert 'data-series="value"' in bias and 'data-series="update"' in bias  # 8 values: recorded
+    weight = next(body for n, _, body in cards if n == "layers.3.weight")
+    assert 'data-series="value"' in weight and 'data-series="update"' in weight  # 64: norms recorded
     root = next(body for n, _, body in cards if n == "root")
     grad = re.search(r'<svg class="gs-chart" data-series="grad".*?</svg>', root).group(0)
     assert grad.count('class="gs-nonfinite"') == STEPS  # a red tick per NaN pass

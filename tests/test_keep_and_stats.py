@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 
 import pytest
@@ -26,16 +27,42 @@ def run(steps: int, nan_at: int | None = None, **options) -> gradscope.trace:
 
 
 def test_keep_bounds_the_passes_and_states_the_sampling():
-    t = run(40, keep=10)
-    assert [p.index for p in t.passes] == [0, 1, 2, 8, 14, 20, 26, 32, 38, 39]
-    assert t.trace.meta["sampling"] == ("kept 10 of 40 passes (keep=10): the first 2, every 6th in between, "
+    t = run(20, keep=10)  # (up to 2 × keep passes are held while running: thinned at the end)
+    assert [p.index for p in t.passes] == [0, 1, 2, 5, 8, 11, 14, 17, 18, 19]
+    assert t.trace.meta["sampling"] == ("kept 10 of 20 passes (keep=10): the first 2, every 3rd in between, "
+                                        "the last 2")
+    t = run(40, keep=10)  # thinned while running (every 2nd, 4th, ...), then at the end
+    assert [p.index for p in t.passes] == [0, 1, 2, 10, 18, 26, 34, 38, 39]
+    assert t.trace.meta["sampling"] == ("kept 9 of 40 passes (keep=10): the first 2, every 8th in between, "
                                         "the last 2")
 
 
+def test_keep_bounds_the_passes_held_while_the_run_goes():
+    w = torch.ones(3, requires_grad=True)
+    held = []
+    with gradscope.trace(keep=20) as t:
+        for step in range(3000):
+            (w * (float("nan") if step == 1234 else 1.0)).sum().backward()
+            w.grad = None
+            held.append(len(t.trace.passes))
+    assert max(held) <= 2 * 20 + 1 and held[-1] < 45  # never more than about 2 × keep
+    indices = [p.index for p in t.passes]
+    assert indices[:5] == [0, 1, 2, 3, 4] and indices[-5:] == [2995, 2996, 2997, 2998, 2999]
+    assert 1234 in indices and len(t.passes) <= 21  # the NaN pass stands out: kept
+    assert t.trace.meta["sampling"].startswith("kept ")
+    assert " of 3,000 passes (keep=20): the first 5, every " in t.trace.meta["sampling"]
+    # (a diagnostic points at it when the pass was recorded in full: full_passes.py decides)
+    assert re.search(r"the last 5, 1 more (that diagnostics point at|with a diagnostic, an error, NaN/Inf or an "
+                     r"event)$", t.trace.meta["sampling"])
+
+
 def test_keep_keeps_the_passes_diagnostics_point_at():
-    t = run(40, nan_at=17, keep=10)
+    t = run(20, nan_at=7, keep=10)
     (d,) = [d for d in t.diagnostics if d.code == "nonfinite-gradient"]
-    assert d.pass_index == 17 and 17 in [p.index for p in t.passes] and len(t.passes) == 11
+    assert d.pass_index == 7 and 7 in [p.index for p in t.passes] and len(t.passes) == 11
+    assert t.trace.meta["sampling"].endswith("1 more that diagnostics point at")
+    t = run(40, nan_at=17, keep=10)  # (thinned while running too: the NaN pass stands out)
+    assert [p.index for p in t.passes] == [0, 1, 2, 10, 17, 18, 26, 34, 38, 39]
     assert t.trace.meta["sampling"].endswith("1 more that diagnostics point at")
 
 
@@ -60,7 +87,7 @@ def test_max_passes_from_the_command_line(tmp_path):
     r = run_gradscope("trace", "--max-passes", "6", "-o", "out", "loop.py", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     saved = gradscope.load(tmp_path / "out" / "trace.json")
-    assert [p.index for p in saved.passes] == [0, 1, 8, 15, 22, 29]
+    assert [p.index for p in saved.passes] == [0, 1, 9, 17, 25, 29]
     assert "kept 6 of 30 passes (keep=6)" in (tmp_path / "out" / "report.html").read_text()
 
 

@@ -85,3 +85,26 @@ def test_a_finished_run_replaces_its_stream_with_the_whole_trace(tmp_path):
     data = json.loads((tmp_path / "trace.json").read_text())  # one JSON document, not a stream
     assert data["version"] == 2 and len(data["passes"]) == 100 and "stream" not in data
     assert "incomplete" not in gradscope.load(tmp_path / "trace.json").meta
+
+
+def test_an_event_after_the_last_pass_survives_a_kill(tmp_path):
+    """A diagnostic's cause that comes after the run's last pass is in the stream at once."""
+    (tmp_path / "train.py").write_text(textwrap.dedent(LOOP).replace(f"step == {KILLED_AT}", "False")
+                                       .replace("range(100)", "range(3)") + textwrap.dedent("""\
+        with gradscope.trace(save="trace.json"):
+            train()
+            hidden = model[0](x)
+            print("read", hidden.grad, flush=True)  # .grad of a non-leaf: always None
+            os.kill(os.getpid(), signal.SIGKILL)
+    """))
+    r = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert r.stdout.splitlines()[-1] == "read None"
+    t = gradscope.load(tmp_path / "trace.json")
+    assert "stopped before gradscope finished" in t.meta["incomplete"] and len(t.passes) == 3
+    (read,) = [e for e in t.events if e.kind == "nonleaf-grad-read"]
+    assert read.pass_index == 3 and read.source.code.startswith('print("read", hidden.grad, flush=True)')
+    assert [d.code for d in t.diagnostics if d.code == "nonleaf-grad"] == ["nonleaf-grad"]
+    # routine events (optimizer steps) go with the next record: the first two steps' are there
+    assert [e.data["step"] for e in t.events if e.kind == "optimizer-step"] == [1, 2, 3]

@@ -16,6 +16,7 @@ import inspect
 import logging
 import math
 import operator
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,6 +25,7 @@ import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
 from .history import LeafHistory, history_of
+from .leaf_norms import fill_value_norms, queue_value_norms
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
 from .recorder import OpInfo
@@ -105,7 +107,9 @@ class GradientOptions:
     graph and on every `every`-th pass of it after (and on the pass after one where a
     leaf's gradient was not finite); the other passes record the graph and the leaves'
     `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
-    parameter instead of three or four. Small graphs, and `every=1`, record every pass in full.
+    parameter instead of three or four. `every=1` records every pass in full; small graphs
+    record every pass in full while that stays cheap, then a sample chosen by its cost
+    (full_passes.py).
     """
 
     gradients: bool = True
@@ -114,7 +118,7 @@ class GradientOptions:
 
 
 FIRST_FULL = 3
-SMALL_GRAPH = 65536  # elements over all node outputs: below it every pass is recorded in full
+SMALL_GRAPH = 65536  # elements over all node outputs: below it full passes are chosen by cost
 
 
 class PassRecorder:
@@ -147,6 +151,9 @@ class PassRecorder:
         self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
+        self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
+        self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
+        self._started = time.perf_counter()
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -160,6 +167,8 @@ class PassRecorder:
             self._record_seeds(index)
             for (node, leaf), history in zip(index.leaves, self.histories):
                 self._grad_before(node, leaf, history)
+            if self.options.gradients:
+                self._value_norms = queue_value_norms(index.leaves, self.batch)
         if self.full:
             self._install_hooks(index)
         return index
@@ -176,9 +185,12 @@ class PassRecorder:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
         every = self.options.every
         graph = index.graph
-        if every <= 1 or self.tracer.nonfinite_seen or _elements(graph) <= SMALL_GRAPH:
+        if every <= 1 or self.tracer.nonfinite_seen:
             self.tracer.nonfinite_seen = False
             return True
+        if _elements(graph) <= SMALL_GRAPH:
+            self._budget = self.tracer.full_passes
+            return self._budget.due(every)
         nodes = graph.nodes
         key = hash((  # the graph's structure: C-level loops, this runs on every pass
             tuple(map(_GRAD_FN, nodes)),
@@ -360,7 +372,7 @@ class PassRecorder:
         op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
         call = f" at {self.source.short}" if self.source else ""
         # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
-        label = f"{op}; pass {len(self.tracer.trace.passes)}, {self.call.api}{call} with create_graph=True"
+        label = f"{op}; pass {self.tracer.next_pass_index}, {self.call.api}{call} with create_graph=True"
         known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:
@@ -417,6 +429,8 @@ class PassRecorder:
         self._pending_values = index.pending_values
         self.index = None
         self.batch.start_transfer()
+        if self._budget is not None:
+            self._budget.ran(self.full, time.perf_counter() - self._started)
         return self.result
 
     def ready(self) -> bool:
@@ -427,6 +441,7 @@ class PassRecorder:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
+        fill_value_norms(self._value_norms)
         for obj, attr, pending, scalar in self._fill:
             setattr(obj, attr, _resolved(pending, scalar))
         for target, attr, source, source_attr, as_list in self._copy_later:

@@ -233,7 +233,7 @@ class LiveChecks:
     # -- before each backward ----------------------------------------------------------------
     def before_pass(self, recorder: "PassRecorder", index: "GraphIndex") -> None:
         """Look at the graph before backward runs (saved tensors still intact or not)."""
-        p = len(self.tracer.trace.passes)
+        p = self.tracer.next_pass_index
         self._missing = None
         self._update_event = None
         self._updated = set()

@@ -22,6 +22,7 @@ from . import userwarnings
 from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
+from .full_passes import FullPasses
 from .idtable import IdTable
 from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
@@ -32,6 +33,7 @@ from .repeat import QuietTemplate
 from .graph_snapshots import RequiresGradReads
 from .source import assignment_target, user_source
 from .steps import OptimizerSteps
+from .updates import UpdateNorms
 from .summaries import SummaryOptions
 from .walk import walk
 
@@ -62,14 +64,17 @@ class Tracer:
         self.gradient_options = GradientOptions(gradients=gradients, max_jacobian=max_jacobian, every=every)
         self.graphs_seen: dict[int, int] = {}  # graph structure -> passes seen (see GradientOptions)
         self.nonfinite_seen = False
+        self.full_passes = FullPasses()  # which passes of small graphs are recorded in full
         # the last pass recorded without edge gradients, for the next one that repeats it
         # to share its op nodes and edges (see repeat.py)
         self.last_quiet: QuietTemplate | None = None
         self.trace = Trace()
+        self.passes_dropped = 0  # finished passes forgotten during the run (keep=); indices go on
         self.modules = ModuleTracker()
         self.leaf_names: IdTable = IdTable()
         self.leaf_sources: IdTable = IdTable()
         self.steps = OptimizerSteps(self)  # optimizer-step events; the recorder steps aside
+        self.updates = UpdateNorms(self)  # ‖Δw‖ of each step, in its event
         self.leaf_histories: IdTable = IdTable()  # leaf -> its LeafHistory
         self.checks = LiveChecks(self)
         # calls the recorder hands to the tracer instead of recording as ops
@@ -90,6 +95,7 @@ class Tracer:
         self._pass_lock = threading.Lock()
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         self.pass_listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
+        self.event_listeners: list[Callable[[Event], None]] = []  # told of each event as it is recorded
         self._asides = TracingAsides(lambda: self._mode)  # torch's own tracers: step aside
         self._warnings_installed = False
         # `gradscope trace`'s own tracer pauses while the script's gradscope.trace() runs
@@ -111,6 +117,7 @@ class Tracer:
         try:
             self.modules.install()
             self.steps.install()
+            self.updates.install()
             self._asides.install()
             userwarnings.install()
             self._warnings_installed = True
@@ -144,6 +151,7 @@ class Tracer:
                 self._warnings_installed = False
             self.modules.remove()
             self.steps.remove()
+            self.updates.remove()
             self.recent_outputs.clear()
             self._main_nodes.clear()
             if _active is self:
@@ -160,13 +168,26 @@ class Tracer:
             mode.__class__ = PausedMode
         self.modules.remove()
         self.steps.remove()
+        self.updates.remove()
 
     def _resume(self, inner: "Tracer") -> None:
         for mode in self._modes:
             mode.__class__ = RecordingMode
         self.modules.install()
         self.steps.install()
+        self.updates.install()
         self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+
+    @property
+    def next_pass_index(self) -> int:
+        return len(self.trace.passes) + self.passes_dropped
+
+    def drop_passes(self, gone: list[Pass]) -> None:
+        """Forget finished passes (a long run's `keep=`); their indices stay taken."""
+        ids = set(map(id, gone))
+        with self._pass_lock:
+            self.trace.passes[:] = [p for p in self.trace.passes if id(p) not in ids]
+            self.passes_dropped += len(ids)
 
     @property
     def optimizer_steps(self) -> int:
@@ -201,11 +222,13 @@ class Tracer:
         event = Event(
             kind=kind,
             source=source if source is not None else user_source(),
-            pass_index=len(self.trace.passes),
+            pass_index=self.next_pass_index,
             data=data or {},
             graph=graph,
         )
         self.trace.events.append(event)
+        for listener in self.event_listeners:
+            listener(event)
         return event
 
     def on_new_leaf(self, tensor: torch.Tensor) -> None:
@@ -281,13 +304,13 @@ class Tracer:
 
     def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
                         source) -> None:
-        pass_index = len(self.trace.passes)
+        pass_index = self.next_pass_index
         if recorder is not None and recorder.index is not None:
             if error is not None:
                 self.checks.after_failed_pass(recorder.index, error)
             try:
                 with self._pass_lock:  # (threads: a pass's index is its place in the list)
-                    pass_index = len(self.trace.passes)
+                    pass_index = self.next_pass_index
                     self.trace.passes.append(recorder.after(result, error, pass_index))
                     self._unfinished.append(recorder)
                 self.finish_passes(wait=False)

@@ -7,7 +7,9 @@ happened, each on its own line and flushed to the operating system as it is writ
     {"sources": [...]}       sources first used by the records that follow
     {"structures": [...]}    graph structures first used by the records that follow
     {"pass": {...}}          a finished pass (version-2 pass record)
-    {"events": [...]}        events recorded since the last pass
+    {"events": [...]}        events recorded since the last record: written with each pass,
+                             and at once for an event that is not routine (a diagnostic's
+                             cause after the last pass survives a kill too)
 
 When the run ends, the whole trace replaces the stream (`traceio.save`). A run killed
 before that (SIGKILL, power loss) leaves the stream: `load` reads every complete line,
@@ -18,13 +20,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import IO, Any
 
-from ..model import FORMAT, Pass, Trace
+from ..model import FORMAT, Event, Pass, Trace
 from . import v2
 from .decode import Malformed, free_form, malformed
 from .jsonio import dumps
+from .keep import ROUTINE_EVENTS
 
 STREAM_KEY = "stream"
 log = logging.getLogger("gradscope")
@@ -42,21 +46,35 @@ class StreamWriter:
         self._file: IO[str] | None = None
         self._sources = self._structures = self._events = 0
         self._failed = False
+        self._lock = threading.Lock()  # (passes and events may come from the user's threads)
 
     def write_pass(self, p: Pass) -> None:
+        """Append a finished pass, and the events recorded since the last record."""
+        self._append(p)
+
+    def write_event(self, event: Event) -> None:
+        """(A tracer's event listener.) Append the events so far, unless this one is routine
+        (an optimizer step): those wait for the next record."""
+        if event.kind not in ROUTINE_EVENTS:
+            self._append(None)
+
+    def _append(self, p: Pass | None) -> None:
         if self._failed:
             return
         try:
-            if self._file is None:
-                self._file = open(self.path, "w", encoding="utf-8")
-                self._write({"format": FORMAT, "version": v2.VERSION, STREAM_KEY: True, "meta": self.trace.meta})
-            record = self._encoder.pass_record(p)
-            events = [self._encoder.event_record(e) for e in self.trace.events[self._events:]]
-            self._events = len(self.trace.events)
-            self._write_new_tables()
-            lines = [{"pass": record}] + ([{"events": events}] if events else [])
-            self._file.write("".join(dumps(line) + "\n" for line in lines))
-            self._file.flush()
+            with self._lock:
+                if self._file is None:
+                    self._file = open(self.path, "w", encoding="utf-8")
+                    self._write({"format": FORMAT, "version": v2.VERSION, STREAM_KEY: True,
+                                 "meta": self.trace.meta})
+                record = self._encoder.pass_record(p) if p is not None else None
+                end = len(self.trace.events)
+                events = [self._encoder.event_record(e) for e in self.trace.events[self._events:end]]
+                self._events = end
+                self._write_new_tables()
+                lines = ([{"pass": record}] if record is not None else []) + ([{"events": events}] if events else [])
+                self._file.write("".join(dumps(line) + "\n" for line in lines))
+                self._file.flush()
         except Exception:  # never let the stream stop the user's run
             log.debug("gradscope: writing the trace stream failed", exc_info=True)
             self._failed = True

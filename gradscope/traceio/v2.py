@@ -27,13 +27,14 @@ from typing import Any
 
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
 from .decode import Malformed, check_graph, decode, free_form, numbers, value_of
+from .plain import plain_summary
 
 VERSION = 2
 
 # what a node says of the graph, and what it says of one pass
 STRUCTURE_FIELDS = ("id", "kind", "name", "grad_fn", "op", "source", "module", "shape", "dtype", "device",
                     "requires_grad", "is_parameter", "is_root", "created_by_backward", "created_by", "module_call")
-NUMBER_FIELDS = ("value", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs", "saved")
+NUMBER_FIELDS = ("value", "value_norm", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs", "saved")
 SUMMARY_FIELDS = ("norm", "max_abs", "mean", "nan", "inf", "value", "counts_exact")
 _structure_of = operator.attrgetter(*STRUCTURE_FIELDS)
 _NODE_DEFAULTS = {f: getattr(Node, f) for f in STRUCTURE_FIELDS + NUMBER_FIELDS if hasattr(Node, f)}
@@ -88,14 +89,16 @@ class Encoder:
             if e.grad is not None or e.local is not None:
                 ref = graph.nodes[positions[e.src]]
                 edge_numbers.append([k, summary(e.grad, ref), e.local])
-        calls = [asdict(c) for c in graph.module_calls]
-        key = (tuple(node_keys), tuple(edge_keys), repr(calls) if calls else "")
+        # (module calls are compared by their fields: `asdict` on every pass would cost more
+        # than the rest of the pass's record)
+        calls = tuple(map(_call_key, graph.module_calls))
+        key = (tuple(node_keys), tuple(edge_keys), calls)
         structure = self._structure_ids.get(key)
         if structure is None:
             structure = self._structure_ids[key] = len(self.structures)
             record = {"nodes": [self._node_structure(n) for n in graph.nodes], "edges": [list(e) for e in edge_keys]}
             if calls:
-                record["module_calls"] = calls
+                record["module_calls"] = [asdict(c) for c in graph.module_calls]
             self.structures.append(record)
         node_numbers = [[k, _node_numbers(graph.nodes[k])] for k in numbered]
         if len(seen) > 200_000:  # a long run's fresh leaves: forget, the cache is only a shortcut
@@ -189,9 +192,13 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     return out
 
 
+def _call_key(c: ModuleCall) -> tuple:
+    return (c.path, c.cls, c.call, c.parent, tuple(c.parameters), tuple(c.nodes))
+
+
 def _has_numbers(node: Node) -> bool:
     d = node.__dict__
-    return (d.get("value") is not None or d.get("grad_before") is not None or d.get("grad_after") is not None
+    return (d.get("value") is not None or d.get("value_norm") is not None or d.get("grad_before") is not None or d.get("grad_after") is not None
             or d.get("seed") is not None or bool(d.get("grad_carried_over")) or bool(d.get("grad_outputs"))
             or d.get("saved") is not None)
 
@@ -201,6 +208,8 @@ def _node_numbers(node: Node) -> dict:
     out: dict[str, Any] = {}
     if d.get("value") is not None:
         out["value"] = d["value"]
+    if d.get("value_norm") is not None:
+        out["value_norm"] = d["value_norm"]
     for f in ("grad_before", "grad_after", "seed"):
         if d.get(f) is not None:
             out[f] = summary(d[f], node)
@@ -335,6 +344,9 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
         return None
     if not isinstance(data, dict):
         raise Malformed(where, "expected an object (a tensor summary)")
+    fast = plain_summary(data, ref)
+    if fast is not None:
+        return fast
     full = dict(data)
     if ref is not None:
         if "shape" not in full and ref.shape is not None:
@@ -354,6 +366,8 @@ def _with_numbers(node: Node, data: dict, where: str) -> Node:
     own.grad_outputs = []
     if "value" in data:
         own.value = numbers(data["value"], f"{where}.value")
+    if "value_norm" in data:
+        own.value_norm = value_of(float | None, data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
             setattr(own, f, read_summary(data[f], node, f"{where}.{f}"))

@@ -1,0 +1,78 @@
+"""Which passes of a small graph are recorded in full, chosen by what they cost.
+
+A full pass (edge gradients, local Jacobians) costs gradscope far more than the pass
+itself on a small model: a few hundred Python-level calls per node against a backward of
+microseconds. A short run (the lesson, a showcase, a test) can afford every pass in full;
+a training loop of thousands of steps cannot. So the tracer measures its own time:
+
+- every pass of a small graph is recorded in full while gradscope's time on full passes
+  stays under `GRACE` seconds in all (short runs: every pass, as before), and always the
+  first `FIRST` passes;
+- after that, a pass is recorded in full only while that time stays under `SHARE` of the
+  run's time since its first pass (the user's step, forward, optimizer and gradscope's
+  own work together): full passes are then spaced out by their cost. Past `FREE` full
+  passes they are also kept `every` passes apart (as big graphs are sampled), so that a
+  slow step (a loaded machine, a slow data loader) cannot make most passes of a long run
+  full and its memory grow with them.
+
+A full pass's cost is the time of its backward call (hooks, summaries, Jacobians) less
+what a pass without edge gradients takes (measured on those passes; until one was seen
+the whole call counts, which errs on the side of fewer full passes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+GRACE = 1.0  # seconds of full recording any run gets before passes are sampled
+SHARE = 0.1  # after that, full passes may take this share of the run's time
+FIRST = 10  # passes always recorded in full, whatever their cost
+FREE = 200  # full passes before they are also kept `every` passes apart
+
+
+class FullPasses:
+    """The full-recording budget of one trace (see the module's docstring)."""
+
+    def __init__(self, grace: float | None = None, share: float | None = None, first: int | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.grace = GRACE if grace is None else grace
+        self.share = SHARE if share is None else share
+        self.first = FIRST if first is None else first
+        self.clock = clock
+        self.started: float | None = None  # when the first pass began
+        self.spent = 0.0  # seconds spent on full passes beyond what a light pass takes
+        self.passes = 0  # passes asked about
+        self.full = 0  # passes recorded in full
+        self._light: float | None = None  # a light pass's time (moving average)
+        self._last_full = 0  # the number (1, 2, ...) of the last pass recorded in full
+
+    def due(self, every: int = 1) -> bool:
+        """Record the pass that starts now in full? (`every`: the least gap between full
+        passes once the grace is spent.)"""
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        self.passes += 1
+        full = (self.passes <= self.first or self.spent <= self.grace
+                or (self.spent <= self.share * (now - self.started)
+                    and (self.full < FREE or self.passes - self._last_full >= every)))
+        if full:
+            self._last_full = self.passes
+        return full
+
+    def ran(self, full: bool, seconds: float) -> None:
+        """A pass took `seconds` (from before backward to after it), in full or not."""
+        if full:
+            self.full += 1
+            self.spent += max(seconds - (self._light or 0.0), 0.0)
+        else:
+            self._light = seconds if self._light is None else 0.9 * self._light + 0.1 * seconds
+
+    def describe(self) -> str:
+        """How the passes were chosen, for the trace's meta (empty when all were full)."""
+        if self.full >= self.passes:
+            return ""
+        return (f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge gradients, "
+                f"Jacobians): all while that took under {self.grace:g} s, then while it stayed under "
+                f"{self.share:.0%} of the run's time (past {FREE} of them, every `every`-th pass at most)")

@@ -1,0 +1,102 @@
+"""‖Δw‖ at optimizer steps: how far each step moved each parameter, for the update ratio.
+
+Capture keeps values of small tensors only, so the update ratio ‖Δw‖/‖w‖ of a real
+parameter needs its change measured at the step: a copy of the optimizer's parameters
+before `step()`, and after it one norm of the difference per parameter, stacked and read
+once per device. The norms go into the step's "optimizer-step" event
+(`data["update_norms"]`, by leaf name). Copying costs memory and time in proportion to the
+parameters, so past `MOST_ELEMENTS` the steps measured are spaced out to keep the same
+cost per step on average.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from .leaf_norms import float32_digits, norms
+from .quiet import unwatched
+from .summaries import readable
+
+if TYPE_CHECKING:
+    from .tracer import Tracer
+
+log = logging.getLogger("gradscope")
+
+MOST_ELEMENTS = 1 << 22  # parameter elements copied per step, on average
+
+
+class UpdateNorms:
+    """The optimizer-step hooks that measure ‖Δw‖, while installed."""
+
+    def __init__(self, tracer: "Tracer") -> None:
+        self.tracer = tracer
+        self._handles: list = []
+        self._before: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # id(optimizer) -> copies
+        self._steps: dict[int, int] = {}  # id(optimizer) -> steps seen
+
+    def install(self) -> None:
+        self._handles = [register_optimizer_step_pre_hook(self._on_start),
+                         register_optimizer_step_post_hook(self._on_end)]
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._before.clear()
+
+    def _name(self, p: torch.Tensor) -> str:
+        """The leaf's name in its last pass's graph (what the series go by), else its label."""
+        history = self.tracer.leaf_histories.get(p)
+        node = history.grad[2] if history is not None and history.grad is not None else None
+        return node.name if node is not None and node.name else self.tracer._leaf_label(p)
+
+    def _on_start(self, optimizer, args, kwargs) -> None:
+        try:
+            if torch.compiler.is_compiling():
+                return
+            params = [p for g in optimizer.param_groups for p in g["params"]
+                      if isinstance(p, torch.Tensor) and (p.is_floating_point() or p.is_complex()) and readable(p)]
+            total = sum(p.numel() for p in params)
+            step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
+            if not params or step % max(1, math.ceil(total / MOST_ELEMENTS)):
+                return
+            with torch.no_grad(), unwatched():  # (unseen by the recorder and the user's modes)
+                self._before[id(optimizer)] = [(p, p.detach().clone()) for p in params]
+        except Exception:  # a hook must never break the user's step
+            log.debug("gradscope: copying parameters before a step failed", exc_info=True)
+
+    def _on_end(self, optimizer, args, kwargs) -> None:
+        before = self._before.pop(id(optimizer), None)
+        if not before or torch.compiler.is_compiling():
+            return
+        try:
+            with torch.no_grad(), unwatched():
+                groups: dict = {}
+                for p, old in before:
+                    groups.setdefault((p.device, p.dtype), []).append((p, old))
+                by_device: dict = {}
+                for (device, _), pairs in groups.items():
+                    moved = norms(torch._foreach_sub([p.detach() for p, _ in pairs], [old for _, old in pairs]))
+                    into = by_device.setdefault(device, ([], []))
+                    into[0].extend(p for p, _ in pairs)
+                    into[1].append(moved.to(torch.float64))
+                found: dict[str, float] = {}
+                for params, parts in by_device.values():
+                    values = torch.cat(parts).tolist()  # one read per device
+                    for p, v in zip(params, values):
+                        name = self._name(p)
+                        if name:
+                            found[name] = v if p.dtype == torch.float64 else float32_digits(v)
+            # the step's own event, just recorded (its checks may have recorded more after it)
+            step = next((e for e in reversed(self.tracer.trace.events[-4:]) if e.kind == "optimizer-step"), None)
+            if step is not None and "update_norms" not in step.data:
+                step.data["update_norms"] = found
+            else:
+                self.tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": found})
+        except Exception:
+            log.debug("gradscope: measuring a step's updates failed", exc_info=True)

@@ -1,0 +1,45 @@
+"""Every leaf's value norm at each pass, and ‖Δw‖ at optimizer steps, whatever the size."""
+
+import pytest
+import torch
+
+import gradscope
+from gradscope.series import leaf_series
+
+
+def test_value_norms_of_every_dtype_and_update_norms_of_each_step(tmp_path):
+    torch.manual_seed(0)
+    big = torch.randn(300, 40, dtype=torch.float64, requires_grad=True)  # 12,000 elements: no values
+    half = torch.randn(50, dtype=torch.float16, requires_grad=True)
+    w = torch.randn(64, requires_grad=True)
+    opt = torch.optim.SGD([big, w], lr=0.1)
+    before = []
+    with gradscope.trace(save=tmp_path / "trace.json") as t:
+        for _ in range(3):
+            before.append((big.detach().clone(), w.detach().clone(), half.detach().clone()))
+            opt.zero_grad()
+            ((big ** 2).sum() + (w * 3).sum() + half.float().sum()).backward()
+            opt.step()
+    for p, (b, ww, h) in zip(t.passes, before):
+        by = {n.name: n for n in p.graph.leaves}
+        assert by["big"].value_norm == torch.linalg.vector_norm(b).item()  # float64: exact
+        assert by["w"].value_norm == pytest.approx(ww.norm().item(), rel=1e-7)
+        assert by["half"].value_norm == pytest.approx(h.float().norm().item(), rel=1e-6)
+    steps = [e.data["update_norms"] for e in t.trace.events if e.kind == "optimizer-step"]
+    assert [sorted(s) for s in steps] == [["big", "w"]] * 3  # `half` is in no optimizer
+    assert steps[0]["big"] == (before[1][0] - before[0][0]).norm().item()
+    assert steps[1]["w"] == pytest.approx((before[2][1] - before[1][1]).norm().item(), rel=1e-6)
+    loaded = gradscope.load(tmp_path / "trace.json")
+    assert [[n.value_norm for n in p.graph.leaves] for p in loaded.passes] == \
+        [[n.value_norm for n in p.graph.leaves] for p in t.passes]
+    series = {s.name: s for s in leaf_series(loaded)}
+    ratio = dict(series["big"].update_ratio)
+    assert ratio[1] == pytest.approx(steps[0]["big"] / before[0][0].norm().item(), rel=1e-12)
+    assert series["half"].update_ratio == [] and len(series["half"].value_norm) == 3
+
+
+def test_no_norms_with_gradients_off():
+    w = torch.ones(100, requires_grad=True)
+    with gradscope.trace(gradients="off") as t:
+        (w * 2).sum().backward()
+    assert t.passes[0].graph.leaves[0].value_norm is None
