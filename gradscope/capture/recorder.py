@@ -37,6 +37,8 @@ else:
 _grad_enabled = torch.is_grad_enabled
 _top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _weakref = weakref.ref
+# (compared by identity on the compiling path: Dynamo folds `is` on constants)
+_BACKWARD, _AUTOGRAD_BACKWARD, _GRAD = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
 _version_of = operator.attrgetter("_version")
 
 
@@ -126,6 +128,9 @@ class RecordingMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
+            if func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD:  # ... but backward
+                # breaks Dynamo's graph (it never traces it): record it eagerly there
+                return _backward_in_compiled_code(self, func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
@@ -220,6 +225,21 @@ class RecordingMode(TorchFunctionMode):
             self._stmt += 1
         self._last_stmt_key = (key, lasti)
         return source_at(frame.f_code, line), self._stmt
+
+
+@torch.compiler.disable
+def _backward_in_compiled_code(mode: RecordingMode, func: Callable, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """`loss.backward()` inside a `torch.compile`d function. Dynamo inlines the recorder's
+    `__torch_function__` and would fold the call into a plain pass-through, so the backward
+    (which Dynamo never traces: it breaks the graph there, with or without gradscope) would
+    run unseen. Disabled for Dynamo, this runs eagerly at that same graph break, where the
+    recorder is off the mode stack as in any `__torch_function__`, and records the pass."""
+    if type(mode) is not RecordingMode:  # a paused or stopped recorder, reached by compiled code
+        return func(*args, **kwargs)
+    try:
+        return mode._intercepted[func](func, args, kwargs)
+    finally:
+        mode._next_first = next_sequence_nr()
 
 
 def _tensor_args(args: tuple, kwargs: dict[str, Any]) -> list[torch.Tensor]:
