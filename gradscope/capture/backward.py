@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
+from ._torch import has_grad_hooks, has_input_metadata, input_metadata, version_of
 from .history import LeafHistory, history_of
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
@@ -218,7 +219,7 @@ class PassRecorder:
             if node_id in index.leaf_tensors:
                 continue
             out = edges_out.get(node_id, [])
-            if len(out) == 1 and not node.is_root and len(getattr(fn, "_input_metadata", ())) == 1:
+            if len(out) == 1 and not node.is_root and len(input_metadata(fn) or ()) == 1:
                 # what arrives is what its one consumer sent: no need to summarise it twice
                 self._copy_later.append((node, "grad_outputs", out[0], "grad", True))
             else:
@@ -263,7 +264,7 @@ class PassRecorder:
             return
         self._had_grad.add(node.id)
         last = history.grad
-        if last is not None and last[0]() is grad and last[1] == grad._version:
+        if last is not None and last[0]() is grad and last[1] == version_of(grad):
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
             self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
@@ -316,7 +317,7 @@ class PassRecorder:
         for (node, leaf), history in zip(index.leaves, self.histories):
             grad = leaf.grad
             if grad is not None:
-                history.grad = (weakref.ref(grad), grad._version, node)
+                history.grad = (weakref.ref(grad), version_of(grad), node)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
@@ -324,7 +325,7 @@ class PassRecorder:
         if not _callable(fn, self.tracer.nodes):
             return
         limit = self.options.max_jacobian
-        outputs = [(tuple(m.shape), m.dtype, m.device) for m in fn._input_metadata]
+        outputs = [(tuple(m.shape), m.dtype, m.device) for m in input_metadata(fn)]
         sizes = [math.prod(shape) for shape, _, _ in outputs]
         total = sum(sizes)
         wanted = [
@@ -499,7 +500,7 @@ def _callable(fn, notes: NodeTable) -> bool:
     name = type(fn).__name__
     if name == "AccumulateGrad" or "CompiledFunction" in name:
         return False
-    if not hasattr(fn, "_input_metadata"):
+    if not has_input_metadata(fn):
         return False
     info = notes.get(fn)
     return type(info) is not OpInfo or not info.saved_hooks
@@ -514,8 +515,7 @@ def _has_grad_hooks(leaf: torch.Tensor) -> bool:
     """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in
     backward; DDP and FSDP average .grad across processes from hooks gradscope cannot list)."""
     return (
-        bool(getattr(leaf, "_backward_hooks", None))
-        or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
+        has_grad_hooks(leaf)
         or (torch.distributed.is_available() and torch.distributed.is_initialized())
     )
 

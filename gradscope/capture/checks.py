@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .idtable import IdTable
+from ._torch import DisableTorchFunction, base_of, saved_label, saved_tensor_attributes, version_of
 from .data_snapshots import DataSnapshots
 from .recorder import OpInfo, op_name
 from .source import _is_internal, user_source
@@ -86,7 +87,7 @@ class LiveChecks:
         # since the last pass: leaf -> (op, Source) of the first op that used it outside autograd
         self._cuts = IdTable()
         self._walked: set[int] = set()
-        self._saved_names: dict[type, tuple[str, ...]] = {}
+        self._unpackers: dict[type, tuple[str, ...]] = {}
         # per thread (two threads may run backward at once): see `_missing` and `_unread`
         self._passes = threading.local()
         # small tensors' values when a `.data` alias of them was taken (gradcheck's edits undone)
@@ -140,7 +141,7 @@ class LiveChecks:
                 m.name = self.tracer._leaf_label(origin) or ""
                 self.data_mutations.append(m)
             target = origin if origin is not None else tensor
-            base = target._base
+            base = base_of(target)
             if base is not None:
                 target = base
             if target.requires_grad and target.is_leaf:
@@ -150,15 +151,16 @@ class LiveChecks:
 
     def _alias_origin(self, tensor: torch.Tensor):
         ref = self.data_aliases.get(tensor)
-        if ref is None and tensor._base is not None:
-            ref = self.data_aliases.get(tensor._base)
+        base = base_of(tensor)
+        if ref is None and base is not None:
+            ref = self.data_aliases.get(base)
         return ref() if ref is not None else None
 
     def on_optimizer_step(self, optimizer) -> None:
         """An optimizer stepped: the parameters it holds that have a .grad were updated."""
         try:
             source = self.tracer.trace.events[-1].source if self.tracer.trace.events else user_source()
-            with torch._C.DisableTorchFunction():  # plain attribute reads, not ops to record
+            with DisableTorchFunction():  # plain attribute reads, not ops to record
                 for group in optimizer.param_groups:
                     for t in group.get("params", ()):
                         if isinstance(t, torch.Tensor) and t.grad is not None:
@@ -293,7 +295,7 @@ class LiveChecks:
         """(node id, autograd node, its OpInfo, saved attributes) of the nodes whose saved
         tensors may be read."""
         todo = []
-        saved_names = self._saved_names
+        saved_names = self._unpackers
         for node, fn, info in zip(index.graph.nodes, index.node_of.values(), index.notes):
             if type(info) is not OpInfo or info.saved_hooks:  # never unpack what a hook would recompute
                 continue
@@ -326,7 +328,7 @@ class LiveChecks:
                 except RuntimeError as exc:
                     text = str(exc)
                     if _MODIFIED in text:
-                        self._saved_modified(index, node_id, fn, info, name, text)
+                        self._on_saved_modified(index, node_id, fn, info, name, text)
                     elif looking_for == "freed" and any(s in text for s in _FREED):
                         freed.append((node_id, info.prev_mark))
                     break
@@ -339,7 +341,7 @@ class LiveChecks:
                 {"nodes": [n for n, _ in freed], "freed_by": max(by) if by else None},
             )
 
-    def _saved_modified(self, index, node_id, fn, info: OpInfo, name: str, text: str) -> None:
+    def _on_saved_modified(self, index, node_id, fn, info: OpInfo, name: str, text: str) -> None:
         modified_by = self._modifiers(index, fn, info)
         self._emit_saved_modified("version", node_id, info, name, modified_by, text.split(". Hint:")[0],
                                   _source_of(modified_by[0]) if modified_by else info.source)
@@ -352,7 +354,7 @@ class LiveChecks:
                 "detected_by": detected_by,
                 "node": node_id,
                 "op": info.op,
-                "saved": _saved_label(name),
+                "saved": saved_label(name),
                 "saved_by": _plain(info.source),
                 "module": info.module,
                 "modified_by": modified_by,
@@ -366,7 +368,7 @@ class LiveChecks:
         found: list[dict] = []
         for ref, version in info.inputs:
             t = ref()
-            if t is None or t._version == version:
+            if t is None or version_of(t) == version:
                 continue
             ptr = _storage_ptr(t)
             for m in self.mutations:
@@ -461,7 +463,7 @@ class LiveChecks:
         pending = []
         for t in missing.values():
             cut = self._cuts.get(t)
-            pending.append((t, t.grad, None if t.grad is None else t.grad._version, {
+            pending.append((t, t.grad, None if t.grad is None else version_of(t.grad), {
                 "name": names.get(t) or self.tracer.leaf_names.get(t) or "",
                 "shape": list(t.shape),
                 "parameter": isinstance(t, torch.nn.Parameter) or t in names,
@@ -482,7 +484,7 @@ class LiveChecks:
             p, pending = missing
             leaves = [
                 data for t, grad, version, data in pending
-                if t.grad is None or (t.grad is grad and t.grad._version == version)
+                if t.grad is None or (t.grad is grad and version_of(t.grad) == version)
             ]
             if leaves:
                 self.tracer.emit("no-gradient", {"pass": p, "leaves": leaves})
@@ -509,16 +511,7 @@ def _saved_attributes(fn) -> tuple[str, ...]:
     cls = type(fn).__name__
     if cls == "AccumulateGrad" or "CompiledFunction" in cls:
         return ()
-    names = []
-    for a in dir(fn):
-        if a.startswith("_raw_saved_"):
-            rest = a[len("_raw_saved_"):]
-            names.append("saved_tensors" if rest == "tensors" and not hasattr(fn, "_saved_tensors") else "_saved_" + rest)
-    return tuple(names)
-
-
-def _saved_label(attr: str) -> str:
-    return attr[len("_saved_"):] if attr.startswith("_saved_") else attr
+    return saved_tensor_attributes(fn)
 
 
 def _is_inplace(op: str) -> bool:

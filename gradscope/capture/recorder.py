@@ -10,15 +10,14 @@ training loop of a small-op model pays for every microsecond here.
 
 from __future__ import annotations
 
-import operator
 import weakref
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
+from ._torch import compiling, saved_tensor_hooks_active, version_of
 from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
 
@@ -26,20 +25,11 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _Tensor = torch.Tensor
-# "Is Dynamo (or export) tracing us?" asked on every op and module call. Outside TorchScript
-# `torch.compiler.is_compiling()` returns `_is_compiling_flag` (set by export), and Dynamo
-# folds the call to True; `is_dynamo_compiling()` is folded alike and costs one Python call
-# where `is_compiling()` costs two. Where torch lacks either, the public function is used.
-if hasattr(torch.compiler, "is_dynamo_compiling") and hasattr(torch.compiler, "_is_compiling_flag"):
-    dynamo_compiling, compile_flags = torch.compiler.is_dynamo_compiling, torch.compiler
-else:
-    dynamo_compiling, compile_flags = torch.compiler.is_compiling, SimpleNamespace(_is_compiling_flag=False)
 _grad_enabled = torch.is_grad_enabled
-_top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _weakref = weakref.ref
 # (compared by identity on the compiling path: Dynamo folds `is` on constants)
 _BACKWARD, _AUTOGRAD_BACKWARD, _GRAD = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
-_version_of = operator.attrgetter("_version")
+_version_of = version_of
 
 
 class OpInfo:
@@ -127,7 +117,7 @@ class RecordingMode(TorchFunctionMode):
         self._backward_apis = frozenset(BACKWARD_APIS)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
+        if compiling():  # Dynamo (and export) must see straight through us
             if func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD:  # ... but backward
                 # breaks Dynamo's graph (it never traces it): record it eagerly there
                 return _backward_in_compiled_code(self, func, args, kwargs or {})
@@ -158,9 +148,10 @@ class RecordingMode(TorchFunctionMode):
             tracer.on_op_error(op_name(func), tensors, exc)
             raise
 
-        for t, v in zip(tensors, versions):
-            if t._version != v:
-                tracer.on_inplace(op_name(func), t, v)
+        if versions and list(map(_version_of, tensors)) != versions:
+            for t, v in zip(tensors, versions):
+                if _version_of(t) != v:
+                    tracer.on_inplace(op_name(func), t, v)
         if isinstance(out, _Tensor):
             if out.requires_grad:
                 self._tag(out, func, tensors, versions)
@@ -202,7 +193,7 @@ class RecordingMode(TorchFunctionMode):
             stmt,
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
-            _top_saved_hooks(False) is not None,
+            saved_tensor_hooks_active(),
             output,
             first,
             here.call,

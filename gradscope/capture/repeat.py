@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..model import Edge, Node
 from . import names
+from ._torch import input_metadata
 from .recorder import OpInfo
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def _op_key(note: OpInfo, first: OpInfo) -> tuple:
 
 def _untagged_key(fn) -> tuple:
     """An op node no recorded op made (a linear's weight transpose): its class and output."""
-    meta = getattr(fn, "_input_metadata", None)
+    meta = input_metadata(fn)
     m = meta[0] if meta else None
     return (type(fn), None) if m is None else (type(fn), m.shape, m.dtype, m.device)
 

@@ -19,6 +19,7 @@ import torch
 
 from ..model import Event, Pass, Source, Trace
 from . import userwarnings
+from ._torch import base_of, check_supported
 from .asides import TracingAsides
 from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
 from .checks import LiveChecks
@@ -100,6 +101,7 @@ class Tracer:
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         global _active
+        check_supported()  # one clear line on a torch whose internals gradscope does not know
         if _active is not None:
             if not _active.yields:
                 raise NestedTraceError(
@@ -341,7 +343,8 @@ class Tracer:
 def _modified_leaf(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The leaf an in-place op tried to change: its first argument, or the leaf it is a view of."""
     for t in tensors:
-        base = t._base if t._base is not None else t
+        base = base_of(t)
+        base = base if base is not None else t
         if base.requires_grad and base.grad_fn is None:
             return base
     return tensors[0]

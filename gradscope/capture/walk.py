@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..model import Edge, Graph, Node
+from ._torch import ACCUMULATE_GRAD, input_metadata, saved_label, saved_value_attributes, sequence_nr, version_of
 from .argnames import argument_name
 from .calltree import attach_module_calls
 from .names import explicit_leaf_name, node_name
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
-_ACCUMULATE_GRAD = torch._C._functions.AccumulateGrad  # the node class of leaves
+_ACCUMULATE_GRAD = ACCUMULATE_GRAD  # the node class of leaves
 
 
 @dataclass
@@ -199,7 +200,7 @@ class _NodeMaker:
                 node.saved = saved_numbers(fn) or None
         output = note.output if type(note) is OpInfo else None
         if output is None:
-            shape_meta = getattr(fn, "_input_metadata", None)
+            shape_meta = input_metadata(fn)
             if shape_meta:
                 m = shape_meta[0]
                 output = m.shape, m.dtype, m.device
@@ -233,7 +234,6 @@ class _NodeMaker:
         return node
 
 
-SAVED_PREFIX = "_saved_"
 SAVED_SHOWN = 4  # the most elements of a saved tensor shown
 
 
@@ -242,9 +242,7 @@ def saved_numbers(fn) -> dict:
     `{"exponent": 1.0, "self": 3.0}` for the pow a create_graph backward built. Only for
     such nodes (few): it reads every saved attribute."""
     found = {}
-    for attr in dir(fn):
-        if not attr.startswith(SAVED_PREFIX):
-            continue
+    for attr in saved_value_attributes(fn):
         try:
             v = getattr(fn, attr)
         except Exception:  # freed, or modified in place: nothing to show
@@ -255,7 +253,7 @@ def saved_numbers(fn) -> dict:
             v = v.item() if v.numel() == 1 else v.tolist()
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        found[attr[len(SAVED_PREFIX):]] = v
+        found[saved_label(attr)] = v
     return found
 
 
@@ -273,7 +271,7 @@ def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: Pendi
     """An op's forward value, when its output is small and still the one the op made (alive,
     still computed by this node, never edited in place since: its version is 0)."""
     out = note.tensor() if note.tensor is not None else None
-    if out is not None and out._version == 0 and out.grad_fn is fn:
+    if out is not None and version_of(out) == 0 and out.grad_fn is fn:
         index.pending_values.append((node, batch.keep(out)))
 
 
@@ -327,7 +325,7 @@ def _forward_order(graph: Graph, fns: list) -> list[Node]:
     key: dict[str, tuple] = {}
     for node, fn in zip(graph.nodes, fns):
         if node.kind == "op":
-            key[node.id] = (fn._sequence_nr(), 1, 0)
+            key[node.id] = (sequence_nr(fn), 1, 0)
     for e in graph.edges:
         if graph.nodes[at[e.src]].kind == "leaf" and e.dst in key:
             used = (key[e.dst][0], 0, e.index)
