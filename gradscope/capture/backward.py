@@ -27,7 +27,7 @@ from ._torch import has_grad_hooks, has_input_metadata, input_metadata, version_
 from .history import LeafHistory, history_of
 from .names import name_node
 from .nodetable import BackwardMade, NodeTable
-from .recorder import OpInfo
+from .recorder import BACKWARD_APIS, OpInfo
 from .quiet import unwatched_hook
 from .repeat import QuietTemplate, unshare
 from .source import assignment_target
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gradscope")
 
-BACKWARD_APIS: dict[Callable, str] = {
-    torch.Tensor.backward: "Tensor.backward",
-    torch.autograd.backward: "torch.autograd.backward",
-    torch.autograd.grad: "torch.autograd.grad",
-}
 
 _TENSOR_BACKWARD = torch.Tensor.backward
 _signatures: dict[Callable, inspect.Signature] = {}

@@ -31,6 +31,12 @@ _weakref = weakref.ref
 _BACKWARD, _AUTOGRAD_BACKWARD, _GRAD = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
 _version_of = version_of
 
+BACKWARD_APIS: dict[Callable, str] = {  # the calls that run a backward pass, and their names
+    _BACKWARD: "Tensor.backward",
+    _AUTOGRAD_BACKWARD: "torch.autograd.backward",
+    _GRAD: "torch.autograd.grad",
+}
+
 
 class OpInfo:
     """What gradscope knows of the forward op behind one grad_fn (kept in the tracer's
@@ -112,8 +118,6 @@ class RecordingMode(TorchFunctionMode):
         # where the next call's nodes start (see opcalls.py), counted again after each
         # backward (a create_graph backward makes nodes in this thread)
         self._next_first: int | None = next_sequence_nr()
-        from .backward import BACKWARD_APIS  # (backward.py imports this module)
-
         self._backward_apis = frozenset(BACKWARD_APIS)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):

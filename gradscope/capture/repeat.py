@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..model import Edge, Node
 from . import names
 from ._torch import input_metadata
+from .opvalues import queue_op_value
 from .recorder import OpInfo
 
 if TYPE_CHECKING:
@@ -98,7 +99,6 @@ class QuietTemplate:
         nodes = list(self.nodes)
         for k in self.roots:
             nodes[k] = _fresh(nodes[k])
-        from .walk import queue_op_value  # (walk imports this module)
 
         for k in self.valued:  # an op's value is this pass's own: the node is too
             if k not in self.roots:

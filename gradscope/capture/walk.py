@@ -20,6 +20,7 @@ from .argnames import argument_name
 from .calltree import attach_module_calls
 from .names import explicit_leaf_name, node_name
 from .recorder import OpInfo, assigned_name
+from .opvalues import queue_op_value
 from .repeat import QuietTemplate
 from .summaries import (
     _DTYPE_NAMES,
@@ -265,14 +266,6 @@ def _small(dims: list[int], limit: int) -> bool:
             return False
         n *= d
     return n <= limit
-
-
-def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: PendingBatch) -> None:
-    """An op's forward value, when its output is small and still the one the op made (alive,
-    still computed by this node, never edited in place since: its version is 0)."""
-    out = note.tensor() if note.tensor is not None else None
-    if out is not None and version_of(out) == 0 and out.grad_fn is fn:
-        index.pending_values.append((node, batch.keep(out)))
 
 
 def _dims(shape) -> list[int]:
