@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..model import Source
 from ._torch import compiling, saved_tensor_hooks_active, version_of
+from .guard import internal_error
 from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
 
@@ -140,31 +141,38 @@ class RecordingMode(TorchFunctionMode):
                     self._next_first = next_sequence_nr()
             return special(func, args, kwargs)
 
-        tensors = _tensor_args(args, kwargs)
         try:
-            versions = list(map(_version_of, tensors))
-        except RuntimeError:  # an inference tensor (inference_mode) has no version counter
-            tensors = [t for t in tensors if not t.is_inference()]
-            versions = list(map(_version_of, tensors))
+            tensors = _tensor_args(args, kwargs)
+            try:
+                versions = list(map(_version_of, tensors))
+            except RuntimeError:  # an inference tensor (inference_mode) has no version counter
+                tensors = [t for t in tensors if not t.is_inference()]
+                versions = list(map(_version_of, tensors))
+        except Exception:  # (guard.py: the op runs as without gradscope, unrecorded)
+            internal_error("reading an op's arguments")
+            return func(*args, **kwargs)
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:
             tracer.on_op_error(op_name(func), tensors, exc)
             raise
 
-        if versions and list(map(_version_of, tensors)) != versions:
-            for t, v in zip(tensors, versions):
-                if _version_of(t) != v:
-                    tracer.on_inplace(op_name(func), t, v)
-        if isinstance(out, _Tensor):
-            if out.requires_grad:
-                self._tag(out, func, tensors, versions)
-            elif tensors:  # left autograd (detach, no_grad): the checks may need the line
-                tracer.checks.on_no_grad_output(func, tensors)
-        elif isinstance(out, (tuple, list)):
-            for o in out:
-                if isinstance(o, _Tensor) and o.requires_grad:
-                    self._tag(o, func, tensors, versions)
+        try:
+            if versions and list(map(_version_of, tensors)) != versions:
+                for t, v in zip(tensors, versions):
+                    if _version_of(t) != v:
+                        tracer.on_inplace(op_name(func), t, v)
+            if isinstance(out, _Tensor):
+                if out.requires_grad:
+                    self._tag(out, func, tensors, versions)
+                elif tensors:  # left autograd (detach, no_grad): the checks may need the line
+                    tracer.checks.on_no_grad_output(func, tensors)
+            elif isinstance(out, (tuple, list)):
+                for o in out:
+                    if isinstance(o, _Tensor) and o.requires_grad:
+                        self._tag(o, func, tensors, versions)
+        except Exception:  # (guard.py: the user's result is returned; its notes are dropped)
+            internal_error("recording an op")
         return out
 
     def _tag(self, out: torch.Tensor, func, tensors, versions) -> None:

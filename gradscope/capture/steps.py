@@ -20,6 +20,7 @@ from torch.optim.optimizer import (
 
 from ..model import Source
 from ._torch import pop_function_mode, push_function_mode, top_function_mode
+from .guard import internal_error
 from .source import user_source
 
 if TYPE_CHECKING:
@@ -47,6 +48,18 @@ class OptimizerSteps:
         self._handles = []
 
     def _on_start(self, optimizer, args, kwargs) -> None:
+        try:
+            self._start(optimizer, args, kwargs)
+        except Exception:  # (guard.py: the step runs as without gradscope)
+            internal_error("noting the start of an optimizer step")
+
+    def _on_end(self, optimizer, args, kwargs) -> None:
+        try:
+            self._end(optimizer, args, kwargs)
+        except Exception:  # (guard.py: the step's event is dropped)
+            internal_error("noting the end of an optimizer step")
+
+    def _start(self, optimizer, args, kwargs) -> None:
         tracer = self.tracer
         mode = tracer._mode
         if torch.compiler.is_compiling() or mode is None:
@@ -65,7 +78,7 @@ class OptimizerSteps:
             self._failed_at = user_source()
             tracer.modules.on_enter = self.back_after_failed_step  # (a module runs: the step is over)
 
-    def _on_end(self, optimizer, args, kwargs) -> None:
+    def _end(self, optimizer, args, kwargs) -> None:
         tracer = self.tracer
         mode = tracer._mode
         if torch.compiler.is_compiling() or mode is None:
