@@ -12,7 +12,8 @@
 
 from typing import Any
 
-from . import methods  # the model's methods that save, load and draw: first, so gradscope.model has them
+from . import methods  # noqa: F401  (the model's methods that save, load and draw: first, so gradscope.model has them)
+from .methods import load
 from .model import (
     Diagnostic,
     Edge,
@@ -25,7 +26,6 @@ from .model import (
     Trace,
     TraceFormatError,
 )
-from .methods import load
 from .version import __version__
 
 _API = ("trace", "graph", "name")

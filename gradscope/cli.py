@@ -23,13 +23,13 @@ import click
 
 from . import __version__, distributed, runner
 from .cli_options import OneLineUsageGroup, Seconds, known_codes
-from .signals import exit_code_of, sigterm_raises, signals_deferred
 from .model import Trace, TraceFormatError, load
 from .render import EXTENSIONS, LayoutError, render
 from .render.drawing import DEFAULT_BUDGET
 from .render.layout import DEFAULT_TIMEOUT
 from .render.outdir import Written, write_outputs
 from .render.text import summary
+from .signals import exit_code_of, signals_deferred, sigterm_raises
 
 EXIT_BAD_INPUT = 2
 EXIT_STRICT = 3
@@ -120,7 +120,8 @@ _PASS_THROUGH = {"allow_interspersed_args": False}
 _DEMO_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": True}
 
 
-@cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.", epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
+@cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.",
+             epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
              "  gradscope trace --strict -o out -m mypkg.train")
 @click.option("-m", "as_module", is_flag=True, help="SCRIPT is a module name, run like `python -m`.")
 @_run_options

@@ -127,10 +127,11 @@ _dynamo_compiling = getattr(torch.compiler, "is_dynamo_compiling", None)
 _HAS_FLAG = hasattr(torch.compiler, "_is_compiling_flag")
 if _dynamo_compiling is not None and _HAS_FLAG:
     _compiler = torch.compiler
+    _is_dynamo: Callable[[], bool] = _dynamo_compiling
 
     def compiling() -> bool:
         """Is Dynamo or export tracing the caller? (Asked on every op: two cheap reads.)"""
-        return _dynamo_compiling() or _compiler._is_compiling_flag
+        return _is_dynamo() or _compiler._is_compiling_flag
 else:  # pragma: no cover - older torch
     compiling = torch.compiler.is_compiling
 

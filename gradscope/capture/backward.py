@@ -12,23 +12,24 @@ called; everything else may be called with one-hot gradients to get its local Ja
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import operator
 import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..model import Edge, Pass, Source, TensorSummary, single_number
-from ._torch import has_grad_hooks, has_input_metadata, input_metadata, version_of
+from ._torch import has_grad_hooks, input_metadata, version_of
+from .backward_call import BackwardCall
 from .history import LeafHistory, history_of
+from .jacobians import local_jacobians
 from .names import name_node
-from .nodetable import BackwardMade, NodeTable
-from .recorder import BACKWARD_APIS, OpInfo
+from .nodetable import BackwardMade
 from .quiet import unwatched_hook
+from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
 from .source import assignment_target
 from .summaries import Box, PendingBatch, _device_name, _dtype_name, _nest
@@ -38,57 +39,6 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 log = logging.getLogger("gradscope")
-
-
-_TENSOR_BACKWARD = torch.Tensor.backward
-_signatures: dict[Callable, inspect.Signature] = {}
-
-
-@dataclass
-class BackwardCall:
-    """The arguments of one backward call, normalised across the three APIs."""
-
-    api: str
-    roots: list[torch.Tensor]
-    seeds: list[torch.Tensor | None]
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    retain_graph: bool = False
-    create_graph: bool = False
-
-
-def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
-    if func is _TENSOR_BACKWARD and len(args) == 1 and all(v is None or v is False for v in kwargs.values()):
-        # `loss.backward()` (torch passes each argument by keyword, at its default): most calls
-        return BackwardCall(api="Tensor.backward", roots=[args[0]], seeds=[None])
-    sig = _signatures.get(func)
-    if sig is None:
-        sig = _signatures[func] = inspect.signature(func)
-    bound = sig.bind(*args, **kwargs).arguments
-    api = BACKWARD_APIS[func]
-    if api == "Tensor.backward":
-        roots, seeds = [bound["self"]], [bound.get("gradient")]
-    elif api == "torch.autograd.backward":
-        roots, seeds = _as_list(bound["tensors"]), _as_list(bound.get("grad_tensors"))
-    else:
-        roots, seeds = _as_list(bound["outputs"]), _as_list(bound.get("grad_outputs"))
-    create = bool(bound.get("create_graph", False))
-    retain = bound.get("retain_graph")
-    return BackwardCall(
-        api=api,
-        roots=[r for r in roots if isinstance(r, torch.Tensor)],
-        seeds=(seeds + [None] * len(roots))[: len(roots)],
-        inputs=[t for t in _as_list(bound.get("inputs")) if isinstance(t, torch.Tensor)],
-        retain_graph=create if retain is None else bool(retain),
-        create_graph=create,
-    )
-
-
-def _as_list(v) -> list:
-    if v is None:
-        return []
-    if isinstance(v, torch.Tensor) or not isinstance(v, (list, tuple, dict)):
-        return [v]
-    return list(v.values()) if isinstance(v, dict) else list(v)
 
 
 @dataclass(frozen=True)
@@ -316,38 +266,9 @@ class PassRecorder:
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
-        """d output / d input for each small edge, by calling the node with one-hot gradients."""
-        if not _callable(fn, self.tracer.nodes):
-            return
-        limit = self.options.max_jacobian
-        outputs = [(tuple(m.shape), m.dtype, m.device) for m in input_metadata(fn)]
-        sizes = [math.prod(shape) for shape, _, _ in outputs]
-        total = sum(sizes)
-        wanted = [
-            i for i, g in enumerate(grad_inputs)
-            if i in edges and isinstance(g, torch.Tensor) and 0 < g.numel() <= limit
-        ]
-        if not wanted or total == 0 or total > limit:
-            return
-        # one-hot gradients as rows of an identity matrix: views, no per-element writes
-        # (writing one element of a GPU tensor from Python synchronises)
-        eyes: dict[tuple, torch.Tensor] = {}
-        rows: list[tuple] = []
-        for k in range(total):
-            one_hot = []
-            offset = 0
-            for (shape, dtype, device), size in zip(outputs, sizes):
-                eye = eyes.get((dtype, device))
-                if eye is None:
-                    eye = eyes[(dtype, device)] = torch.eye(total, dtype=dtype, device=device)
-                one_hot.append(eye[k, offset : offset + size].view(shape))
-                offset += size
-            result = fn(*one_hot)
-            rows.append(result if isinstance(result, tuple) else (result,))
-        for i in wanted:
-            jac = _jacobian_columns([r[i] if i < len(r) else None for r in rows], grad_inputs[i])
-            if jac is not None:
-                self._later(edges[i], "local", self.batch.keep(jac), scalar=(total == 1 and jac.shape[1] == 1))
+        """d output / d input for each small edge (jacobians.py)."""
+        for i, jac, scalar in local_jacobians(fn, grad_inputs, edges, self.options.max_jacobian, self.tracer.nodes):
+            self._later(edges[i], "local", self.batch.keep(jac), scalar=scalar)
 
     # -- create_graph: mark what backward built ------------------------------------------
     def _tag_created(self, fn, grad_inputs) -> None:
@@ -453,52 +374,11 @@ def _resolved(pending: Any, scalar: bool = False) -> Any:
     return pending.result
 
 
-def _jacobian_columns(rows: list, delivered: torch.Tensor) -> torch.Tensor | None:
-    """Stack a node's outputs for each one-hot gradient into the Jacobian d output / d input:
-    one row per output element, one column per element of the input.
-
-    Called directly, a node returns the gradient before the engine reduces it to its input's
-    shape: `A * v` with v of shape [3] and A of [2, 3] gives [2, 3] for v, which the engine
-    sums to [3] (and an addmm bias of shape [1] gets the whole output's shape). Each row is
-    reduced the same way, to the shape of what the engine `delivered`; None when it cannot be.
-    """
-    shape, width = delivered.shape, delivered.numel()
-    out = []
-    for r in rows:
-        if r is None:
-            out.append(torch.zeros(width, dtype=delivered.dtype, device=delivered.device))
-            continue
-        if r.shape != shape:
-            try:
-                r = r.sum_to_size(shape)
-            except RuntimeError:  # not a broadcast of the input: no Jacobian to show
-                return None
-        if r.numel() != width:
-            return None
-        out.append(r.reshape(-1).to(delivered.dtype))
-    return torch.stack(out) if out else None
-
-
 def _ones_summary(root: torch.Tensor) -> TensorSummary:
     """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor."""
     shape = list(root.shape)
     return TensorSummary(shape=shape, dtype=_dtype_name(root.dtype), device=_device_name(root.device), norm=1.0,
                          max_abs=1.0, mean=1.0, value=_nest([1.0], shape))
-
-
-def _callable(fn, notes: NodeTable) -> bool:
-    """May gradscope call this node to get its local Jacobian? (DESIGN: never AccumulateGrad,
-    never a custom Python Function — its backward is the user's code, maybe with side effects —
-    never a node whose saved tensors have unpack hooks, never compiled-function nodes.)"""
-    if isinstance(fn, torch.autograd.function.BackwardCFunction):
-        return False
-    name = type(fn).__name__
-    if name == "AccumulateGrad" or "CompiledFunction" in name:
-        return False
-    if not has_input_metadata(fn):
-        return False
-    info = notes.get(fn)
-    return type(info) is not OpInfo or not info.saved_hooks
 
 
 def _name_tensor(t: Any, name: str) -> None:

@@ -8,6 +8,7 @@ outermost module that runs gives qualified names to its submodules (`features`,
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import torch
 from torch.nn.modules.module import (
@@ -15,10 +16,10 @@ from torch.nn.modules.module import (
     register_module_forward_pre_hook,
 )
 
+from ._torch import compiling, global_module_hook_keys, swap_has_any_global_hook
 from .idtable import IdTable
 from .modulecalls import CallLog, outermost_parent
 from .names import leaf_names_changed
-from ._torch import compiling, global_module_hook_keys, swap_has_any_global_hook
 
 
 class ModuleStack:
@@ -49,9 +50,9 @@ class ModuleTracker:
         self._root_size = IdTable()
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
-        self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
+        self._has_global_hook: Callable[[], bool] | None = None  # torch's check, while replaced by `_users_global_hook`
         # called at the next module call when set (the tracer, after an optimizer step raised)
-        self.on_enter = None
+        self.on_enter: Callable[[], None] | None = None
         self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
 
     def here(self) -> ModuleStack:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .idtable import IdTable
 from ._torch import sequence_nr
+from .idtable import IdTable
 
 # Names from `gradscope.name` on leaves. Weak: a name never keeps a tensor alive.
 _explicit_leaf_names: IdTable = IdTable()

@@ -21,16 +21,17 @@ from ..model import Event, Pass, Source, Trace
 from . import userwarnings
 from ._torch import base_of, check_supported
 from .asides import TracingAsides
-from .backward import GradientOptions, PassRecorder, parse_call
+from .backward import GradientOptions, PassRecorder
+from .backward_call import parse_call
 from .checks import LiveChecks
+from .graph_snapshots import RequiresGradReads
 from .idtable import IdTable
 from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
-from .recorder import BACKWARD_APIS, OpInfo, RecordingMode, assigned_name
 from .quiet import unwatched, user_watching
+from .recorder import BACKWARD_APIS, OpInfo, RecordingMode, assigned_name
 from .repeat import QuietTemplate
-from .graph_snapshots import RequiresGradReads
 from .source import assignment_target, user_source
 from .steps import OptimizerSteps
 from .summaries import SummaryOptions

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import functools
 import re
-from math import prod
 from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..model import Edge, Graph, Node
-from ._torch import ACCUMULATE_GRAD, input_metadata, saved_label, saved_value_attributes, sequence_nr, version_of
+from ._torch import ACCUMULATE_GRAD, input_metadata, saved_label, saved_value_attributes, sequence_nr
 from .argnames import argument_name
 from .calltree import attach_module_calls
 from .names import explicit_leaf_name, node_name
-from .recorder import OpInfo, assigned_name
 from .opvalues import queue_op_value
+from .recorder import OpInfo, assigned_name
 from .repeat import QuietTemplate
 from .summaries import (
     _DTYPE_NAMES,

@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..model import Trace
 from ..signals import signals_deferred
-from .html import trace_to_html
 from .drawing import DEFAULT_BUDGET, Job, draw_all
+from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError
 from .manifest import record, remove_stale
 from .select import (
