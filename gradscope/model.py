@@ -139,15 +139,6 @@ class Node:
     # recorded for nodes that a create_graph backward built, whose forward no line shows
     saved: dict[str, Any] | None = None
 
-    @classmethod
-    def blank(cls, id: str, kind: str, name: str, grad_fn: str) -> "Node":
-        """A node with every other field at its default, made cheaply (capture makes one per
-        autograd node per pass; the defaults are read from the class until set)."""
-        node = object.__new__(cls)
-        node.id, node.kind, node.name, node.grad_fn = id, kind, name, grad_fn
-        node.grad_outputs = []
-        return node
-
     @property
     def grad(self) -> TensorSummary | None:
         """The gradient that arrived at this node (its first output's)."""

@@ -112,3 +112,8 @@ def test_no_upward_import():
 def test_the_model_imports_no_gradscope_module():
     graph = import_graph()
     assert sorted(graph.successors("gradscope.model")) == []
+
+
+def test_the_model_builds_its_objects_plainly():
+    """No `object.__new__` shortcuts in the model (capture keeps its own, walk.blank_node)."""
+    assert "object.__new__" not in (PACKAGE / "model.py").read_text()

@@ -166,6 +166,16 @@ def _node_ids(n: int) -> list[str]:
     return _NODE_IDS[:n] if n <= len(_NODE_IDS) else _NODE_IDS + [f"n{k}" for k in range(len(_NODE_IDS), n)]
 
 
+def blank_node(id: str, kind: str, name: str, grad_fn: str) -> Node:
+    """A model `Node` with every other field at its default, made without running the
+    dataclass's `__init__` (the walk makes one per autograd node per pass; the defaults are
+    read from the class until set). A capture-side shortcut: the model stays plain."""
+    node = object.__new__(Node)
+    node.id, node.kind, node.name, node.grad_fn = id, kind, name, grad_fn
+    node.grad_outputs = []
+    return node
+
+
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
     for node, box in pending_values:
         node.value = box.value
@@ -188,7 +198,7 @@ class _NodeMaker:
         if type(fn) is _ACCUMULATE_GRAD:
             return self._leaf(node_id, fn.variable)
         cls = type(fn).__name__
-        node = Node.blank(node_id, "op", node_name(fn) or "", cls)
+        node = blank_node(node_id, "op", node_name(fn) or "", cls)
         if type(note) is OpInfo:
             node.op, node.source, node.module = note.op, note.source, note.module
             if not node.name:
@@ -217,7 +227,7 @@ class _NodeMaker:
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
         index, tracer = self.index, self.tracer
         index.leaf_tensors[node_id] = leaf
-        node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
+        node = blank_node(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
         node.shape = plain_shape(leaf.shape) if leaf.is_nested else list(leaf.shape)
         node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
