@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("capture", ("gradscope.capture",)),
     ("diagnostics", ("gradscope.diagnostics", "gradscope.series")),
     ("render", ("gradscope.render",)),
-    ("api", ("gradscope", "gradscope.api", "gradscope.cli", "gradscope.cli_options", "gradscope.runner",
+    ("api", ("gradscope", "gradscope.api", "gradscope.cli", "gradscope.cli_options", "gradscope.cli_outputs", "gradscope.runner",
              "gradscope.script_end", "gradscope.tracebacks", "gradscope.distributed", "gradscope.methods",
              "gradscope.examples")),
 ]
