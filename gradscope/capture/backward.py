@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..model import Edge, Pass, Source, TensorSummary, single_number
+from ..model import Edge, Pass, Source, TensorSummary
 from ._torch import has_grad_hooks, input_metadata, version_of
 from .backward_call import BackwardCall
+from .deferred import Deferred, SameAs
 from .history import LeafHistory, history_of
 from .jacobians import local_jacobians
 from .names import name_node
@@ -32,7 +33,7 @@ from .quiet import unwatched_hook
 from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
 from .source import assignment_target
-from .summaries import Box, PendingBatch, _device_name, _dtype_name, _nest
+from .summaries import PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
 
 if TYPE_CHECKING:
@@ -78,13 +79,12 @@ class PassRecorder:
         self.options: GradientOptions = tracer.gradient_options
         self.batch = PendingBatch(tracer.summary_options)
         # (model object, attribute, pending value, unwrap to a number) to set once resolved
-        self._fill: list[tuple[object, str, Any, bool]] = []
+        self._fill: list[Deferred] = []  # model fields to fill once the numbers land
         self._handles: list = []
         self._tagged: set[int] = set()
-        # (target, attribute, source, source attribute, as a one-item list): after resolving,
-        # target.attribute = source.source_attribute; for gradients that are the same tensor
-        # as another summary (an edge's, the previous pass's .grad) and need no second one
-        self._copy_later: list[tuple] = []
+        # gradients that are the same tensor as another summary (an edge's, the previous
+        # pass's .grad) and need no second one: filled after `_fill`
+        self._copy_later: list[SameAs] = []
         self._only_edge_into_leaf: dict[str, Edge] = {}
         self._had_grad: set[str] = set()  # leaves whose .grad was not None before the pass
         self.index: GraphIndex | None = None
@@ -166,7 +166,7 @@ class PassRecorder:
             out = edges_out.get(node_id, [])
             if len(out) == 1 and not node.is_root and len(input_metadata(fn) or ()) == 1:
                 # what arrives is what its one consumer sent: no need to summarise it twice
-                self._copy_later.append((node, "grad_outputs", out[0], "grad", True))
+                self._copy_later.append(SameAs(node, "grad_outputs", out[0], "grad", as_list=True))
             else:
                 self._handles.append(fn.register_prehook(self._quiet(self._make_prehook(node))))
             self._handles.append(fn.register_hook(self._quiet(self._make_posthook(fn, node, edges_into.get(node_id, {})))))
@@ -212,7 +212,7 @@ class PassRecorder:
         if last is not None and last[0]() is grad and last[1] == version_of(grad):
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
-            self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
+            self._copy_later.append(SameAs(node, "grad_before", last[2], "grad_after"))
         else:
             self._leaf_grad(node, "grad_before", leaf, grad, history)
 
@@ -220,7 +220,7 @@ class PassRecorder:
         edge = self._only_edge_into_leaf.get(node.id)
         if edge is not None and node.id not in self._had_grad and not _has_grad_hooks(leaf) and leaf.grad is not None:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
-            self._copy_later.append((node, "grad_after", edge, "grad", False))
+            self._copy_later.append(SameAs(node, "grad_after", edge, "grad"))
         else:
             self._leaf_grad(node, "grad_after", leaf, leaf.grad, history)
 
@@ -344,12 +344,10 @@ class PassRecorder:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
-        for obj, attr, pending, scalar in self._fill:
-            setattr(obj, attr, _resolved(pending, scalar))
-        for target, attr, source, source_attr, as_list in self._copy_later:
-            value = getattr(source, source_attr)
-            if value is not None:
-                setattr(target, attr, [value] if as_list else value)
+        for deferred in self._fill:
+            deferred.fill()
+        for same in self._copy_later:
+            same.fill()
         self._fill.clear()
         self._copy_later.clear()
         assert self.result is not None
@@ -360,18 +358,7 @@ class PassRecorder:
         return self.result
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
-        self._fill.append((obj, attr, pending, scalar))
-
-
-def _resolved(pending: Any, scalar: bool = False) -> Any:
-    """A resolved Pending -> TensorSummary; a Box -> its value (a number if `scalar`); lists element-wise."""
-    if pending is None:
-        return None
-    if isinstance(pending, Box):
-        return single_number(pending.value) if scalar else pending.value
-    if isinstance(pending, list):
-        return [_resolved(p) for p in pending]
-    return pending.result
+        self._fill.append(Deferred(obj, attr, pending, scalar))
 
 
 def _ones_summary(root: torch.Tensor) -> TensorSummary:
