@@ -20,7 +20,7 @@ ROOT = PACKAGE.name
 # Bottom to top. A module may import modules of its own layer or of a lower one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("gradscope.model", "gradscope.traceio", "gradscope.version", "gradscope.signals",
-               "gradscope.notebook")),
+               "gradscope.notebook", "gradscope.torch_errors")),
     ("capture", ("gradscope.capture",)),
     ("diagnostics", ("gradscope.diagnostics", "gradscope.series")),
     ("render", ("gradscope.render",)),

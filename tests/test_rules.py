@@ -5,11 +5,12 @@ tests/test_diagnostics.py checks the same rules end to end on real torch code.""
 from __future__ import annotations
 
 from gradscope.diagnostics import diagnose
-from gradscope.diagnostics.backward_errors import NONSCALAR, nonscalar_backward
+from gradscope.diagnostics.backward_errors import nonscalar_backward
 from gradscope.diagnostics.capture_notes import nested_trace, pass_not_recorded
 from gradscope.diagnostics.gradients import nonleaf_grad
 from gradscope.diagnostics.inplace import leaf_inplace, saved_tensor_modified
 from gradscope.model import Edge, Event, Graph, Node, Pass, Source, Trace
+from gradscope.torch_errors import NONSCALAR
 
 
 def src(line: int, code: str) -> Source:
@@ -128,3 +129,25 @@ def test_diagnose_orders_by_time_and_rule_and_survives_a_malformed_event():
     # events before pass 0 first, in the rules' order; the (odd) event of pass 1 last
     assert [(d.code, d.pass_index) for d in found] == [
         ("leaf-inplace", None), ("pass-not-recorded", None), ("saved-tensor-modified", 1)]
+
+
+def test_backward_twice_and_torch_errors_matched_in_one_place():
+    from gradscope.diagnostics.backward_errors import backward_twice
+    from gradscope import torch_errors
+
+    message = ("Trying to backward through the graph a second time (or directly access saved tensors after "
+               "they have already been freed).")
+    assert torch_errors.backward_twice(message) and torch_errors.graph_freed(message)
+    assert not torch_errors.nonscalar_backward(message) and not torch_errors.saved_tensor_modified(message)
+    g = graph_w_times_x()
+    first = Pass(index=0, api="Tensor.backward", graph=g, source=src(4, "loss.backward()"))
+    second = Pass(index=1, api="Tensor.backward", graph=g, source=src(5, "loss.backward()"),
+                  error=f"RuntimeError: {message}")
+    trace = Trace(passes=[first, second], events=[
+        Event(kind="freed-graph-reused", source=src(5, "loss.backward()"), pass_index=1,
+              data={"nodes": ["n1"], "freed_by": 0}),
+        Event(kind="backward-error", source=src(5, "loss.backward()"), pass_index=2,
+              data={"api": "Tensor.backward", "type": "RuntimeError", "message": message})])
+    d = only(backward_twice(trace))
+    assert (d.code, d.severity, d.pass_index) == ("backward-twice", "error", 1)
+    assert [s.line for s in d.sources][:2] == [5, 4]

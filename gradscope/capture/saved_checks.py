@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..torch_errors import graph_freed, saved_tensor_modified
 from ._torch import saved_label, saved_tensor_attributes, version_of
 from .recorder import OpInfo
 
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gradscope")
 
 _DATA_MUTATIONS_KEPT = 256  # edits through `.data` aliases
-# torch's errors when backward meets a modified or freed saved tensor
-_MODIFIED = "modified by an inplace operation"
-_FREED = ("backward through the graph a second time", "after they have already been freed")
 
 
 class SavedTensorChecks:
@@ -83,7 +81,7 @@ class SavedTensorChecks:
         tensors: those are not the cause, and are not reported as a freed graph.)"""
         unread, self._unread = self._unread, None
         text = str(error)
-        looking_for = "modified" if _MODIFIED in text else "freed" if any(s in text for s in _FREED) else None
+        looking_for = "modified" if saved_tensor_modified(text) else "freed" if graph_freed(text) else None
         if unread is index and looking_for:
             try:
                 self._read_saved(index, self._with_saved_tensors(index), [], looking_for)
@@ -98,9 +96,9 @@ class SavedTensorChecks:
                     value = getattr(fn, name)
                 except RuntimeError as exc:
                     text = str(exc)
-                    if _MODIFIED in text:
+                    if saved_tensor_modified(text):
                         self._on_saved_modified(index, node_id, fn, info, name, text)
-                    elif looking_for == "freed" and any(s in text for s in _FREED):
+                    elif looking_for == "freed" and graph_freed(text):
                         freed.append((node_id, info.prev_mark))
                     break
                 if data_muts:

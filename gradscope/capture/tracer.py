@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ..model import Event, Pass, Source, Trace
+from ..torch_errors import leaf_inplace
 from . import userwarnings
 from ._torch import base_of, check_supported
 from .asides import TracingAsides
@@ -41,7 +42,6 @@ log = logging.getLogger("gradscope")
 
 _active: "Tracer | None" = None
 
-LEAF_INPLACE_MESSAGE = "a leaf Variable that requires grad"
 
 
 class NestedTraceError(RuntimeError):
@@ -228,7 +228,7 @@ class Tracer:
 
     def on_op_error(self, op: str, tensors: list[torch.Tensor], exc: RuntimeError) -> None:
         try:
-            if LEAF_INPLACE_MESSAGE in str(exc) and tensors:
+            if leaf_inplace(str(exc)) and tensors:
                 leaf = _modified_leaf(tensors)
                 index = self._graph_as_it_stands(leaf)
                 node = next((i for i, t in index.leaf_tensors.items() if t is leaf), None) if index else None

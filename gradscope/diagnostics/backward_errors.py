@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 from ..model import Diagnostic, Graph, Trace
+from ..torch_errors import backward_twice as second_backward_error
+from ..torch_errors import nonscalar_backward as nonscalar_backward_error
 from ._common import (
     ERROR,
     Found,
@@ -16,9 +18,6 @@ from ._common import (
     where,
 )
 
-SECOND_TIME = "backward through the graph a second time"
-NONSCALAR = "grad can be implicitly created only for scalar outputs"
-
 
 def backward_twice(trace: Trace) -> list[Found]:
     """`backward-twice` (error): backward through a graph whose saved tensors an earlier
@@ -27,7 +26,7 @@ def backward_twice(trace: Trace) -> list[Found]:
     found: list[Found] = []
     freed_events = {e.pass_index: e for _, e in events(trace, "freed-graph-reused")}
     for _, e in events(trace, "backward-error"):
-        if SECOND_TIME not in str(e.data.get("message", "")):
+        if not second_backward_error(str(e.data.get("message", ""))):
             continue
         p = failed_pass(trace, e)
         freed = freed_events.get(p.index) if p is not None else None
@@ -105,7 +104,7 @@ def nonscalar_backward(trace: Trace) -> list[Found]:
     """`nonscalar-backward` (error): `y.backward()` on a tensor with more than one element."""
     found: list[Found] = []
     for _, e in events(trace, "backward-error"):
-        if NONSCALAR not in str(e.data.get("message", "")):
+        if not nonscalar_backward_error(str(e.data.get("message", ""))):
             continue
         p = failed_pass(trace, e)
         roots = [n for n in p.graph.roots] if p is not None else []
