@@ -13,6 +13,16 @@ import gradscope
 from gradscope.model import load
 
 
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    """Backward breaks Dynamo's graph, with or without gradscope: leave no graph-break count
+    behind for the tests that assert none (torch._dynamo.reset() keeps the counters)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+
 def _train(traced: bool, backend: str):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
