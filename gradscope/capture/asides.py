@@ -19,6 +19,8 @@ import functools
 import importlib
 from typing import Any, Callable, Iterator
 
+import torch
+
 from ._torch import TRACER_ENTRY_POINTS as _ENTRY_POINTS
 from ._torch import pop_function_mode, push_function_mode, top_function_mode
 
@@ -56,6 +58,21 @@ class TracingAsides:
                 continue
             self._saved.append((owner, name, original))
             setattr(owner, name, self._wrap(original))
+
+    def watch_compile(self, after: Callable[[], None]) -> None:
+        """Call `after()` after each `torch.compile(...)` call (until `remove()`)."""
+        original = torch.compile
+
+        @functools.wraps(original)
+        def compile_then(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(*args, **kwargs)
+            finally:
+                after()
+
+        compile_then.__gradscope_original__ = original  # type: ignore[attr-defined]
+        self._saved.append((torch, "compile", original))
+        torch.compile = compile_then  # type: ignore[assignment]
 
     def remove(self) -> None:
         for owner, name, original in reversed(self._saved):

@@ -10,6 +10,7 @@ training loop of a small-op model pays for every microsecond here.
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -123,9 +124,9 @@ class RecordingMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if compiling():  # Dynamo (and export) must see straight through us
-            if func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD:  # ... but backward
-                # breaks Dynamo's graph (it never traces it): record it eagerly there
-                return _backward_in_compiled_code(self, func, args, kwargs or {})
+            if (func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD) and _compiled_backward:
+                # ... but backward breaks Dynamo's graph (it never traces it): record it there
+                return _compiled_backward[0](self, func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
@@ -230,7 +231,6 @@ class RecordingMode(TorchFunctionMode):
         return source_at(frame.f_code, line), self._stmt
 
 
-@torch.compiler.disable
 def _backward_in_compiled_code(mode: RecordingMode, func: Callable, args: tuple, kwargs: dict[str, Any]) -> Any:
     """`loss.backward()` inside a `torch.compile`d function. Dynamo inlines the recorder's
     `__torch_function__` and would fold the call into a plain pass-through, so the backward
@@ -243,6 +243,18 @@ def _backward_in_compiled_code(mode: RecordingMode, func: Callable, args: tuple,
         return mode._intercepted[func](func, args, kwargs)
     finally:
         mode._next_first = next_sequence_nr()
+
+
+# `_backward_in_compiled_code` as Dynamo must run it (eagerly), once Dynamo is imported:
+# gradscope never imports it itself (slow, and it writes an inductor cache folder)
+_compiled_backward: list[Callable] = []
+
+
+def prepare_for_dynamo() -> None:
+    """Make the Dynamo-disabled `_backward_in_compiled_code`, when Dynamo is imported (the
+    tracer asks at its start and after each `torch.compile` call)."""
+    if not _compiled_backward and "torch._dynamo" in sys.modules:
+        _compiled_backward.append(torch.compiler.disable(_backward_in_compiled_code))
 
 
 def _tensor_args(args: tuple, kwargs: dict[str, Any]) -> list[torch.Tensor]:

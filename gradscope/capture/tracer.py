@@ -31,7 +31,7 @@ from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
 from .quiet import unwatched, user_watching
-from .recorder import BACKWARD_APIS, OpInfo, RecordingMode, assigned_name
+from .recorder import BACKWARD_APIS, OpInfo, RecordingMode, assigned_name, prepare_for_dynamo
 from .repeat import QuietTemplate
 from .source import assignment_target, user_source
 from .steps import OptimizerSteps
@@ -115,6 +115,8 @@ class Tracer:
             self.modules.install()
             self.steps.install()
             self._asides.install()
+            prepare_for_dynamo()  # (a backward inside a compiled function: recorder.py)
+            self._asides.watch_compile(prepare_for_dynamo)
             userwarnings.install()
             self._warnings_installed = True
             self._record_this_thread(self._main_nodes)
