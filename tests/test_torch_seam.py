@@ -236,3 +236,9 @@ def test_the_grep_catches_what_it_should(tmp_path):
         probe.unlink()
     assert sorted(found) == sorted(["from torch.utils._python_dispatch", ".\u005fsequence_nr", "'_input_metadata'",
                                     "._C", "._version"])
+
+
+def test_dynamo_imported_entry():
+    import sys
+
+    assert seam.dynamo_imported() == ("torch._dynamo" in sys.modules)

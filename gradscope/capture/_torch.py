@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import operator
+import sys
 from typing import Any, Callable, Iterator
 
 import torch
@@ -134,6 +135,12 @@ if _dynamo_compiling is not None and _HAS_FLAG:
         return _is_dynamo() or _compiler._is_compiling_flag
 else:  # pragma: no cover - older torch
     compiling = torch.compiler.is_compiling
+
+
+def dynamo_imported() -> bool:
+    """Has anything imported Dynamo yet? (gradscope never does: slow, and it writes an
+    inductor cache folder.)"""
+    return "torch._dynamo" in sys.modules
 
 
 # -- mode stacks and the profiler -----------------------------------------------------------

@@ -10,7 +10,6 @@ training loop of a small-op model pays for every microsecond here.
 
 from __future__ import annotations
 
-import sys
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -18,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
-from ._torch import compiling, saved_tensor_hooks_active, version_of
+from ._torch import compiling, dynamo_imported, saved_tensor_hooks_active, version_of
 from .guard import internal_error
 from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
@@ -253,7 +252,7 @@ _compiled_backward: list[Callable] = []
 def prepare_for_dynamo() -> None:
     """Make the Dynamo-disabled `_backward_in_compiled_code`, when Dynamo is imported (the
     tracer asks at its start and after each `torch.compile` call)."""
-    if not _compiled_backward and "torch._dynamo" in sys.modules:
+    if not _compiled_backward and dynamo_imported():
         _compiled_backward.append(torch.compiler.disable(_backward_in_compiled_code))
 
 
