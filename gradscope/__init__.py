@@ -10,6 +10,10 @@
 `gradscope.load(path)` reads a saved trace, `gradscope.name(tensor, "w")` names a tensor.
 """
 
+from typing import Any
+
+from . import methods  # noqa: F401  (the model's methods that save, load and draw: first, so gradscope.model has them)
+from .methods import load
 from .model import (
     Diagnostic,
     Edge,
@@ -21,15 +25,13 @@ from .model import (
     TensorSummary,
     Trace,
     TraceFormatError,
-    load,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _API = ("trace", "graph", "name")
 
 
-def __getattr__(attr: str):
+def __getattr__(attr: str) -> Any:
     # torch is imported on first use of the tracing API, so loading and rendering a saved
     # trace (and `gradscope --help`) never pay for it.
     if attr in _API:

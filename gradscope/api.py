@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from types import TracebackType
+from typing import Any, Callable, Literal, TypeVar
 
 import torch
 
@@ -74,7 +75,7 @@ class trace:
         if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
             raise ValueError(f"keep must be a positive number of passes, not {keep!r}")
         self.keep = keep
-        self.options = {"gradients": gradients, "values": values, "jacobian": jacobian, "every": every}
+        self.options: dict[str, Any] = {"gradients": gradients, "values": values, "jacobian": jacobian, "every": every}
         self.save_path = Path(save) if save is not None else None
         self.stream_path = Path(stream) if stream is not None else self.save_path
         self._stream: StreamWriter | None = None
@@ -108,7 +109,8 @@ class trace:
             tracer.pass_listeners.append(self._keeping.add)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         tracer, self._tracer = self._tracer, None
         if tracer is not None:
             tracer.stop()
@@ -143,6 +145,7 @@ class trace:
         from .distributed import save  # one rank of several saves into its own rank-N/ folder
 
         try:
+            assert self.save_path is not None
             save(self.trace, self.save_path)
         except Exception as save_error:
             if exc is None:
@@ -200,7 +203,7 @@ def name(tensor: torch.Tensor, label: str) -> torch.Tensor:
 
 
 def _meta(options: dict[str, Any]) -> dict[str, Any]:
-    from . import __version__
+    from .version import __version__
 
     return {"gradscope": __version__, "torch": torch.__version__, "options": dict(options)}
 

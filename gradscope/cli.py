@@ -9,11 +9,9 @@ or 143 when Ctrl-C or SIGTERM stops the drawing. A graph not drawn is only a not
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -23,18 +21,18 @@ import click
 
 from . import __version__, distributed, runner
 from .cli_options import OneLineUsageGroup, Seconds, known_codes
-from .signals import exit_code_of, sigterm_raises, signals_deferred
+from .cli_outputs import BadInput, check_writable, output_folder_env, pictures_saved, report_layout_errors, write
 from .model import Trace, TraceFormatError, load
 from .render import EXTENSIONS, LayoutError, render
 from .render.drawing import DEFAULT_BUDGET
 from .render.layout import DEFAULT_TIMEOUT
-from .render.outdir import Written, write_outputs
+from .render.outdir import Written
 from .render.text import summary
+from .signals import exit_code_of, signals_deferred, sigterm_raises
 
 EXIT_BAD_INPUT = 2
 EXIT_STRICT = 3
 OUT_ROOT = Path("gradscope-out")
-OUT_ENV = "GRADSCOPE_OUT"  # the output folder, for the script's own pictures
 
 EPILOG = """\b
 Examples:
@@ -44,10 +42,6 @@ Examples:
   gradscope demo backward                 trace the lesson y = (x + w)(w + 1)
   gradscope render out/trace.json -o g.svg --pass 0
 """
-
-
-class BadInput(Exception):
-    """Something wrong with what the user gave gradscope: one line, exit 2."""
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -120,7 +114,8 @@ _PASS_THROUGH = {"allow_interspersed_args": False}
 _DEMO_ARGS = {"ignore_unknown_options": True, "allow_interspersed_args": True}
 
 
-@cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.", epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
+@cli.command(context_settings=_PASS_THROUGH, short_help="Trace a script or module (-m) like python runs it.",
+             epilog="\b\nExamples:\n  gradscope trace train.py --lr 0.1\n"
              "  gradscope trace --strict -o out -m mypkg.train")
 @click.option("-m", "as_module", is_flag=True, help="SCRIPT is a module name, run like `python -m`.")
 @_run_options
@@ -232,13 +227,13 @@ def render_command(trace_file: Path, output: Path | None, pass_index: int | None
         return
     if out.suffix:
         raise BadInput(f"gradscope: cannot render to {out.name!r}: use one of {', '.join(EXTENSIONS)} or a folder")
-    _check_writable(out)
+    check_writable(out)
     with sigterm_raises():
-        written = _write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [],
+        written = write(saved, out, timeout, extra=[pass_index] if pass_index is not None else [],
                          trace_path=trace_file, view=view)
     with signals_deferred():
         click.echo(summary(saved, written.files, trace_file.name), err=True)
-        _report_layout_errors(written)
+        report_layout_errors(written)
     stopped = exit_code_of(written.stopped_by)
     if stopped is not None or written.errors:
         sys.exit(stopped or EXIT_BAD_INPUT)
@@ -265,14 +260,14 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
     root = (output if output is not None else OUT_ROOT / target.name).absolute()
     ranks = distributed.rank_and_world()  # under torchrun: each rank its own folder
     out_dir = distributed.rank_folder(root, ranks[0]) if ranks else root
-    _check_writable(out_dir)  # before the script runs: a long training run must not be wasted
+    check_writable(out_dir)  # before the script runs: a long training run must not be wasted
 
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
     started, pid = time.time(), os.getpid()
     with sigterm_raises():
         with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes, _yields=True) as recorder, \
-                _output_folder_env(out_dir):
+                output_folder_env(out_dir):
             outcome = runner.run(target)
         if os.getpid() != pid:  # a child the script forked came back here: the parent writes
             sys.exit(outcome.exit_code)
@@ -290,13 +285,13 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
             result.save(json_path)
         except OSError as exc:
             raise BadInput(f"gradscope: cannot write {json_path}: {exc.strerror or exc}") from None
-        written = _write(result, out_dir, timeout, pictures=_pictures_saved(out_dir, since=started),
+        written = write(result, out_dir, timeout, pictures=pictures_saved(out_dir, since=started),
                          budget=layout_budget, trace_path=json_path)
         if ranks and ranks[0] == 0:
             written.files.insert(0, distributed.write_index(root, ranks[1], result.diagnostics, missing))
     with signals_deferred():
         click.echo(summary(result, [json_path, *written.files], target.name), err=True)
-        _report_layout_errors(written)
+        report_layout_errors(written)
     sys.exit(_exit_code(outcome.exit_code, result, written, strict))
 
 
@@ -328,45 +323,6 @@ def _exit_code(script_code: int, result: Trace, written: Written, strict: bool) 
     return 0
 
 
-@contextlib.contextmanager
-def _output_folder_env(out_dir: Path):
-    """GRADSCOPE_OUT names the output folder while the script runs: pictures it saves there
-    appear in the report."""
-    previous = os.environ.get(OUT_ENV)
-    os.environ[OUT_ENV] = str(out_dir)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(OUT_ENV, None)
-        else:
-            os.environ[OUT_ENV] = previous
-
-
-def _pictures_saved(out_dir: Path, since: float) -> list[Path]:
-    """Images in `out_dir` written by this run, other than gradscope's own pictures."""
-    found = []
-    for path in sorted(out_dir.iterdir() if out_dir.is_dir() else []):
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif", ".svg") or path.name.startswith("pass-"):
-            continue
-        try:
-            if path.is_file() and path.stat().st_mtime >= since - 1:
-                found.append(path)
-        except OSError:
-            continue
-    return found
-
-
-def _write(result: Trace, out_dir: Path, timeout: float, extra: Sequence[int] = (),
-           pictures: Sequence[Path] = (), budget: float = DEFAULT_BUDGET, trace_path: Path | None = None,
-           view: dict[str, Any] | None = None) -> Written:
-    try:
-        return write_outputs(result, out_dir, timeout, extra_passes=extra, pictures=pictures,
-                             budget=budget, trace_path=trace_path, view=view)
-    except OSError as exc:
-        raise BadInput(f"gradscope: cannot write to {out_dir}: {exc.strerror or exc}") from None
-
-
 def _depth_option(text: str) -> int | str | None:
     """`--depth`: "auto", "full" (every node) or a whole number."""
     if text in ("auto", "full"):
@@ -378,31 +334,6 @@ def _depth_option(text: str) -> int | str | None:
     if depth < 0:
         raise BadInput(f"gradscope: --depth must be a whole number, 'auto' or 'full', not {text!r}")
     return depth
-
-
-def _report_layout_errors(written: Written) -> None:
-    for exc in written.errors:
-        click.echo(str(exc), err=True)
-    if written.module_level:
-        click.echo(f"gradscope: drawn as its module-level view (the view asked for did not lay out in time): "
-                   f"pass {', '.join(map(str, written.module_level))}", err=True)
-    if written.not_drawn:
-        passes = ", ".join(map(str, written.not_drawn))
-        why = "drawing was interrupted" if written.stopped_by else "the layout budget ran out (--layout-budget)"
-        click.echo(f"gradscope: {len(written.not_drawn)} graph(s) not drawn, {why}: pass {passes}; "
-                   f"the report says how to draw each later (gradscope render TRACE --pass N -o FILE.svg)", err=True)
-
-
-def _check_writable(out_dir: Path) -> None:
-    """Create `out_dir` and prove a file can be written there, or fail with one line."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except FileExistsError:
-        raise BadInput(f"gradscope: output folder {out_dir} exists and is not a folder") from None
-    except OSError as exc:
-        raise BadInput(f"gradscope: cannot write to output folder {out_dir}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 FORMAT = "gradscope-trace"
 
@@ -85,7 +85,8 @@ class TensorSummary:
 
     def scalar(self) -> float | None:
         """The single number this tensor holds, when it holds exactly one, else None."""
-        return single_number(self.value)
+        number: float | None = single_number(self.value)
+        return number
 
 
 def single_number(value: Any) -> Any:
@@ -138,15 +139,6 @@ class Node:
     # small numbers a node saved for its backward (`exponent`, `other`, a one-number `self`):
     # recorded for nodes that a create_graph backward built, whose forward no line shows
     saved: dict[str, Any] | None = None
-
-    @classmethod
-    def blank(cls, id: str, kind: str, name: str, grad_fn: str) -> "Node":
-        """A node with every other field at its default, made cheaply (capture makes one per
-        autograd node per pass; the defaults are read from the class until set)."""
-        node = object.__new__(cls)
-        node.id, node.kind, node.name, node.grad_fn = id, kind, name, grad_fn
-        node.grad_outputs = []
-        return node
 
     @property
     def grad(self) -> TensorSummary | None:
@@ -204,7 +196,7 @@ class Graph:
         by_id = self.__dict__.get("_by_id")  # an index, not a field: rebuilt when nodes change
         if by_id is None or len(by_id) != len(self.nodes):
             by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
-        node = by_id.get(node_id)
+        node: Node | None = by_id.get(node_id)
         if node is None or node.id != node_id:
             by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
             node = by_id.get(node_id)
@@ -256,7 +248,7 @@ class Graph:
         parts += [f"{e.src}>{e.dst}#{e.index}" for e in self.edges]
         return "\n".join(parts)
 
-    def to_networkx(self):
+    def to_networkx(self) -> Any:
         """A `networkx.DiGraph` with one node per graph node (attributes: the node's fields)
         and one edge per graph edge, directed input -> consumer (attributes: index, grad, local)."""
         import networkx as nx
@@ -268,20 +260,14 @@ class Graph:
             g.add_edge(e.src, e.dst, index=e.index, grad=_to_plain(e.grad), local=e.local)
         return g
 
-    def _repr_svg_(self) -> str:
-        from .render.notebook import graph_svg
-
-        return graph_svg(self)
-
     def __repr__(self) -> str:  # short: a notebook keeps it as the output's text/plain
         return f"Graph({len(self.nodes)} nodes, {len(self.edges)} edges)"
 
-    def render(self, path: str | Path, depth: int | str | None = "auto", expand: tuple[str, ...] = (),
-               fold: bool = True, **options: Any) -> Path:
-        """Draw this graph to `path` (`.svg`, `.png`, `.dot`); options as `Trace.render`."""
-        from .render.graph import render_graph
+    if TYPE_CHECKING:  # attached by gradscope.methods (the model imports no renderer)
+        def _repr_svg_(self) -> str: ...
 
-        return render_graph(self, path, depth=depth, expand=tuple(expand), fold=fold, **options)
+        def render(self, path: str | Path, depth: int | str | None = "auto", expand: tuple[str, ...] = (),
+                   fold: bool = True, **options: Any) -> Path: ...
 
 
 @dataclass
@@ -306,10 +292,8 @@ class Pass:
     def kind(self) -> str:
         return "grad" if self.api == "torch.autograd.grad" else "backward"
 
-    def _repr_html_(self) -> str:
-        from .render.notebook import pass_html
-
-        return pass_html(self)
+    if TYPE_CHECKING:  # attached by gradscope.methods
+        def _repr_html_(self) -> str: ...
 
     def __repr__(self) -> str:
         return f"Pass({self.index}, {self.api}, {self.graph!r})"
@@ -357,43 +341,18 @@ class Trace:
     events: list[Event] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    # -- saving and loading (gradscope.traceio) ---------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """This trace as plain data in the current file format (version 2)."""
-        from .traceio import to_dict
+    if TYPE_CHECKING:  # saving, loading and drawing: attached by gradscope.methods
+        def to_dict(self) -> dict[str, Any]: ...
 
-        return to_dict(self)
+        def save(self, path: str | Path) -> Path: ...
 
-    def save(self, path: str | Path) -> Path:
-        """Write this trace as versioned, standard JSON and return the path."""
-        from .traceio import save
+        @classmethod
+        def from_dict(cls, data: Any) -> "Trace": ...
 
-        return save(self, path)
+        def render(self, path: str | Path, pass_index: int = -1, depth: int | str | None = "auto",
+                   expand: tuple[str, ...] = (), fold: bool = True, **options: Any) -> Path: ...
 
-    @classmethod
-    def from_dict(cls, data: Any) -> "Trace":
-        """A trace from plain data of any file format version (every field checked)."""
-        from .traceio import from_dict
-
-        return from_dict(data)
-
-    # -- convenience -------------------------------------------------------------------
-    def render(self, path: str | Path, pass_index: int = -1, depth: int | str | None = "auto",
-               expand: tuple[str, ...] = (), fold: bool = True, **options: Any) -> Path:
-        """Render one pass (`.svg`, `.png`, `.dot`) or the whole trace (`.html`), chosen by extension.
-
-        `depth`: draw module calls deeper than this as one box each ("auto": the deepest
-        that keeps the picture to 150 boxes, small graphs in full; None: every node);
-        `expand`: module paths to open whatever the depth; `fold`: draw consecutive calls of
-        same-structure modules (a transformer's blocks) once, marked ×N."""
-        from .render import render
-
-        return render(self, path, pass_index=pass_index, depth=depth, expand=tuple(expand), fold=fold, **options)
-
-    def _repr_html_(self) -> str:
-        from .render.html import trace_to_html
-
-        return trace_to_html(self, standalone=False)
+        def _repr_html_(self) -> str: ...
 
     def __repr__(self) -> str:  # a loaded trace's full repr would be megabytes of text/plain
         script = self.meta.get("script")
@@ -402,12 +361,8 @@ class Trace:
         return f"Trace({n} pass{'es' if n != 1 else ''}, {d} diagnostic{'s' if d != 1 else ''}{of})"
 
 
-def load(path: str | Path) -> Trace:
-    """Read a trace written by `Trace.save` (or `gradscope trace`), or what a killed run
-    left behind; raises TraceFormatError (one line) for anything else."""
-    from .traceio import load as load_file
-
-    return load_file(path)
+if TYPE_CHECKING:
+    def load(path: str | Path) -> Trace: ...  # attached by gradscope.methods
 
 
 # -- plain-data conversion ---------------------------------------------------------------

@@ -21,29 +21,22 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-# (module, attribute) of the functions during which the recorder steps aside
-_ENTRY_POINTS = (
-    ("torch._C", "_create_function_from_trace"),
-    ("torch._C", "_create_function_from_trace_with_dict"),
-    ("torch.jit._trace", "trace_module"),
-    ("torch.jit", "trace_module"),
-    ("torch.fx._symbolic_trace", "Tracer.trace"),
-    ("torch.export._trace", "_export"),
-)
+from ._torch import TRACER_ENTRY_POINTS as _ENTRY_POINTS
+from ._torch import pop_function_mode, push_function_mode, top_function_mode
 
 
 @contextlib.contextmanager
 def mode_aside(mode: Any) -> Iterator[None]:
     """Take `mode` off the current thread's torch-function stack for the block, when it is on
     top (as it is unless the user pushed a mode of their own since)."""
-    if mode is None or torch.overrides._get_current_function_mode() is not mode:
+    if mode is None or top_function_mode() is not mode:
         yield
         return
-    torch._C._pop_torch_function_stack()
+    pop_function_mode()
     try:
         yield
     finally:
-        torch._C._push_on_torch_function_stack(mode)
+        push_function_mode(mode)
 
 
 class TracingAsides:
@@ -65,6 +58,21 @@ class TracingAsides:
                 continue
             self._saved.append((owner, name, original))
             setattr(owner, name, self._wrap(original))
+
+    def watch_compile(self, after: Callable[[], None]) -> None:
+        """Call `after()` after each `torch.compile(...)` call (until `remove()`)."""
+        original = torch.compile
+
+        @functools.wraps(original)
+        def compile_then(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(*args, **kwargs)
+            finally:
+                after()
+
+        compile_then.__gradscope_original__ = original  # type: ignore[attr-defined]
+        self._saved.append((torch, "compile", original))
+        torch.compile = compile_then  # type: ignore[assignment]
 
     def remove(self) -> None:
         for owner, name, original in reversed(self._saved):

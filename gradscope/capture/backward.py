@@ -12,89 +12,36 @@ called; everything else may be called with one-hot gradients to get its local Ja
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import operator
 import time
 import weakref
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..model import Edge, Pass, Source, TensorSummary, single_number
+from ..model import Edge, Pass, Source, TensorSummary
+from ._torch import has_grad_hooks, input_metadata, version_of
+from .backward_call import BackwardCall
+from .deferred import Deferred, SameAs
 from .history import LeafHistory, history_of
+from .jacobians import local_jacobians
 from .leaf_norms import fill_value_norms, queue_value_norms
 from .names import name_node
-from .nodetable import BackwardMade, NodeTable
-from .recorder import OpInfo
+from .nodetable import BackwardMade
 from .quiet import unwatched_hook
+from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
 from .source import assignment_target
-from .summaries import Box, PendingBatch, _device_name, _dtype_name, _nest
+from .summaries import PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
 
 if TYPE_CHECKING:
     from .tracer import Tracer
 
 log = logging.getLogger("gradscope")
-
-BACKWARD_APIS: dict[Callable, str] = {
-    torch.Tensor.backward: "Tensor.backward",
-    torch.autograd.backward: "torch.autograd.backward",
-    torch.autograd.grad: "torch.autograd.grad",
-}
-
-_TENSOR_BACKWARD = torch.Tensor.backward
-_signatures: dict[Callable, inspect.Signature] = {}
-
-
-@dataclass
-class BackwardCall:
-    """The arguments of one backward call, normalised across the three APIs."""
-
-    api: str
-    roots: list[torch.Tensor]
-    seeds: list[torch.Tensor | None]
-    inputs: list[torch.Tensor] = field(default_factory=list)
-    retain_graph: bool = False
-    create_graph: bool = False
-
-
-def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
-    if func is _TENSOR_BACKWARD and len(args) == 1 and all(v is None or v is False for v in kwargs.values()):
-        # `loss.backward()` (torch passes each argument by keyword, at its default): most calls
-        return BackwardCall(api="Tensor.backward", roots=[args[0]], seeds=[None])
-    sig = _signatures.get(func)
-    if sig is None:
-        sig = _signatures[func] = inspect.signature(func)
-    bound = sig.bind(*args, **kwargs).arguments
-    api = BACKWARD_APIS[func]
-    if api == "Tensor.backward":
-        roots, seeds = [bound["self"]], [bound.get("gradient")]
-    elif api == "torch.autograd.backward":
-        roots, seeds = _as_list(bound["tensors"]), _as_list(bound.get("grad_tensors"))
-    else:
-        roots, seeds = _as_list(bound["outputs"]), _as_list(bound.get("grad_outputs"))
-    create = bool(bound.get("create_graph", False))
-    retain = bound.get("retain_graph")
-    return BackwardCall(
-        api=api,
-        roots=[r for r in roots if isinstance(r, torch.Tensor)],
-        seeds=(seeds + [None] * len(roots))[: len(roots)],
-        inputs=[t for t in _as_list(bound.get("inputs")) if isinstance(t, torch.Tensor)],
-        retain_graph=create if retain is None else bool(retain),
-        create_graph=create,
-    )
-
-
-def _as_list(v) -> list:
-    if v is None:
-        return []
-    if isinstance(v, torch.Tensor) or not isinstance(v, (list, tuple, dict)):
-        return [v]
-    return list(v.values()) if isinstance(v, dict) else list(v)
 
 
 @dataclass(frozen=True)
@@ -136,13 +83,12 @@ class PassRecorder:
         self.options: GradientOptions = tracer.gradient_options
         self.batch = PendingBatch(tracer.summary_options)
         # (model object, attribute, pending value, unwrap to a number) to set once resolved
-        self._fill: list[tuple[object, str, Any, bool]] = []
+        self._fill: list[Deferred] = []  # model fields to fill once the numbers land
         self._handles: list = []
         self._tagged: set[int] = set()
-        # (target, attribute, source, source attribute, as a one-item list): after resolving,
-        # target.attribute = source.source_attribute; for gradients that are the same tensor
-        # as another summary (an edge's, the previous pass's .grad) and need no second one
-        self._copy_later: list[tuple] = []
+        # gradients that are the same tensor as another summary (an edge's, the previous
+        # pass's .grad) and need no second one: filled after `_fill`
+        self._copy_later: list[SameAs] = []
         self._only_edge_into_leaf: dict[str, Edge] = {}
         self._had_grad: set[str] = set()  # leaves whose .grad was not None before the pass
         self.index: GraphIndex | None = None
@@ -230,9 +176,9 @@ class PassRecorder:
             if node_id in index.leaf_tensors:
                 continue
             out = edges_out.get(node_id, [])
-            if len(out) == 1 and not node.is_root and len(getattr(fn, "_input_metadata", ())) == 1:
+            if len(out) == 1 and not node.is_root and len(input_metadata(fn) or ()) == 1:
                 # what arrives is what its one consumer sent: no need to summarise it twice
-                self._copy_later.append((node, "grad_outputs", out[0], "grad", True))
+                self._copy_later.append(SameAs(node, "grad_outputs", out[0], "grad", as_list=True))
             else:
                 self._handles.append(fn.register_prehook(self._quiet(self._make_prehook(node))))
             self._handles.append(fn.register_hook(self._quiet(self._make_posthook(fn, node, edges_into.get(node_id, {})))))
@@ -275,10 +221,10 @@ class PassRecorder:
             return
         self._had_grad.add(node.id)
         last = history.grad
-        if last is not None and last[0]() is grad and last[1] == grad._version:
+        if last is not None and last[0]() is grad and last[1] == version_of(grad):
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
-            self._copy_later.append((node, "grad_before", last[2], "grad_after", False))
+            self._copy_later.append(SameAs(node, "grad_before", last[2], "grad_after"))
         else:
             self._leaf_grad(node, "grad_before", leaf, grad, history)
 
@@ -286,7 +232,7 @@ class PassRecorder:
         edge = self._only_edge_into_leaf.get(node.id)
         if edge is not None and node.id not in self._had_grad and not _has_grad_hooks(leaf) and leaf.grad is not None:
             # .grad was None and one gradient arrived: AccumulateGrad stored exactly that
-            self._copy_later.append((node, "grad_after", edge, "grad", False))
+            self._copy_later.append(SameAs(node, "grad_after", edge, "grad"))
         else:
             self._leaf_grad(node, "grad_after", leaf, leaf.grad, history)
 
@@ -328,42 +274,13 @@ class PassRecorder:
         for (node, leaf), history in zip(index.leaves, self.histories):
             grad = leaf.grad
             if grad is not None:
-                history.grad = (weakref.ref(grad), grad._version, node)
+                history.grad = (weakref.ref(grad), version_of(grad), node)
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
-        """d output / d input for each small edge, by calling the node with one-hot gradients."""
-        if not _callable(fn, self.tracer.nodes):
-            return
-        limit = self.options.max_jacobian
-        outputs = [(tuple(m.shape), m.dtype, m.device) for m in fn._input_metadata]
-        sizes = [math.prod(shape) for shape, _, _ in outputs]
-        total = sum(sizes)
-        wanted = [
-            i for i, g in enumerate(grad_inputs)
-            if i in edges and isinstance(g, torch.Tensor) and 0 < g.numel() <= limit
-        ]
-        if not wanted or total == 0 or total > limit:
-            return
-        # one-hot gradients as rows of an identity matrix: views, no per-element writes
-        # (writing one element of a GPU tensor from Python synchronises)
-        eyes: dict[tuple, torch.Tensor] = {}
-        rows: list[tuple] = []
-        for k in range(total):
-            one_hot = []
-            offset = 0
-            for (shape, dtype, device), size in zip(outputs, sizes):
-                eye = eyes.get((dtype, device))
-                if eye is None:
-                    eye = eyes[(dtype, device)] = torch.eye(total, dtype=dtype, device=device)
-                one_hot.append(eye[k, offset : offset + size].view(shape))
-                offset += size
-            result = fn(*one_hot)
-            rows.append(result if isinstance(result, tuple) else (result,))
-        for i in wanted:
-            jac = _jacobian_columns([r[i] if i < len(r) else None for r in rows], grad_inputs[i])
-            if jac is not None:
-                self._later(edges[i], "local", self.batch.keep(jac), scalar=(total == 1 and jac.shape[1] == 1))
+        """d output / d input for each small edge (jacobians.py)."""
+        for i, jac, scalar in local_jacobians(fn, grad_inputs, edges, self.options.max_jacobian, self.tracer.nodes):
+            self._later(edges[i], "local", self.batch.keep(jac), scalar=scalar)
 
     # -- create_graph: mark what backward built ------------------------------------------
     def _tag_created(self, fn, grad_inputs) -> None:
@@ -442,12 +359,10 @@ class PassRecorder:
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
         fill_value_norms(self._value_norms)
-        for obj, attr, pending, scalar in self._fill:
-            setattr(obj, attr, _resolved(pending, scalar))
-        for target, attr, source, source_attr, as_list in self._copy_later:
-            value = getattr(source, source_attr)
-            if value is not None:
-                setattr(target, attr, [value] if as_list else value)
+        for deferred in self._fill:
+            deferred.fill()
+        for same in self._copy_later:
+            same.fill()
         self._fill.clear()
         self._copy_later.clear()
         assert self.result is not None
@@ -458,44 +373,7 @@ class PassRecorder:
         return self.result
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
-        self._fill.append((obj, attr, pending, scalar))
-
-
-def _resolved(pending: Any, scalar: bool = False) -> Any:
-    """A resolved Pending -> TensorSummary; a Box -> its value (a number if `scalar`); lists element-wise."""
-    if pending is None:
-        return None
-    if isinstance(pending, Box):
-        return single_number(pending.value) if scalar else pending.value
-    if isinstance(pending, list):
-        return [_resolved(p) for p in pending]
-    return pending.result
-
-
-def _jacobian_columns(rows: list, delivered: torch.Tensor) -> torch.Tensor | None:
-    """Stack a node's outputs for each one-hot gradient into the Jacobian d output / d input:
-    one row per output element, one column per element of the input.
-
-    Called directly, a node returns the gradient before the engine reduces it to its input's
-    shape: `A * v` with v of shape [3] and A of [2, 3] gives [2, 3] for v, which the engine
-    sums to [3] (and an addmm bias of shape [1] gets the whole output's shape). Each row is
-    reduced the same way, to the shape of what the engine `delivered`; None when it cannot be.
-    """
-    shape, width = delivered.shape, delivered.numel()
-    out = []
-    for r in rows:
-        if r is None:
-            out.append(torch.zeros(width, dtype=delivered.dtype, device=delivered.device))
-            continue
-        if r.shape != shape:
-            try:
-                r = r.sum_to_size(shape)
-            except RuntimeError:  # not a broadcast of the input: no Jacobian to show
-                return None
-        if r.numel() != width:
-            return None
-        out.append(r.reshape(-1).to(delivered.dtype))
-    return torch.stack(out) if out else None
+        self._fill.append(Deferred(obj, attr, pending, scalar))
 
 
 def _ones_summary(root: torch.Tensor) -> TensorSummary:
@@ -503,21 +381,6 @@ def _ones_summary(root: torch.Tensor) -> TensorSummary:
     shape = list(root.shape)
     return TensorSummary(shape=shape, dtype=_dtype_name(root.dtype), device=_device_name(root.device), norm=1.0,
                          max_abs=1.0, mean=1.0, value=_nest([1.0], shape))
-
-
-def _callable(fn, notes: NodeTable) -> bool:
-    """May gradscope call this node to get its local Jacobian? (DESIGN: never AccumulateGrad,
-    never a custom Python Function — its backward is the user's code, maybe with side effects —
-    never a node whose saved tensors have unpack hooks, never compiled-function nodes.)"""
-    if isinstance(fn, torch.autograd.function.BackwardCFunction):
-        return False
-    name = type(fn).__name__
-    if name == "AccumulateGrad" or "CompiledFunction" in name:
-        return False
-    if not hasattr(fn, "_input_metadata"):
-        return False
-    info = notes.get(fn)
-    return type(info) is not OpInfo or not info.saved_hooks
 
 
 def _name_tensor(t: Any, name: str) -> None:
@@ -529,8 +392,7 @@ def _has_grad_hooks(leaf: torch.Tensor) -> bool:
     """Hooks that may change what lands in .grad (gradient clipping hooks, optimizers in
     backward; DDP and FSDP average .grad across processes from hooks gradscope cannot list)."""
     return (
-        bool(getattr(leaf, "_backward_hooks", None))
-        or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
+        has_grad_hooks(leaf)
         or (torch.distributed.is_available() and torch.distributed.is_initialized())
     )
 

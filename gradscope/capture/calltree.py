@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import Graph, ModuleCall
+from ._torch import sequence_nr
 from .opcalls import owner_note
 from .recorder import OpInfo
 
@@ -28,7 +29,7 @@ def attach_module_calls(graph: Graph, fns: list, notes: list, table: "NodeTable"
         if node.kind != "op":
             continue
         if note is None:
-            note = owner_note(forward, fn._sequence_nr(), OpInfo)
+            note = owner_note(forward, sequence_nr(fn), OpInfo)
             if note is None:
                 continue
             node.source, node.module = note.source, note.module

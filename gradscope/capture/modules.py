@@ -8,24 +8,18 @@ outermost module that runs gives qualified names to its submodules (`features`,
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import torch
-from torch.nn.modules import module as module_mod
 from torch.nn.modules.module import (
     register_module_forward_hook,
     register_module_forward_pre_hook,
 )
 
+from ._torch import compiling, global_module_hook_keys, swap_has_any_global_hook
 from .idtable import IdTable
 from .modulecalls import CallLog, outermost_parent
 from .names import leaf_names_changed
-from .recorder import compile_flags, dynamo_compiling
-
-
-def _global_hook_tables() -> tuple:
-    m = module_mod
-    return (m._global_backward_pre_hooks, m._global_backward_hooks, m._global_forward_pre_hooks,
-            m._global_forward_hooks, m._global_forward_hooks_always_called, m._global_forward_hooks_with_kwargs)
 
 
 class ModuleStack:
@@ -56,9 +50,9 @@ class ModuleTracker:
         self._root_size = IdTable()
         self._param_root_size: IdTable = IdTable()
         self._handles: list = []
-        self._has_global_hook = None  # torch's check, while replaced by `_users_global_hook`
+        self._has_global_hook: Callable[[], bool] | None = None  # torch's check, while replaced by `_users_global_hook`
         # called at the next module call when set (the tracer, after an optimizer step raised)
-        self.on_enter = None
+        self.on_enter: Callable[[], None] | None = None
         self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
 
     def here(self) -> ModuleStack:
@@ -84,15 +78,14 @@ class ModuleTracker:
         ]
         # torch.compile(module) warns when it sees global module hooks: not about gradscope's
         if self._has_global_hook is None:
-            self._has_global_hook = module_mod._has_any_global_hook
-            module_mod._has_any_global_hook = self._users_global_hook
+            self._has_global_hook = swap_has_any_global_hook(self._users_global_hook)
 
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
         if self._has_global_hook is not None:
-            module_mod._has_any_global_hook = self._has_global_hook
+            swap_has_any_global_hook(self._has_global_hook)
             self._has_global_hook = None
         here = self.here()
         here.stack.clear()
@@ -104,10 +97,10 @@ class ModuleTracker:
     def _users_global_hook(self) -> bool:
         """torch's `_has_any_global_hook()`, blind to gradscope's own hooks."""
         ours = {h.id for h in self._handles}
-        return any(key not in ours for hooks in _global_hook_tables() for key in hooks)
+        return any(key not in ours for key in global_module_hook_keys())
 
     def _enter(self, module: torch.nn.Module, args) -> None:
-        if dynamo_compiling() or compile_flags._is_compiling_flag:
+        if compiling():
             return None
         if self.on_enter is not None:
             self.on_enter()
@@ -126,7 +119,7 @@ class ModuleTracker:
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:
-        if dynamo_compiling() or compile_flags._is_compiling_flag:
+        if compiling():
             return None
         here = self.here()
         stack = here.stack

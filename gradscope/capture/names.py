@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ._torch import sequence_nr
 from .idtable import IdTable
 
 # Names from `gradscope.name` on leaves. Weak: a name never keeps a tensor alive.
@@ -34,7 +35,7 @@ def leaf_names_changed() -> None:
 
 def any_named(fns: list) -> bool:
     """Do any of these autograd nodes carry a name?"""
-    return bool(_named_nodes) and any(_named_nodes.get(fn._sequence_nr()) is type(fn) for fn in fns)
+    return bool(_named_nodes) and any(_named_nodes.get(sequence_nr(fn)) is type(fn) for fn in fns)
 
 
 # non-leaf nodes that carry a name: sequence number -> node class (the newest kept)
@@ -64,12 +65,12 @@ def name_node(fn, name: str, replace: bool = True) -> None:
     if len(_named_nodes) >= _NAMED_NODES_KEPT:
         for key in list(_named_nodes)[: _NAMED_NODES_KEPT // 2]:
             del _named_nodes[key]
-    _named_nodes[fn._sequence_nr()] = type(fn)
+    _named_nodes[sequence_nr(fn)] = type(fn)
 
 
 def node_name(fn) -> str | None:
     """The name given to an autograd node, if any."""
-    if _named_nodes and _named_nodes.get(fn._sequence_nr()) is type(fn):
+    if _named_nodes and _named_nodes.get(sequence_nr(fn)) is type(fn):
         return fn.metadata.get(NAME_KEY)
     return None
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ._torch import sequence_nr
 from .quiet import unwatched
 
 # How far past a node's number to look for its call's note: a call making more internal
@@ -30,7 +31,7 @@ def next_sequence_nr() -> int | None:
     with unwatched(), torch.enable_grad():  # the user's profiler and modes never see the probe
         probe = torch.zeros((), requires_grad=True) * 1
     fn = probe.grad_fn
-    return None if fn is None else fn._sequence_nr() + 1
+    return None if fn is None else sequence_nr(fn) + 1
 
 
 def owner_note(notes: dict[int, Any], seq: int, note_type: type) -> Any:

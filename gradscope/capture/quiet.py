@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
-from torch.utils._python_dispatch import _disable_current_modes
-
-_dispatch_modes = torch._C._len_torch_dispatch_stack
-_function_modes = torch._C._len_torch_function_stack
-_profiling = torch._C._autograd._profiler_enabled
-_record_ops = torch._C._autograd._enable_record_function
+from ._torch import DisableTorchFunction
+from ._torch import disable_dispatch_modes as _disable_current_modes
+from ._torch import dispatch_mode_depth as _dispatch_modes
+from ._torch import enable_record_function as _record_ops
+from ._torch import function_mode_depth as _function_modes
+from ._torch import profiler_enabled as _profiling
 
 
 def user_watching() -> bool:
@@ -35,7 +34,7 @@ class unwatched:
         self._dispatch = _disable_current_modes() if _dispatch_modes() else None
         if self._dispatch is not None:
             self._dispatch.__enter__()
-        self._function = torch._C.DisableTorchFunction() if _function_modes() else None
+        self._function = DisableTorchFunction() if _function_modes() else None
         if self._function is not None:
             self._function.__enter__()
         self._profiler = _profiling()

@@ -10,15 +10,15 @@ training loop of a small-op model pays for every microsecond here.
 
 from __future__ import annotations
 
-import operator
 import weakref
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
+from ._torch import compiling, dynamo_imported, saved_tensor_hooks_active, version_of
+from .guard import internal_error
 from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
 
@@ -26,18 +26,17 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _Tensor = torch.Tensor
-# "Is Dynamo (or export) tracing us?" asked on every op and module call. Outside TorchScript
-# `torch.compiler.is_compiling()` returns `_is_compiling_flag` (set by export), and Dynamo
-# folds the call to True; `is_dynamo_compiling()` is folded alike and costs one Python call
-# where `is_compiling()` costs two. Where torch lacks either, the public function is used.
-if hasattr(torch.compiler, "is_dynamo_compiling") and hasattr(torch.compiler, "_is_compiling_flag"):
-    dynamo_compiling, compile_flags = torch.compiler.is_dynamo_compiling, torch.compiler
-else:
-    dynamo_compiling, compile_flags = torch.compiler.is_compiling, SimpleNamespace(_is_compiling_flag=False)
 _grad_enabled = torch.is_grad_enabled
-_top_saved_hooks = torch._C._autograd._top_saved_tensors_default_hooks
 _weakref = weakref.ref
-_version_of = operator.attrgetter("_version")
+# (compared by identity on the compiling path: Dynamo folds `is` on constants)
+_BACKWARD, _AUTOGRAD_BACKWARD, _GRAD = torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad
+_version_of = version_of
+
+BACKWARD_APIS: dict[Callable, str] = {  # the calls that run a backward pass, and their names
+    _BACKWARD: "Tensor.backward",
+    _AUTOGRAD_BACKWARD: "torch.autograd.backward",
+    _GRAD: "torch.autograd.grad",
+}
 
 
 class OpInfo:
@@ -120,12 +119,13 @@ class RecordingMode(TorchFunctionMode):
         # where the next call's nodes start (see opcalls.py), counted again after each
         # backward (a create_graph backward makes nodes in this thread)
         self._next_first: int | None = next_sequence_nr()
-        from .backward import BACKWARD_APIS  # (backward.py imports this module)
-
         self._backward_apis = frozenset(BACKWARD_APIS)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if dynamo_compiling() or compile_flags._is_compiling_flag:  # Dynamo must see straight through us
+        if compiling():  # Dynamo (and export) must see straight through us
+            if (func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD) and _compiled_backward:
+                # ... but backward breaks Dynamo's graph (it never traces it): record it there
+                return _compiled_backward[0](self, func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
@@ -141,30 +141,38 @@ class RecordingMode(TorchFunctionMode):
                     self._next_first = next_sequence_nr()
             return special(func, args, kwargs)
 
-        tensors = _tensor_args(args, kwargs)
         try:
-            versions = list(map(_version_of, tensors))
-        except RuntimeError:  # an inference tensor (inference_mode) has no version counter
-            tensors = [t for t in tensors if not t.is_inference()]
-            versions = list(map(_version_of, tensors))
+            tensors = _tensor_args(args, kwargs)
+            try:
+                versions = list(map(_version_of, tensors))
+            except RuntimeError:  # an inference tensor (inference_mode) has no version counter
+                tensors = [t for t in tensors if not t.is_inference()]
+                versions = list(map(_version_of, tensors))
+        except Exception:  # (guard.py: the op runs as without gradscope, unrecorded)
+            internal_error("reading an op's arguments")
+            return func(*args, **kwargs)
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:
             tracer.on_op_error(op_name(func), tensors, exc)
             raise
 
-        for t, v in zip(tensors, versions):
-            if t._version != v:
-                tracer.on_inplace(op_name(func), t, v)
-        if isinstance(out, _Tensor):
-            if out.requires_grad:
-                self._tag(out, func, tensors, versions)
-            elif tensors:  # left autograd (detach, no_grad): the checks may need the line
-                tracer.checks.on_no_grad_output(func, tensors)
-        elif isinstance(out, (tuple, list)):
-            for o in out:
-                if isinstance(o, _Tensor) and o.requires_grad:
-                    self._tag(o, func, tensors, versions)
+        try:
+            if versions and list(map(_version_of, tensors)) != versions:
+                for t, v in zip(tensors, versions):
+                    if _version_of(t) != v:
+                        tracer.on_inplace(op_name(func), t, v)
+            if isinstance(out, _Tensor):
+                if out.requires_grad:
+                    self._tag(out, func, tensors, versions)
+                elif tensors:  # left autograd (detach, no_grad): the checks may need the line
+                    tracer.checks.on_no_grad_output(func, tensors)
+            elif isinstance(out, (tuple, list)):
+                for o in out:
+                    if isinstance(o, _Tensor) and o.requires_grad:
+                        self._tag(o, func, tensors, versions)
+        except Exception:  # (guard.py: the user's result is returned; its notes are dropped)
+            internal_error("recording an op")
         return out
 
     def _tag(self, out: torch.Tensor, func, tensors, versions) -> None:
@@ -197,7 +205,7 @@ class RecordingMode(TorchFunctionMode):
             stmt,
             self._seq,
             tuple(zip(map(_weakref, tensors), versions)),
-            _top_saved_hooks(False) is not None,
+            saved_tensor_hooks_active(),
             output,
             first,
             here.call,
@@ -220,6 +228,32 @@ class RecordingMode(TorchFunctionMode):
             self._stmt += 1
         self._last_stmt_key = (key, lasti)
         return source_at(frame.f_code, line), self._stmt
+
+
+def _backward_in_compiled_code(mode: RecordingMode, func: Callable, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """`loss.backward()` inside a `torch.compile`d function. Dynamo inlines the recorder's
+    `__torch_function__` and would fold the call into a plain pass-through, so the backward
+    (which Dynamo never traces: it breaks the graph there, with or without gradscope) would
+    run unseen. Disabled for Dynamo, this runs eagerly at that same graph break, where the
+    recorder is off the mode stack as in any `__torch_function__`, and records the pass."""
+    if type(mode) is not RecordingMode:  # a paused or stopped recorder, reached by compiled code
+        return func(*args, **kwargs)
+    try:
+        return mode._intercepted[func](func, args, kwargs)
+    finally:
+        mode._next_first = next_sequence_nr()
+
+
+# `_backward_in_compiled_code` as Dynamo must run it (eagerly), once Dynamo is imported:
+# gradscope never imports it itself (slow, and it writes an inductor cache folder)
+_compiled_backward: list[Callable] = []
+
+
+def prepare_for_dynamo() -> None:
+    """Make the Dynamo-disabled `_backward_in_compiled_code`, when Dynamo is imported (the
+    tracer asks at its start and after each `torch.compile` call)."""
+    if not _compiled_backward and dynamo_imported():
+        _compiled_backward.append(torch.compiler.disable(_backward_in_compiled_code))
 
 
 def _tensor_args(args: tuple, kwargs: dict[str, Any]) -> list[torch.Tensor]:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from ..model import Edge, Node
 from . import names
+from ._torch import input_metadata
+from .opvalues import queue_op_value
 from .recorder import OpInfo
 
 if TYPE_CHECKING:
@@ -97,7 +99,6 @@ class QuietTemplate:
         nodes = list(self.nodes)
         for k in self.roots:
             nodes[k] = _fresh(nodes[k])
-        from .walk import queue_op_value  # (walk imports this module)
 
         for k in self.valued:  # an op's value is this pass's own: the node is too
             if k not in self.roots:
@@ -151,7 +152,7 @@ def _op_key(note: OpInfo, first: OpInfo) -> tuple:
 
 def _untagged_key(fn) -> tuple:
     """An op node no recorded op made (a linear's weight transpose): its class and output."""
-    meta = getattr(fn, "_input_metadata", None)
+    meta = input_metadata(fn)
     m = meta[0] if meta else None
     return (type(fn), None) if m is None else (type(fn), m.shape, m.dtype, m.device)
 

@@ -19,6 +19,8 @@ from torch.optim.optimizer import (
 )
 
 from ..model import Source
+from ._torch import pop_function_mode, push_function_mode, top_function_mode
+from .guard import internal_error
 from .source import user_source
 
 if TYPE_CHECKING:
@@ -46,6 +48,18 @@ class OptimizerSteps:
         self._handles = []
 
     def _on_start(self, optimizer, args, kwargs) -> None:
+        try:
+            self._start(optimizer, args, kwargs)
+        except Exception:  # (guard.py: the step runs as without gradscope)
+            internal_error("noting the start of an optimizer step")
+
+    def _on_end(self, optimizer, args, kwargs) -> None:
+        try:
+            self._end(optimizer, args, kwargs)
+        except Exception:  # (guard.py: the step's event is dropped)
+            internal_error("noting the end of an optimizer step")
+
+    def _start(self, optimizer, args, kwargs) -> None:
         tracer = self.tracer
         mode = tracer._mode
         if torch.compiler.is_compiling() or mode is None:
@@ -55,22 +69,22 @@ class OptimizerSteps:
         mode.in_optimizer_step = True
         # (torch passes the step's own arguments, the optimizer first: `step(closure)` is (opt, closure))
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
-        if closure is None and torch.overrides._get_current_function_mode() is mode:
+        if closure is None and top_function_mode() is mode:
             # Step aside entirely: each of the step's many ops would otherwise still be
             # dispatched to the recorder. (A closure runs forward and backward inside the
             # step, so with one the recorder stays and only passes the step's ops through.)
-            torch._C._pop_torch_function_stack()
+            pop_function_mode()
             mode.stepped_aside = True
             self._failed_at = user_source()
             tracer.modules.on_enter = self.back_after_failed_step  # (a module runs: the step is over)
 
-    def _on_end(self, optimizer, args, kwargs) -> None:
+    def _end(self, optimizer, args, kwargs) -> None:
         tracer = self.tracer
         mode = tracer._mode
         if torch.compiler.is_compiling() or mode is None:
             return
         if mode.stepped_aside:
-            torch._C._push_on_torch_function_stack(mode)
+            push_function_mode(mode)
             mode.stepped_aside = False
             tracer.modules.on_enter = None
         mode.in_optimizer_step = False
@@ -88,7 +102,7 @@ class OptimizerSteps:
         if mode is None or not mode.stepped_aside:
             return
         mode.stepped_aside = mode.in_optimizer_step = False
-        torch._C._push_on_torch_function_stack(mode)
+        push_function_mode(mode)
         if until:
             at = self._failed_at
             tracer.not_recorded(None, at, reason=(

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..model import TensorSummary
+from ._torch import version_of
 
 _RECENT_KEPT = 8
 
@@ -251,7 +252,7 @@ def _elements_key(t: torch.Tensor) -> tuple | None:
     """
     if not _is_dense(t):
         return None
-    return (t.device, t.data_ptr(), t.numel(), t.dtype, t._version)
+    return (t.device, t.data_ptr(), t.numel(), t.dtype, version_of(t))
 
 
 def _is_dense(t: torch.Tensor) -> bool:

@@ -18,30 +18,32 @@ from typing import Any, Callable
 import torch
 
 from ..model import Event, Pass, Source, Trace
+from ..torch_errors import leaf_inplace
 from . import userwarnings
+from ._torch import base_of, check_supported
 from .asides import TracingAsides
-from .backward import BACKWARD_APIS, GradientOptions, PassRecorder, parse_call
+from .backward import GradientOptions, PassRecorder
+from .backward_call import parse_call
 from .checks import LiveChecks
 from .full_passes import FullPasses
+from .graph_snapshots import RequiresGradReads
 from .idtable import IdTable
 from .modules import ModuleTracker
 from .names import leaf_names_changed, node_name
 from .nodetable import NodeTable
-from .recorder import OpInfo, RecordingMode, assigned_name
 from .quiet import unwatched, user_watching
+from .recorder import BACKWARD_APIS, OpInfo, RecordingMode, assigned_name, prepare_for_dynamo
 from .repeat import QuietTemplate
-from .graph_snapshots import RequiresGradReads
 from .source import assignment_target, user_source
 from .steps import OptimizerSteps
-from .updates import UpdateNorms
 from .summaries import SummaryOptions
+from .updates import UpdateNorms
 from .walk import walk
 
 log = logging.getLogger("gradscope")
 
 _active: "Tracer | None" = None
 
-LEAF_INPLACE_MESSAGE = "a leaf Variable that requires grad"
 
 
 class NestedTraceError(RuntimeError):
@@ -106,6 +108,7 @@ class Tracer:
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         global _active
+        check_supported()  # one clear line on a torch whose internals gradscope does not know
         if _active is not None:
             if not _active.yields:
                 raise NestedTraceError(
@@ -119,6 +122,8 @@ class Tracer:
             self.steps.install()
             self.updates.install()
             self._asides.install()
+            prepare_for_dynamo()  # (a backward inside a compiled function: recorder.py)
+            self._asides.watch_compile(prepare_for_dynamo)
             userwarnings.install()
             self._warnings_installed = True
             self._record_this_thread(self._main_nodes)
@@ -248,7 +253,7 @@ class Tracer:
 
     def on_op_error(self, op: str, tensors: list[torch.Tensor], exc: RuntimeError) -> None:
         try:
-            if LEAF_INPLACE_MESSAGE in str(exc) and tensors:
+            if leaf_inplace(str(exc)) and tensors:
                 leaf = _modified_leaf(tensors)
                 index = self._graph_as_it_stands(leaf)
                 node = next((i for i, t in index.leaf_tensors.items() if t is leaf), None) if index else None
@@ -364,7 +369,8 @@ class Tracer:
 def _modified_leaf(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The leaf an in-place op tried to change: its first argument, or the leaf it is a view of."""
     for t in tensors:
-        base = t._base if t._base is not None else t
+        base = base_of(t)
+        base = base if base is not None else t
         if base.requires_grad and base.grad_fn is None:
             return base
     return tensors[0]

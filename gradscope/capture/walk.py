@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import functools
 import re
-from math import prod
 from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING
 
 import torch
 
 from ..model import Edge, Graph, Node
+from ._torch import ACCUMULATE_GRAD, input_metadata, saved_label, saved_value_attributes, sequence_nr
 from .argnames import argument_name
 from .calltree import attach_module_calls
 from .names import explicit_leaf_name, node_name
+from .opvalues import queue_op_value
 from .recorder import OpInfo, assigned_name
 from .repeat import QuietTemplate
 from .summaries import (
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from .tracer import Tracer
 
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
-_ACCUMULATE_GRAD = torch._C._functions.AccumulateGrad  # the node class of leaves
+_ACCUMULATE_GRAD = ACCUMULATE_GRAD  # the node class of leaves
 
 
 @dataclass
@@ -164,6 +166,16 @@ def _node_ids(n: int) -> list[str]:
     return _NODE_IDS[:n] if n <= len(_NODE_IDS) else _NODE_IDS + [f"n{k}" for k in range(len(_NODE_IDS), n)]
 
 
+def blank_node(id: str, kind: str, name: str, grad_fn: str) -> Node:
+    """A model `Node` with every other field at its default, made without running the
+    dataclass's `__init__` (the walk makes one per autograd node per pass; the defaults are
+    read from the class until set). A capture-side shortcut: the model stays plain."""
+    node = object.__new__(Node)
+    node.id, node.kind, node.name, node.grad_fn = id, kind, name, grad_fn
+    node.grad_outputs = []
+    return node
+
+
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
     for node, box in pending_values:
         node.value = box.value
@@ -186,7 +198,7 @@ class _NodeMaker:
         if type(fn) is _ACCUMULATE_GRAD:
             return self._leaf(node_id, fn.variable)
         cls = type(fn).__name__
-        node = Node.blank(node_id, "op", node_name(fn) or "", cls)
+        node = blank_node(node_id, "op", node_name(fn) or "", cls)
         if type(note) is OpInfo:
             node.op, node.source, node.module = note.op, note.source, note.module
             if not node.name:
@@ -199,7 +211,7 @@ class _NodeMaker:
                 node.saved = saved_numbers(fn) or None
         output = note.output if type(note) is OpInfo else None
         if output is None:
-            shape_meta = getattr(fn, "_input_metadata", None)
+            shape_meta = input_metadata(fn)
             if shape_meta:
                 m = shape_meta[0]
                 output = m.shape, m.dtype, m.device
@@ -215,7 +227,7 @@ class _NodeMaker:
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
         index, tracer = self.index, self.tracer
         index.leaf_tensors[node_id] = leaf
-        node = Node.blank(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
+        node = blank_node(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
         node.shape = plain_shape(leaf.shape) if leaf.is_nested else list(leaf.shape)
         node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
@@ -233,7 +245,6 @@ class _NodeMaker:
         return node
 
 
-SAVED_PREFIX = "_saved_"
 SAVED_SHOWN = 4  # the most elements of a saved tensor shown
 
 
@@ -242,9 +253,7 @@ def saved_numbers(fn) -> dict:
     `{"exponent": 1.0, "self": 3.0}` for the pow a create_graph backward built. Only for
     such nodes (few): it reads every saved attribute."""
     found = {}
-    for attr in dir(fn):
-        if not attr.startswith(SAVED_PREFIX):
-            continue
+    for attr in saved_value_attributes(fn):
         try:
             v = getattr(fn, attr)
         except Exception:  # freed, or modified in place: nothing to show
@@ -255,7 +264,7 @@ def saved_numbers(fn) -> dict:
             v = v.item() if v.numel() == 1 else v.tolist()
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        found[attr[len(SAVED_PREFIX):]] = v
+        found[saved_label(attr)] = v
     return found
 
 
@@ -267,14 +276,6 @@ def _small(dims: list[int], limit: int) -> bool:
             return False
         n *= d
     return n <= limit
-
-
-def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: PendingBatch) -> None:
-    """An op's forward value, when its output is small and still the one the op made (alive,
-    still computed by this node, never edited in place since: its version is 0)."""
-    out = note.tensor() if note.tensor is not None else None
-    if out is not None and out._version == 0 and out.grad_fn is fn:
-        index.pending_values.append((node, batch.keep(out)))
 
 
 def _dims(shape) -> list[int]:
@@ -327,7 +328,7 @@ def _forward_order(graph: Graph, fns: list) -> list[Node]:
     key: dict[str, tuple] = {}
     for node, fn in zip(graph.nodes, fns):
         if node.kind == "op":
-            key[node.id] = (fn._sequence_nr(), 1, 0)
+            key[node.id] = (sequence_nr(fn), 1, 0)
     for e in graph.edges:
         if graph.nodes[at[e.src]].kind == "leaf" and e.dst in key:
             used = (key[e.dst][0], 0, e.index)

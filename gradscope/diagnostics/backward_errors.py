@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 from ..model import Diagnostic, Graph, Node, Source, Trace
+from ..torch_errors import backward_twice as second_backward_error
+from ..torch_errors import nonscalar_backward as nonscalar_backward_error
 from ._common import (
     ERROR,
     Found,
@@ -17,9 +19,6 @@ from ._common import (
 )
 from .user_words import Carried, backward_receiver, carried_variables, detach_code, variable
 
-SECOND_TIME = "backward through the graph a second time"
-NONSCALAR = "grad can be implicitly created only for scalar outputs"
-
 
 def backward_twice(trace: Trace) -> list[Found]:
     """`backward-twice` (error): backward through a graph whose saved tensors an earlier
@@ -28,7 +27,7 @@ def backward_twice(trace: Trace) -> list[Found]:
     found: list[Found] = []
     freed_events = {e.pass_index: e for _, e in events(trace, "freed-graph-reused")}
     for _, e in events(trace, "backward-error"):
-        if SECOND_TIME not in str(e.data.get("message", "")):
+        if not second_backward_error(str(e.data.get("message", ""))):
             continue
         p = failed_pass(trace, e)
         freed = freed_events.get(p.index) if p is not None else None
@@ -44,7 +43,7 @@ def backward_twice(trace: Trace) -> list[Found]:
                 carried = _nearest_to_root(p.graph, set(freed_nodes) - _ran(p.graph))
             variables = carried_variables(e.source, carried.source if carried is not None else None)
         freed_at = f"the backward at {where(first.source)}" if first is not None else "an earlier backward"
-        if carried is not None or variables is not None:
+        if p is not None and (carried is not None or variables is not None):
             message, hint = _carried_words(e.source, carried, variables, freed_at, p.graph)
             carrier = variables.source if variables is not None else None
         else:
@@ -109,7 +108,8 @@ def _carried_words(backward: Source | None, carried: Node | None, found: Carried
             cut += f" (for an LSTM's `(h, c)` pair: `{names[0]} = tuple(t.detach() for t in {names[0]})`)"
     else:
         cut = "reassign the variable that carries it to its `.detach()` at the start of each iteration"
-    return message, f"Cut the history where the tensor is carried over (truncated backpropagation through time): {cut}. {later}"
+    return message, (f"Cut the history where the tensor is carried over (truncated backpropagation through time): "
+                     f"{cut}. {later}")
 
 
 def _ran(graph: Graph) -> set[str]:
@@ -141,7 +141,7 @@ def nonscalar_backward(trace: Trace) -> list[Found]:
     """`nonscalar-backward` (error): `y.backward()` on a tensor with more than one element."""
     found: list[Found] = []
     for _, e in events(trace, "backward-error"):
-        if NONSCALAR not in str(e.data.get("message", "")):
+        if not nonscalar_backward_error(str(e.data.get("message", ""))):
             continue
         p = failed_pass(trace, e)
         roots = [n for n in p.graph.roots] if p is not None else []

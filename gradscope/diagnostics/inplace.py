@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..model import Diagnostic, Trace
+from ..torch_errors import saved_tensor_modified as modified_inplace_error
 from ._common import (
     ERROR,
     Found,
@@ -16,8 +17,6 @@ from ._common import (
     unique_sources,
     where,
 )
-
-MODIFIED = "modified by an inplace operation"
 
 
 def leaf_inplace(trace: Trace) -> list[Found]:
@@ -149,7 +148,7 @@ def saved_tensor_modified(trace: Trace) -> list[Found]:
     for _, e in events(trace, "backward-error"):
         message = str(e.data.get("message", ""))
         p = failed_pass(trace, e)
-        if MODIFIED not in message or (p is not None and p.index in explained_passes):
+        if not modified_inplace_error(message) or (p is not None and p.index in explained_passes):
             continue
         found.append((float(p.index) if p else event_time(e), Diagnostic(
             code="saved-tensor-modified",

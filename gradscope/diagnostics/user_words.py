@@ -35,7 +35,7 @@ def is_made_up(node: Node) -> bool:
     name = node.name or ""
     if not name:
         return True
-    base = node.op if node.kind == "op" else "leaf"
+    base = (node.op if node.kind == "op" else "leaf") or ""
     return bool(base) and re.fullmatch(rf"{re.escape(base)}(?:_\d+)?", name) is not None
 
 
@@ -120,7 +120,7 @@ def carried_variables(backward: Source | None, made_at: Source | None) -> Carrie
     return None
 
 
-def _feeding(loop: ast.For | ast.While, backward: Source) -> set[str]:
+def _feeding(loop: ast.For | ast.AsyncFor | ast.While, backward: Source) -> set[str]:
     """Variables the backward's tensor is computed from within one iteration of the loop
     (a backward slice over the body's assignments)."""
     stmt = _statement_at(backward)
@@ -156,6 +156,7 @@ def _is_sum(stmt: ast.stmt) -> bool:
 def _recurrent_targets(stmt: ast.stmt) -> list[str]:
     """Targets of an assignment that its own right-hand side reads, when the value can carry
     history (not `i = i + 1`, not `total += loss.item()`)."""
+    targets: list[ast.expr]
     if isinstance(stmt, ast.AugAssign):
         targets, value, aug = [stmt.target], stmt.value, True
     elif isinstance(stmt, ast.Assign):
@@ -193,7 +194,7 @@ def _is_number(e: ast.expr) -> bool:
     return isinstance(e, ast.Constant) and isinstance(e.value, (int, float, complex)) and not isinstance(e.value, bool)
 
 
-def _read_before_assigned(loop: ast.For | ast.While) -> dict[str, ast.stmt]:
+def _read_before_assigned(loop: ast.For | ast.AsyncFor | ast.While) -> dict[str, ast.stmt]:
     """Variables a loop body reads before (in its order) the statement that assigns them a
     value that may carry history: what one iteration hands to the next."""
     loop_vars = {_text(t) for t in _flat_targets([loop.target])} if isinstance(loop, ast.For) else set()
@@ -275,7 +276,7 @@ def _tree(file: str) -> ast.Module | None:
     return tree
 
 
-def _loop_around(source: Source | None) -> ast.For | ast.While | None:
+def _loop_around(source: Source | None) -> ast.For | ast.AsyncFor | ast.While | None:
     """The innermost for/while loop of the file whose body holds the line."""
     tree = _tree(source.file) if source is not None else None
     if tree is None:

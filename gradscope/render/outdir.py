@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..model import Pass, Trace
+from ..signals import signals_deferred
 from . import collapse
 from .collapse import MODULES
-from ..signals import signals_deferred
-from .html import trace_to_html
 from .drawing import DEFAULT_BUDGET, Drawing, Job, draw_all
+from .html import trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError
 from .manifest import record, remove_stale
 from .select import (
@@ -32,7 +32,6 @@ from .select import (
     pass_dot,
     svg_name,
 )
-
 
 _COARSE_SHARE = 1 / 3  # of the budget, kept for module-level views
 

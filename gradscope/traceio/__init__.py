@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..model import FORMAT, Trace, TraceFormatError
 from . import v2
@@ -59,8 +59,9 @@ def from_dict(data: Any) -> Trace:
         raise TraceFormatError("gradscope trace is malformed: nested too deeply") from None
 
 
-def load(path: str | Path) -> Trace:
-    """Read a trace file: a saved trace.json, or the stream a killed run left behind."""
+def load(path: str | Path, diagnose: Callable[[Trace], list] | None = None) -> Trace:
+    """Read a trace file: a saved trace.json, or the stream a killed run left behind
+    (whose diagnostics were never written: `diagnose` finds them)."""
     from .stream import STREAM_KEY, read_stream
 
     path = Path(path)
@@ -80,12 +81,12 @@ def load(path: str | Path) -> Trace:
         except json.JSONDecodeError as exc:
             first = _first_line(text)
             if isinstance(first, dict) and first.get(STREAM_KEY) is True:
-                return read_stream(text)
+                return read_stream(text, diagnose)
             raise TraceFormatError(f"not a gradscope trace (invalid JSON: {exc.msg} at line {exc.lineno})") from None
         except (RecursionError, ValueError):  # nesting past the parser's limit; integers of 4,300+ digits
             raise TraceFormatError("not a gradscope trace (JSON nested too deeply or numbers too long)") from None
         if isinstance(data, dict) and data.get(STREAM_KEY) is True:
-            return read_stream(text)  # a stream holding only its header
+            return read_stream(text, diagnose)  # a stream holding only its header
         return from_dict(data)
     except TraceFormatError as exc:
         raise TraceFormatError(f"{path}: {exc}") from None

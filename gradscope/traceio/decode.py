@@ -14,8 +14,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from ..model import (Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace,
-                     TraceFormatError)
+from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace, TraceFormatError
 
 # the largest integer a trace holds anywhere (counts, indexes, sizes, line numbers)
 MAX_INT = 2**53

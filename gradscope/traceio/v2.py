@@ -198,7 +198,8 @@ def _call_key(c: ModuleCall) -> tuple:
 
 def _has_numbers(node: Node) -> bool:
     d = node.__dict__
-    return (d.get("value") is not None or d.get("value_norm") is not None or d.get("grad_before") is not None or d.get("grad_after") is not None
+    return (d.get("value") is not None or d.get("value_norm") is not None
+            or d.get("grad_before") is not None or d.get("grad_after") is not None
             or d.get("seed") is not None or bool(d.get("grad_carried_over")) or bool(d.get("grad_outputs"))
             or d.get("saved") is not None)
 

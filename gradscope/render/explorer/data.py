@@ -81,7 +81,7 @@ def _homes(g: Graph) -> dict[str, int]:
             home[nid] = i
     parent = [c.parent for c in g.module_calls]
 
-    def chain(i: int) -> list[int]:
+    def chain(i: int | None) -> list[int]:
         out = []
         while i is not None and i >= 0:
             out.append(i)

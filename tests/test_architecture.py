@@ -1,0 +1,119 @@
+"""The shape of the package: gradscope/'s import graph, built with `ast`, has no cycle and
+no upward import between layers (docs/architecture.md).
+
+Every import counts, at module level and inside functions; only imports under
+`if TYPE_CHECKING:` (type names for annotations, never run) are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+import gradscope
+
+PACKAGE = Path(gradscope.__file__).parent
+ROOT = PACKAGE.name
+
+# Bottom to top. A module may import modules of its own layer or of a lower one.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("model", ("gradscope.model", "gradscope.traceio", "gradscope.version", "gradscope.signals",
+               "gradscope.notebook", "gradscope.torch_errors")),
+    ("capture", ("gradscope.capture",)),
+    ("diagnostics", ("gradscope.diagnostics", "gradscope.series")),
+    ("render", ("gradscope.render",)),
+    ("api", ("gradscope", "gradscope.api", "gradscope.cli", "gradscope.cli_options", "gradscope.cli_outputs", "gradscope.runner",
+             "gradscope.script_end", "gradscope.tracebacks", "gradscope.distributed", "gradscope.methods",
+             "gradscope.examples")),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int:
+    best, found = -1, 0
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    assert best >= 0, f"{module} is in no layer: add it to LAYERS (and docs/architecture.md)"
+    return found
+
+
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            for sub in node.body:
+                skip.update(id(x) for x in ast.walk(sub))
+    return skip
+
+
+def import_graph() -> nx.DiGraph:
+    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(paths)
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(), str(path))
+        skip = _type_checking_only(tree)
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package[: len(package) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                # `from . import x` imports the submodule x when there is one
+                targets = [f"{target}.{a.name}" if f"{target}.{a.name}" in paths else target for a in node.names]
+            for target in targets:
+                while target and target not in paths and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target in paths and target != module and target.split(".")[0] == ROOT:
+                    graph.add_edge(module, target, line=node.lineno)
+    return graph
+
+
+def test_the_graph_sees_imports():
+    graph = import_graph()
+    assert graph.has_edge("gradscope.capture.tracer", "gradscope.capture.recorder")
+    assert graph.has_edge("gradscope.cli", "gradscope.api")  # (a function-level import)
+    assert len(graph) > 60
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
+    assert cycles == []
+
+
+def test_no_upward_import():
+    graph = import_graph()
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]}) at line {data['line']}"
+        for a, b, data in graph.edges(data=True)
+        if layer_of(b) > layer_of(a)
+    ]
+    assert upward == []
+
+
+def test_the_model_imports_no_gradscope_module():
+    graph = import_graph()
+    assert sorted(graph.successors("gradscope.model")) == []
+
+
+def test_the_model_builds_its_objects_plainly():
+    """No `object.__new__` shortcuts in the model (capture keeps its own, walk.blank_node)."""
+    assert "object.__new__" not in (PACKAGE / "model.py").read_text()
