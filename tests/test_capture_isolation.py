@@ -286,3 +286,23 @@ def test_passes_after_a_failed_optimizer_step_are_recorded_or_said_lost():
     assert "until the trace ended" in notes[2].message and "optimizer.step() at line" in notes[2].message
     assert notes[0].sources[0].code == "opt.step()  # raises: its post-hook, which put the recorder back, never runs"
     assert torch._C._len_torch_function_stack() == 0
+
+
+def test_a_trace_does_not_import_dynamo_and_a_first_export_inside_it_steps_aside(tmp_path):
+    """Importing torch.export's internals imports Dynamo (seconds at each trace start): the
+    trace waits for the user's own import, and an export first run inside the trace still
+    gets graphs without gradscope's frames."""
+    script = tmp_path / "export_first.py"
+    script.write_text(
+        "import sys, torch, torch.nn as nn, gradscope\n"
+        "model, x = nn.Sequential(nn.Linear(4, 8), nn.ReLU()), torch.randn(3, 4)\n"
+        "with gradscope.trace():\n"
+        "    print('dynamo imported:', 'torch._dynamo' in sys.modules)\n"
+        "    ep = torch.export.export(model, (x,))\n"
+        "    print('frames:', sum(%r in (n.meta.get('stack_trace') or '') for n in ep.graph.nodes))\n"
+        % CAPTURE_DIR
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "dynamo imported: False" in out.stdout
+    assert "frames: 0" in out.stdout

@@ -190,7 +190,12 @@ TRACER_ENTRY_POINTS = (  # (module, attribute); those this torch lacks are skipp
     ("torch.jit", "trace_module"),
     ("torch.fx._symbolic_trace", "Tracer.trace"),
     ("torch.export._trace", "_export"),
+    ("torch.export", "export"),  # (wraps the inner `_export` too when `_trace` was not imported yet)
 )
+# Modules wrapped only when already imported: importing torch.export._trace imports Dynamo,
+# seconds at every trace start for a script that never exports. Until then the public
+# `torch.export.export` entry covers the export.
+LAZY_TRACER_MODULES = frozenset({"torch.export._trace"})
 
 # The entries without which gradscope cannot record: checked when a trace starts.
 _REQUIRED = {

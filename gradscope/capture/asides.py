@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import sys
 from typing import Any, Callable, Iterator
 
 import torch
 
+from ._torch import LAZY_TRACER_MODULES
 from ._torch import TRACER_ENTRY_POINTS as _ENTRY_POINTS
 from ._torch import pop_function_mode, push_function_mode, top_function_mode
 
@@ -48,6 +50,8 @@ class TracingAsides:
 
     def install(self) -> None:
         for module_name, attr in _ENTRY_POINTS:
+            if module_name in LAZY_TRACER_MODULES and module_name not in sys.modules:
+                continue
             try:
                 owner: Any = importlib.import_module(module_name)
                 *path, name = attr.split(".")
