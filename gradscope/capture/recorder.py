@@ -168,9 +168,16 @@ class RecordingMode(TorchFunctionMode):
                 elif tensors:  # left autograd (detach, no_grad): the checks may need the line
                     tracer.checks.on_no_grad_output(func, tensors)
             elif isinstance(out, (tuple, list)):
+                # every output's node was made by this one call, whichever autograd made last
+                # (nn.GRU's `h` before its `out`): each gets the call's lower bound (opcalls.py)
+                first = after = self._next_first
                 for o in out:
                     if isinstance(o, _Tensor) and o.requires_grad:
+                        self._next_first = first
                         self._tag(o, func, tensors, versions)
+                        if after is None or (self._next_first is not None and self._next_first > after):
+                            after = self._next_first
+                self._next_first = after
         except Exception:  # (guard.py: the user's result is returned; its notes are dropped)
             internal_error("recording an op")
         return out
