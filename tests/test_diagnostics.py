@@ -586,6 +586,26 @@ def test_nan_from_forward_value(tmp_path):
     assert lines(d)[0] == s.line("logp = torch.log(p)") and "clamp" in d.hint
 
 
+def test_nonfinite_gradient_on_a_pass_without_edge_gradients(tmp_path):
+    """A one-off NaN on a sampled pass (a big graph's pass 4 of 7): the pass after it is
+    recorded in full but finite, so only the leaves can tell; the diagnostic says which."""
+    s = run(tmp_path, """
+        import torch
+        w = torch.randn(300, 300, requires_grad=True)
+        for step in range(7):
+            scale = float("nan") if step == 4 else 1.0
+            loss = (w * w).sum() * scale
+            loss.backward()
+            w.grad = None
+    """)
+    assert [p.edge_gradients for p in s.trace.passes] == [True, True, True, False, False, True, False]
+    d = s.only("nonfinite-gradient")
+    assert d.severity == "error" and d.pass_index == 4
+    assert "`w`.grad" in d.message and "without the gradient along each edge" in d.message
+    assert "every=1" in d.hint
+    assert [s.trace.passes[4].graph.node(n).name for n in d.nodes] == ["w"]
+
+
 def test_finite_gradients_are_fine(tmp_path):
     s = run(tmp_path, """
         import torch

@@ -211,7 +211,43 @@ def nonfinite_gradient(trace: Trace) -> list[Found]:
             nodes=[node.id, *(n.id for n in inputs)],
             pass_index=p.index,
         )))
+    if not found:  # only passes without edge gradients saw it: say which .grad, not where
+        found.extend(_nonfinite_in_leaves(trace))
     return found
+
+
+def _nonfinite_in_leaves(trace: Trace) -> list[Found]:
+    """A pass recorded without edge gradients (sampled: a long run of a big graph, or of a
+    small one past its cost budget) can only tell which leaves' `.grad` turned NaN or Inf."""
+    bad_passes = []
+    for p in trace.passes:
+        if p.edge_gradients:
+            continue
+        turned = [n for n in p.graph.leaves
+                  if n.grad_after is not None and not n.grad_after.finite and _finite(n.grad_before)]
+        if turned:
+            bad_passes.append((p, turned))
+    if not bad_passes:
+        return []
+    p, turned = bad_passes[0]
+    message = (
+        f"The backward at {where(p.source)} (pass {p.index}) left NaN or Inf in "
+        f"{names([n.label for n in turned])}.grad. That pass was recorded without the gradient along each "
+        f"edge, so where the first non-finite value appeared is not known."
+    )
+    if len(bad_passes) > 1:
+        message += f" {plural(len(bad_passes), 'pass')} of this trace turned a gradient non-finite."
+    return [(float(p.index), Diagnostic(
+        code="nonfinite-gradient",
+        severity=ERROR,
+        title=f"NaN/Inf in {names([n.label for n in turned], limit=2)}.grad",
+        message=message,
+        hint="Trace with `gradscope.trace(every=1)` (every pass recorded in full) to see the op where it starts; "
+             "typically a log, sqrt, division or pow at 0 or at a negative number, or an overflow.",
+        sources=unique_sources([p.source]),
+        nodes=[n.id for n in turned],
+        pass_index=p.index,
+    ))]
 
 
 def _finite(s) -> bool:
