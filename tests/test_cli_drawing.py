@@ -118,7 +118,7 @@ def test_unrolled_loops_are_drawn_folded_within_a_small_budget(tmp_path):
     3 s budget, each loop once with how many times it ran."""
     write(tmp_path, "lstm.py", LSTM_200)
     write(tmp_path, "chain.py", CHAIN_5000)
-    for script, nodes, note in (("lstm.py", 3000, "↻ ×199"), ("chain.py", 5000, "↻ ×5000")):
+    for script, nodes, note in (("lstm.py", 3000, "↻ ×200"), ("chain.py", 5000, "↻ ×5000")):
         out_dir = tmp_path / script.replace(".py", "-out")
         proc = start(tmp_path, "trace", "-o", out_dir.name, "--layout-budget", "3", script)
         out, err = proc.communicate(timeout=300)

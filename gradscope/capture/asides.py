@@ -22,9 +22,8 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ._torch import LAZY_TRACER_MODULES
+from ._torch import LAZY_TRACER_MODULES, pop_function_mode, push_function_mode, top_function_mode
 from ._torch import TRACER_ENTRY_POINTS as _ENTRY_POINTS
-from ._torch import pop_function_mode, push_function_mode, top_function_mode
 
 
 @contextlib.contextmanager

@@ -47,7 +47,10 @@ def signature(graph: Graph, node_ids: set[str] | list[str], cls: str, parameters
     if all(n.id in outer for n in nodes if n.kind == "op"):
         outer = set()  # a call without weights (an activation): its ops are its structure
     ops = Counter(n.grad_fn for n in nodes if n.kind == "op" and n.id not in outer)
-    shapes = tuple(sorted(tuple(n.shape or ()) for n in nodes if n.kind == "leaf"))
+    # (a module call's nodes are its ops: its weights are found by name; LSTMCell(1, 12) and
+    # LSTMCell(12, 12) have the same ops but are not the same block)
+    weights = [*(n for n in nodes if n.kind == "leaf"), *_leaves_named(graph, parameters)]
+    shapes = tuple(sorted(tuple(n.shape or ()) for n in weights))
     return cls, tuple(sorted(ops.items())), shapes
 
 
@@ -96,11 +99,15 @@ def _inputs(graph: Graph) -> dict[str, list[str]]:
 
 def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
     """The leaf nodes of a call's parameters (those the graph holds)."""
+    return _leaves_named(graph, call.parameters)
+
+
+def _leaves_named(graph: Graph, names: Iterable[str]) -> list[Node]:
     cached = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change; names repeat)
     if cached is None or cached[0] != len(graph.nodes):
         cached = graph.__dict__["_by_name"] = (len(graph.nodes), {n.name: n for n in graph.nodes})
     by_name = cached[1]
-    return [by_name[p] for p in call.parameters if p in by_name and by_name[p].kind == "leaf"]
+    return [by_name[p] for p in names if p in by_name and by_name[p].kind == "leaf"]
 
 
 def grad_norm(params: list[Node]) -> float | None:
