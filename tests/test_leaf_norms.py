@@ -43,3 +43,22 @@ def test_no_norms_with_gradients_off():
     with gradscope.trace(gradients="off") as t:
         (w * 2).sum().backward()
     assert t.passes[0].graph.leaves[0].value_norm is None
+
+
+def test_updates_of_big_parameters_are_measured_on_sampled_steps_only():
+    """Copying 70,000 parameters before every step would cost a share of a small model's
+    step: past 65,536 elements the steps measured are the first 3 and every 10th."""
+    torch.manual_seed(0)
+    w = torch.randn(70_000, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.1)
+    with gradscope.trace() as t:
+        for _ in range(21):
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+    steps = [e.data for e in t.trace.events if e.kind == "optimizer-step"]
+    assert len(steps) == 21
+    assert [i for i, d in enumerate(steps) if "update_norms" in d] == [0, 1, 2, 10, 20]
+    with gradscope.trace(gradients="off") as t:  # capture only: no numbers, no copies
+        opt.step()
+    assert not any("update_norms" in e.data for e in t.trace.events)

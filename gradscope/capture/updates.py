@@ -5,8 +5,9 @@ parameter needs its change measured at the step: a copy of the optimizer's param
 before `step()`, and after it one norm of the difference per parameter, stacked and read
 once per device. The norms go into the step's "optimizer-step" event
 (`data["update_norms"]`, by leaf name). Copying costs memory and time in proportion to the
-parameters, so past `MOST_ELEMENTS` the steps measured are spaced out to keep the same
-cost per step on average.
+parameters, so only some steps are measured: the first ones, then every `every`-th (the
+trace's sampling of full passes) once the parameters pass `SMALL_PARAMETERS` elements,
+spaced out further past `MOST_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gradscope")
 
 MOST_ELEMENTS = 1 << 22  # parameter elements copied per step, on average
+FIRST_STEPS = 3  # steps always measured
+SMALL_PARAMETERS = 1 << 16  # parameter elements below which every step is measured
 
 
 class UpdateNorms:
@@ -63,7 +66,12 @@ class UpdateNorms:
                       if isinstance(p, torch.Tensor) and (p.is_floating_point() or p.is_complex()) and readable(p)]
             total = sum(p.numel() for p in params)
             step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
-            if not params or step % max(1, math.ceil(total / MOST_ELEMENTS)):
+            options = self.tracer.gradient_options
+            # a copy of every parameter can cost a good share of a step: past SMALL_PARAMETERS
+            # elements, measured on the first steps and every `every`-th after (as full passes
+            # are), spaced out further for big models; the update-ratio charts draw those steps
+            spacing = 1 if total <= SMALL_PARAMETERS else max(options.every, math.ceil(total / MOST_ELEMENTS))
+            if not params or not options.gradients or (step >= FIRST_STEPS and step % spacing):
                 return
             with torch.no_grad(), unwatched():  # (unseen by the recorder and the user's modes)
                 self._before[id(optimizer)] = [(p, p.detach().clone()) for p in params]
