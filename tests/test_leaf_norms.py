@@ -62,3 +62,17 @@ def test_updates_of_big_parameters_are_measured_on_sampled_steps_only():
     with gradscope.trace(gradients="off") as t:  # capture only: no numbers, no copies
         opt.step()
     assert not any("update_norms" in e.data for e in t.trace.events)
+
+
+def test_value_norms_of_big_leaves_are_read_on_sampled_passes():
+    """Past 65,536 leaf elements the norms are read on full passes, the first 3 and every
+    10th; a small model's leaves on every pass (the test above)."""
+    torch.manual_seed(0)
+    w = torch.randn(70_000, requires_grad=True)
+    with gradscope.trace() as t:
+        for _ in range(21):
+            (w * w).sum().backward()
+            w.grad = None
+    measured = [p.index for p in t.passes if p.graph.leaves[0].value_norm is not None]
+    assert measured == [0, 1, 2, 10, 20]
+    assert t.passes[10].graph.leaves[0].value_norm == pytest.approx(w.norm().item(), rel=1e-6)

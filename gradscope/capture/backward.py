@@ -28,7 +28,7 @@ from .backward_call import BackwardCall
 from .deferred import Deferred, SameAs
 from .history import LeafHistory, history_of
 from .jacobians import local_jacobians
-from .leaf_norms import fill_value_norms, queue_value_norms
+from .leaf_norms import fill_value_norms, queue_value_norms, value_norms_due
 from .names import name_node
 from .nodetable import BackwardMade
 from .quiet import unwatched_hook
@@ -113,7 +113,8 @@ class PassRecorder:
             self._record_seeds(index)
             for (node, leaf), history in zip(index.leaves, self.histories):
                 self._grad_before(node, leaf, history)
-            if self.options.gradients:
+            if self.options.gradients and value_norms_due(index.leaves, self.full, self.tracer.next_pass_index,
+                                                          self.options.every):
                 self._value_norms = queue_value_norms(index.leaves, self.batch)
         if self.full:
             self._install_hooks(index)

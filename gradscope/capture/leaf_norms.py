@@ -19,6 +19,19 @@ from .summaries import Box, PendingBatch, readable
 _WIDE = (torch.float16, torch.bfloat16)  # norms of these in float32: theirs overflow early
 
 
+SMALL_LEAVES = 1 << 16  # leaf elements below which every pass gets its norms
+FIRST_PASSES = 3
+
+
+def value_norms_due(leaves: list[tuple[Node, torch.Tensor]], full: bool, pass_index: int, every: int) -> bool:
+    """Norms of the leaves at this pass? Reading every parameter costs a share of a small
+    model's step: past SMALL_LEAVES elements, on full passes, the first ones and every
+    `every`-th (the charts draw the passes measured)."""
+    if full or pass_index < FIRST_PASSES or pass_index % every == 0:
+        return True
+    return sum(leaf.numel() for _, leaf in leaves) <= SMALL_LEAVES
+
+
 def queue_value_norms(leaves: list[tuple[Node, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:
     """Queue the value norm of each leaf (call under no_grad); `fill_value_norms` sets
     `Node.value_norm` once `batch` is resolved."""
