@@ -178,17 +178,35 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     if t is None:
         return None
     out = {}
-    shape, dtype, device = (ref.shape, ref.dtype, ref.device) if ref is not None else (None, None, None)
-    if t.shape != shape:
-        out["shape"] = t.shape
-    if t.dtype != dtype:
-        out["dtype"] = t.dtype
-    if t.device != (device if device is not None else "cpu"):
-        out["device"] = t.device
-    for f in SUMMARY_FIELDS:
-        v = getattr(t, f)
-        if v != _SUMMARY_DEFAULTS[f] or (f == "value" and v is not None):
-            out[f] = v
+    # (field by field, no loop over names: a long run writes hundreds of thousands)
+    if ref is not None:
+        if t.shape != ref.shape:
+            out["shape"] = t.shape
+        if t.dtype != ref.dtype:
+            out["dtype"] = t.dtype
+        if t.device != (ref.device if ref.device is not None else "cpu"):
+            out["device"] = t.device
+    else:
+        if t.shape is not None:
+            out["shape"] = t.shape
+        if t.dtype is not None:
+            out["dtype"] = t.dtype
+        if t.device != "cpu":
+            out["device"] = t.device
+    if t.norm is not None:
+        out["norm"] = t.norm
+    if t.max_abs is not None:
+        out["max_abs"] = t.max_abs
+    if t.mean is not None:
+        out["mean"] = t.mean
+    if t.nan != 0:
+        out["nan"] = t.nan
+    if t.inf != 0:
+        out["inf"] = t.inf
+    if t.value is not None:
+        out["value"] = t.value
+    if t.counts_exact != True:  # noqa: E712  (as the other defaults: by equality)
+        out["counts_exact"] = t.counts_exact
     return out
 
 
