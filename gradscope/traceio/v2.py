@@ -26,7 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
-from .decode import Malformed, check_graph, decode, free_form, numbers, value_of
+from .decode import Malformed, check_graph, checker, decode, free_form, numbers, value_of
 from .plain import plain_summary
 
 VERSION = 2
@@ -377,8 +377,13 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
     return decode(TensorSummary, full, where)
 
 
+# (made once: `float | None` built and hashed for every node of every pass costs more than the check)
+_FLOAT_OR_NONE, _BOOL, _SAVED = checker(float | None), checker(bool), checker(dict[str, Any])
+_NUMBER_FIELDS = frozenset(NUMBER_FIELDS)
+
+
 def _with_numbers(node: Node, data: dict, where: str) -> Node:
-    if not data.keys() <= set(NUMBER_FIELDS):
+    if not data.keys() <= _NUMBER_FIELDS:
         raise Malformed(where, f"unknown fields {sorted(data.keys() - set(NUMBER_FIELDS))}")
     own = object.__new__(Node)
     own.__dict__.update(node.__dict__)
@@ -386,17 +391,17 @@ def _with_numbers(node: Node, data: dict, where: str) -> Node:
     if "value" in data:
         own.value = numbers(data["value"], f"{where}.value")
     if "value_norm" in data:
-        own.value_norm = value_of(float | None, data["value_norm"], f"{where}.value_norm")
+        own.value_norm = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
             setattr(own, f, read_summary(data[f], node, f"{where}.{f}"))
     if "grad_carried_over" in data:
-        own.grad_carried_over = value_of(bool, data["grad_carried_over"], f"{where}.grad_carried_over")
+        own.grad_carried_over = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
     if "grad_outputs" in data:
         own.grad_outputs = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
                             for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
     if "saved" in data:
-        own.saved = value_of(dict[str, Any], data["saved"], f"{where}.saved")
+        own.saved = _SAVED(data["saved"], f"{where}.saved")
     return own
 
 
