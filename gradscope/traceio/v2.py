@@ -58,6 +58,8 @@ class Encoder:
         # per model object seen: (the object, its structure key, whether it carries numbers);
         # capture's repeated passes share objects, so most lookups end here
         self._seen: dict[int, tuple] = {}
+        # the last graph's (module calls, their number, edges, node keys, structure position)
+        self._last: tuple | None = None
 
     # sources
     def source(self, src: Source | None) -> int | None:
@@ -82,24 +84,37 @@ class Encoder:
             node_keys.append(entry[1])
             if entry[2]:
                 numbered.append(k)
-        positions = {n.id: k for k, n in enumerate(graph.nodes)}
-        edge_keys, edge_numbers = [], []
-        for k, e in enumerate(graph.edges):
-            edge_keys.append((positions[e.src], positions[e.dst], e.index))
+        edges, calls_list = graph.edges, graph.module_calls
+        positions: dict[str, int] | None = None
+        memo = self._last
+        if memo is not None and memo[0] is calls_list and memo[1] == len(calls_list) and memo[3] == node_keys \
+                and len(memo[2]) == len(edges) and all(map(operator.is_, memo[2], edges)):
+            # the last graph's edge objects and module calls between the same nodes (a repeated
+            # pass shares them): its structure, without hashing the whole graph again
+            structure = memo[4]
+        else:
+            positions = {n.id: k for k, n in enumerate(graph.nodes)}
+            edge_keys = [(positions[e.src], positions[e.dst], e.index) for e in edges]
+            # (module calls are compared by their fields: `asdict` on every pass would cost
+            # more than the rest of the pass's record)
+            calls = tuple(map(_call_key, calls_list))
+            key = (tuple(node_keys), tuple(edge_keys), calls)
+            structure = self._structure_ids.get(key)
+            if structure is None:
+                structure = self._structure_ids[key] = len(self.structures)
+                record = {"nodes": [self._node_structure(n) for n in graph.nodes],
+                          "edges": [list(e) for e in edge_keys]}
+                if calls:
+                    record["module_calls"] = [asdict(c) for c in calls_list]
+                self.structures.append(record)
+            self._last = (calls_list, len(calls_list), list(edges), node_keys, structure)
+        edge_numbers = []
+        for k, e in enumerate(edges):
             if e.grad is not None or e.local is not None:
+                if positions is None:
+                    positions = {n.id: j for j, n in enumerate(graph.nodes)}
                 ref = graph.nodes[positions[e.src]]
                 edge_numbers.append([k, summary(e.grad, ref), e.local])
-        # (module calls are compared by their fields: `asdict` on every pass would cost more
-        # than the rest of the pass's record)
-        calls = tuple(map(_call_key, graph.module_calls))
-        key = (tuple(node_keys), tuple(edge_keys), calls)
-        structure = self._structure_ids.get(key)
-        if structure is None:
-            structure = self._structure_ids[key] = len(self.structures)
-            record = {"nodes": [self._node_structure(n) for n in graph.nodes], "edges": [list(e) for e in edge_keys]}
-            if calls:
-                record["module_calls"] = [asdict(c) for c in graph.module_calls]
-            self.structures.append(record)
         node_numbers = [[k, _node_numbers(graph.nodes[k])] for k in numbered]
         if len(seen) > 200_000:  # a long run's fresh leaves: forget, the cache is only a shortcut
             seen.clear()
