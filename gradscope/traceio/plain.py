@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..model import Node, TensorSummary
 from .decode import MAX_INT, NONFINITE, numbers
 
@@ -60,7 +62,7 @@ def plain_summary(data: dict, ref: Node | None) -> TensorSummary | None:
 _BAD = object()
 
 
-def _stat(v: object) -> object:
+def _stat(v: Any) -> Any:
     """A statistic that is not a plain float: an integer in range, a non-finite float's
     word, or `_BAD`."""
     if type(v) is int and -MAX_INT <= v <= MAX_INT:
