@@ -10,7 +10,8 @@ load), timing each command end to end (interpreter start, torch import, the loop
 gradscope its trace.json, report and pictures); the script samples its own RSS every 100
 steps. The loop runs torch on one thread, traced or not. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
-(format 2). Both print the load average (`uptime`) before and after: the ratios are what
+(format 2), timing each by the clock and by this process's CPU time. Both print the
+load average (`uptime`) before and after: the ratios are what
 to compare, the seconds depend on the machine's load.
 
 Models: `small` (5 layers: Linear 32→64, ReLU, Linear 64→64, ReLU, Linear 64→1, batch 64,
@@ -161,15 +162,15 @@ def memory(model: str, steps: int, keep: int | None) -> None:
           f"({warm[1] / 2**20:.0f} -> {samples[-1][1] / 2**20:.0f} MB)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "trace.json"
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         t.trace.save(path)
-        save_s = time.perf_counter() - start
+        save_s, save_cpu = time.perf_counter() - start, time.process_time() - cpu
         size = path.stat().st_size
         del t
         gc.collect()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         loaded = gradscope.load(path)
-        load_s = time.perf_counter() - start
+        load_s, load_cpu = time.perf_counter() - start, time.process_time() - cpu
         passes = len(loaded.passes)
         del loaded
         gc.collect()
@@ -179,7 +180,8 @@ def memory(model: str, steps: int, keep: int | None) -> None:
         heap = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
     print(f"  trace.json {size / 2**20:.2f} MB ({size / passes / 1024:.2f} KiB/pass); save {save_s:.2f} s, "
-          f"load {load_s:.2f} s; loaded heap {heap / passes / 1024:.1f} KiB/pass")
+          f"load {load_s:.2f} s (CPU time: save {save_cpu:.2f} s, load {load_cpu:.2f} s); "
+          f"loaded heap {heap / passes / 1024:.1f} KiB/pass")
     print(f"# {uptime()}", flush=True)
 
 

@@ -17,6 +17,7 @@ Shape of a trace::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,13 @@ FORMAT = "gradscope-trace"
 
 class TraceFormatError(ValueError):
     """A file that cannot be read as a gradscope trace. The message is one line for the user."""
+
+
+@lru_cache(maxsize=4096)
+def _file_name(path: str) -> str:
+    """The last part of `path` (a graph's signature asks it of every node of every pass:
+    a `Path` each time would dominate it)."""
+    return Path(path).name
 
 
 @dataclass
@@ -40,7 +48,7 @@ class Source:
     @property
     def file_label(self) -> str:
         """`name.py`, or `cell [3]` for code typed into a notebook."""
-        return f"cell [{self.cell}]" if self.cell is not None else Path(self.file).name
+        return f"cell [{self.cell}]" if self.cell is not None else _file_name(self.file)
 
     @property
     def short(self) -> str:

@@ -36,6 +36,21 @@ def test_every_pass_is_full_within_the_grace_then_while_under_the_share():
     assert budget.describe().startswith(f"{sum(chosen)} of 400 passes")
 
 
+def test_a_full_pass_is_charged_its_finishing_too_less_a_light_ones():
+    """Writing a full pass's record (edge gradients, Jacobians) costs far more than a light
+    one's: that difference counts against the budget as its backward's does."""
+    budget = FullPasses(grace=0.1, share=0.1, first=0, clock=Clock())
+    budget.finished(False, 0.001)  # a light pass's finishing: the baseline
+    budget.ran(True, 0.02)
+    budget.finished(True, 0.031)
+    assert budget.spent == pytest.approx(0.02 + 0.030)
+    budget.finished(False, 0.011)  # the baseline moves as a moving average: 0.9 * 1 ms + 0.1 * 11 ms
+    budget.finished(True, 0.002)
+    assert budget.spent == pytest.approx(0.05 + 0.0)  # cheaper than a light one: nothing to charge
+    budget.finished(True, 0.012)
+    assert budget.spent == pytest.approx(0.05 + 0.010)
+
+
 def test_the_first_passes_are_full_whatever_they_cost():
     clock = Clock()
     budget = FullPasses(grace=0.0, share=0.0, first=3, clock=clock)

@@ -80,6 +80,20 @@ def test_a_graph_structure_is_written_once():
     assert len(data["passes"]) == 12
 
 
+def test_passes_sharing_edge_objects_get_their_own_structure_when_a_node_differs():
+    """The encoder reuses the last structure for a graph with the same edge objects and
+    module calls between the same nodes; a node that differs still makes a new one."""
+    from gradscope.model import Edge, Graph, Node
+
+    edges, calls = [Edge("n1", "n0", 0)], []
+    first = Graph([Node("n0", "op", "y", "MulBackward0", op="mul"), Node("n1", "leaf", "x", "AccumulateGrad")],
+                  edges, calls)
+    other = Graph([Node("n0", "op", "y", "AddBackward0", op="add"), first.nodes[1]], edges, calls)
+    enc = Encoder()
+    assert [enc.graph(g)[0] for g in (first, first, other, other, first)] == [0, 0, 1, 1, 0]
+    assert [s["nodes"][0]["op"] for s in enc.structures] == ["mul", "add"]
+
+
 def test_a_repeated_pass_costs_about_its_numbers_on_disk():
     t = training_run(30, every=10)
     params = len(t.passes[0].graph.leaves)

@@ -373,6 +373,12 @@ class PassRecorder:
             self.tracer.nonfinite_seen = True  # record the next pass in full, to find where
         return self.result
 
+    def finished(self, seconds: float) -> None:
+        """The pass's finishing (`finish` and the trace's listeners) took `seconds`: part of
+        what a full pass costs (full_passes.py)."""
+        if self._budget is not None:
+            self._budget.finished(self.full, seconds)
+
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
         self._fill.append(Deferred(obj, attr, pending, scalar))
 

@@ -15,9 +15,11 @@ a training loop of thousands of steps cannot. So the tracer measures its own tim
   slow step (a loaded machine, a slow data loader) cannot make most passes of a long run
   full and its memory grow with them.
 
-A full pass's cost is the time of its backward call (hooks, summaries, Jacobians) less
-what a pass without edge gradients takes (measured on those passes; until one was seen
-the whole call counts, which errs on the side of fewer full passes).
+A full pass's cost is the time of its backward call (hooks, summaries, Jacobians) and
+of its finishing (its numbers filled in, its record written to the trace's stream: a full
+pass's edge gradients and Jacobians make a record a hundred times a light one's), each
+less what a pass without edge gradients takes there (measured on those passes; until one
+was seen the whole time counts, which errs on the side of fewer full passes).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class FullPasses:
         self.passes = 0  # passes asked about
         self.full = 0  # passes recorded in full
         self._light: float | None = None  # a light pass's time (moving average)
+        self._light_finish: float | None = None  # ... and its finishing's
         self._last_full = 0  # the number (1, 2, ...) of the last pass recorded in full
 
     def due(self, every: int = 1) -> bool:
@@ -68,6 +71,14 @@ class FullPasses:
             self.spent += max(seconds - (self._light or 0.0), 0.0)
         else:
             self._light = seconds if self._light is None else 0.9 * self._light + 0.1 * seconds
+
+    def finished(self, full: bool, seconds: float) -> None:
+        """A pass's finishing (numbers filled in, record written) took `seconds`."""
+        if full:
+            self.spent += max(seconds - (self._light_finish or 0.0), 0.0)
+        else:
+            self._light_finish = seconds if self._light_finish is None else \
+                0.9 * self._light_finish + 0.1 * seconds
 
     def describe(self) -> str:
         """How the passes were chosen, for the trace's meta (empty when all were full)."""

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import asdict
 from typing import Any, Callable
@@ -336,10 +337,12 @@ class Tracer:
         while self._unfinished and (wait or self._unfinished[0].ready()):
             recorder = self._unfinished.pop(0)
             try:
+                started = time.perf_counter()
                 with unwatched():
                     finished = recorder.finish()
                 for listener in self.pass_listeners:
                     listener(finished)
+                recorder.finished(time.perf_counter() - started)
             except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
                 self.not_recorded(exc, recorder.source, partly=True)

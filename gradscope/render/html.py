@@ -237,7 +237,8 @@ def _graphs(trace: Trace, groups: list[GraphGroup], drawn: Mapping[int, str | La
 
 # -- the explorer (explorer/): one per distinct graph, and the diagnostics' links into it --
 def _explorer(trace: Trace, g: GraphGroup) -> str:
-    passes = [_pass(trace, i) for i in g.passes]
+    by_index = {p.index: p for p in trace.passes}  # (a search per pass: quadratic in a long run)
+    passes = [by_index[i] for i in g.passes]
     try:
         return explorer_section(g.number, passes, trace.diagnostics)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a crafted trace.json: the rest still shows

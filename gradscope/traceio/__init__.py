@@ -8,9 +8,11 @@ one `TraceFormatError` line, never a traceback or a broken report.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..model import FORMAT, Trace, TraceFormatError
 from . import v2
@@ -62,8 +64,6 @@ def from_dict(data: Any) -> Trace:
 def load(path: str | Path, diagnose: Callable[[Trace], list] | None = None) -> Trace:
     """Read a trace file: a saved trace.json, or the stream a killed run left behind
     (whose diagnostics were never written: `diagnose` finds them)."""
-    from .stream import STREAM_KEY, read_stream
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -75,6 +75,26 @@ def load(path: str | Path, diagnose: Callable[[Trace], list] | None = None) -> T
         raise TraceFormatError(f"{path}: not a gradscope trace (not text)") from None
     except OSError as exc:
         raise TraceFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with _collector_paused():
+        return _parse(path, text, diagnose)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading a trace makes millions of objects and no garbage: the cyclic collector, let
+    run, would walk the whole process's heap (a training run's) again and again meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(path: Path, text: str, diagnose: Callable[[Trace], list] | None) -> Trace:
+    from .stream import STREAM_KEY, read_stream
+
     try:
         try:
             data = json.loads(text)

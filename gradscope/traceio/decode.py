@@ -187,6 +187,8 @@ def numbers(value: Any, where: str, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, list):
+        if depth < MAX_DEPTH and all(type(v) is float for v in value):
+            return list(value)  # (a row of plain floats, the common case, needs no check each)
         return [numbers(v, where, depth + 1) for v in value]
     return number(value, where)
 
@@ -202,10 +204,18 @@ def free_form(value: Any, where: str, depth: int = 0) -> Any:
             return NONFINITE[value[FLOAT_MARK]]
         return {k: free_form(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, list):
+        if depth < MAX_DEPTH and all(_plain_scalar(v) for v in value):
+            return list(value)  # (what an element's own call would return, without the calls)
         return [free_form(v, where, depth + 1) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         raise Malformed(where, "integer too large")
     return value
+
+
+def _plain_scalar(v: Any) -> bool:
+    """A JSON scalar that `free_form` returns as it is."""
+    t = type(v)
+    return t is str or t is float or t is bool or v is None or (t is int and -MAX_INT <= v <= MAX_INT)
 
 
 def _check(obj: Any, where: str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
-from .decode import Malformed, check_graph, decode, free_form, numbers, value_of
+from .decode import Malformed, check_graph, checker, decode, free_form, numbers, value_of
 from .plain import plain_summary
 
 VERSION = 2
@@ -58,6 +58,8 @@ class Encoder:
         # per model object seen: (the object, its structure key, whether it carries numbers);
         # capture's repeated passes share objects, so most lookups end here
         self._seen: dict[int, tuple] = {}
+        # the last graph's (module calls, their number, edges, node keys, structure position)
+        self._last: tuple | None = None
 
     # sources
     def source(self, src: Source | None) -> int | None:
@@ -82,24 +84,37 @@ class Encoder:
             node_keys.append(entry[1])
             if entry[2]:
                 numbered.append(k)
-        positions = {n.id: k for k, n in enumerate(graph.nodes)}
-        edge_keys, edge_numbers = [], []
-        for k, e in enumerate(graph.edges):
-            edge_keys.append((positions[e.src], positions[e.dst], e.index))
+        edges, calls_list = graph.edges, graph.module_calls
+        positions: dict[str, int] | None = None
+        memo = self._last
+        if memo is not None and memo[0] is calls_list and memo[1] == len(calls_list) and memo[3] == node_keys \
+                and len(memo[2]) == len(edges) and all(map(operator.is_, memo[2], edges)):
+            # the last graph's edge objects and module calls between the same nodes (a repeated
+            # pass shares them): its structure, without hashing the whole graph again
+            structure = memo[4]
+        else:
+            positions = {n.id: k for k, n in enumerate(graph.nodes)}
+            edge_keys = [(positions[e.src], positions[e.dst], e.index) for e in edges]
+            # (module calls are compared by their fields: `asdict` on every pass would cost
+            # more than the rest of the pass's record)
+            calls = tuple(map(_call_key, calls_list))
+            key = (tuple(node_keys), tuple(edge_keys), calls)
+            structure = self._structure_ids.get(key)
+            if structure is None:
+                structure = self._structure_ids[key] = len(self.structures)
+                record = {"nodes": [self._node_structure(n) for n in graph.nodes],
+                          "edges": [list(e) for e in edge_keys]}
+                if calls:
+                    record["module_calls"] = [asdict(c) for c in calls_list]
+                self.structures.append(record)
+            self._last = (calls_list, len(calls_list), list(edges), node_keys, structure)
+        edge_numbers = []
+        for k, e in enumerate(edges):
             if e.grad is not None or e.local is not None:
+                if positions is None:
+                    positions = {n.id: j for j, n in enumerate(graph.nodes)}
                 ref = graph.nodes[positions[e.src]]
                 edge_numbers.append([k, summary(e.grad, ref), e.local])
-        # (module calls are compared by their fields: `asdict` on every pass would cost more
-        # than the rest of the pass's record)
-        calls = tuple(map(_call_key, graph.module_calls))
-        key = (tuple(node_keys), tuple(edge_keys), calls)
-        structure = self._structure_ids.get(key)
-        if structure is None:
-            structure = self._structure_ids[key] = len(self.structures)
-            record = {"nodes": [self._node_structure(n) for n in graph.nodes], "edges": [list(e) for e in edge_keys]}
-            if calls:
-                record["module_calls"] = [asdict(c) for c in graph.module_calls]
-            self.structures.append(record)
         node_numbers = [[k, _node_numbers(graph.nodes[k])] for k in numbered]
         if len(seen) > 200_000:  # a long run's fresh leaves: forget, the cache is only a shortcut
             seen.clear()
@@ -178,17 +193,35 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     if t is None:
         return None
     out = {}
-    shape, dtype, device = (ref.shape, ref.dtype, ref.device) if ref is not None else (None, None, None)
-    if t.shape != shape:
-        out["shape"] = t.shape
-    if t.dtype != dtype:
-        out["dtype"] = t.dtype
-    if t.device != (device if device is not None else "cpu"):
-        out["device"] = t.device
-    for f in SUMMARY_FIELDS:
-        v = getattr(t, f)
-        if v != _SUMMARY_DEFAULTS[f] or (f == "value" and v is not None):
-            out[f] = v
+    # (field by field, no loop over names: a long run writes hundreds of thousands)
+    if ref is not None:
+        if t.shape != ref.shape:
+            out["shape"] = t.shape
+        if t.dtype != ref.dtype:
+            out["dtype"] = t.dtype
+        if t.device != (ref.device if ref.device is not None else "cpu"):
+            out["device"] = t.device
+    else:
+        if t.shape is not None:
+            out["shape"] = t.shape
+        if t.dtype is not None:
+            out["dtype"] = t.dtype
+        if t.device != "cpu":
+            out["device"] = t.device
+    if t.norm is not None:
+        out["norm"] = t.norm
+    if t.max_abs is not None:
+        out["max_abs"] = t.max_abs
+    if t.mean is not None:
+        out["mean"] = t.mean
+    if t.nan != 0:
+        out["nan"] = t.nan
+    if t.inf != 0:
+        out["inf"] = t.inf
+    if t.value is not None:
+        out["value"] = t.value
+    if t.counts_exact != True:  # noqa: E712  (as the other defaults: by equality)
+        out["counts_exact"] = t.counts_exact
     return out
 
 
@@ -359,8 +392,13 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
     return decode(TensorSummary, full, where)
 
 
+# (made once: `float | None` built and hashed for every node of every pass costs more than the check)
+_FLOAT_OR_NONE, _BOOL, _SAVED = checker(float | None), checker(bool), checker(dict[str, Any])
+_NUMBER_FIELDS = frozenset(NUMBER_FIELDS)
+
+
 def _with_numbers(node: Node, data: dict, where: str) -> Node:
-    if not data.keys() <= set(NUMBER_FIELDS):
+    if not data.keys() <= _NUMBER_FIELDS:
         raise Malformed(where, f"unknown fields {sorted(data.keys() - set(NUMBER_FIELDS))}")
     own = object.__new__(Node)
     own.__dict__.update(node.__dict__)
@@ -368,17 +406,17 @@ def _with_numbers(node: Node, data: dict, where: str) -> Node:
     if "value" in data:
         own.value = numbers(data["value"], f"{where}.value")
     if "value_norm" in data:
-        own.value_norm = value_of(float | None, data["value_norm"], f"{where}.value_norm")
+        own.value_norm = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
             setattr(own, f, read_summary(data[f], node, f"{where}.{f}"))
     if "grad_carried_over" in data:
-        own.grad_carried_over = value_of(bool, data["grad_carried_over"], f"{where}.grad_carried_over")
+        own.grad_carried_over = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
     if "grad_outputs" in data:
         own.grad_outputs = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
                             for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
     if "saved" in data:
-        own.saved = value_of(dict[str, Any], data["saved"], f"{where}.saved")
+        own.saved = _SAVED(data["saved"], f"{where}.saved")
     return own
 
 
