@@ -203,7 +203,9 @@ def private_torch_uses(path: Path) -> list[str]:
     found = []
     for node in ast.walk(tree):
         where = f"{path.relative_to(PACKAGE.parent)}:{getattr(node, 'lineno', '?')}"
-        if isinstance(node, ast.Attribute) and _private(node.attr):
+        if isinstance(node, ast.Attribute) and (_private(node.attr) or (
+                node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name) and node.value.id == "torch")):
             found.append(f"{where} .{node.attr}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
             if _private(node.value) or node.value.startswith("torch._"):
@@ -229,16 +231,22 @@ def test_the_grep_catches_what_it_should(tmp_path):
     probe.write_text('"""doc: fn._sequence_nr() is fine here."""\nimport torch\n'
                      'from torch.utils._python_dispatch import _disable_current_modes\n'
                      'a = fn._sequence_nr()\nb = getattr(fn, "_input_metadata", None)\nc = torch._C.Foo\n'
-                     'd = t._version\n')
+                     'd = t._version\ne = torch._foreach_norm([])\n')
     try:
         found = [u.split(" ", 1)[1] for u in private_torch_uses(probe)]
     finally:
         probe.unlink()
     assert sorted(found) == sorted(["from torch.utils._python_dispatch", ".\u005fsequence_nr", "'_input_metadata'",
-                                    "._C", "._version"])
+                                    "._C", "._version", "._foreach_norm"])
 
 
 def test_dynamo_imported_entry():
     import sys
 
     assert seam.dynamo_imported() == ("torch._dynamo" in sys.modules)
+
+
+def test_foreach_entries_match_their_plain_forms():
+    a, b = [torch.randn(5), torch.randn(3, 2)], [torch.randn(5), torch.randn(3, 2)]
+    assert [n.item() for n in seam.foreach_norm(a)] == pytest.approx([t.norm().item() for t in a])
+    assert all(torch.equal(d, x - y) for d, x, y in zip(seam.foreach_sub(a, b), a, b))

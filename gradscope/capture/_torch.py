@@ -112,6 +112,18 @@ def has_grad_hooks(leaf: torch.Tensor) -> bool:
     return bool(getattr(leaf, "_backward_hooks", None)) or bool(getattr(leaf, "_post_accumulate_grad_hooks", None))
 
 
+def foreach_norm(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """2-norms of same-device, same-dtype tensors in one fused kernel where torch has one."""
+    fused = getattr(torch, "_foreach_norm", None)
+    return list(fused(tensors)) if fused is not None else [torch.linalg.vector_norm(t) for t in tensors]
+
+
+def foreach_sub(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`a[i] - b[i]` for each pair, fused where torch has it."""
+    fused = getattr(torch, "_foreach_sub", None)
+    return list(fused(a, b)) if fused is not None else [x - y for x, y in zip(a, b)]
+
+
 # -- saved-tensor hooks ---------------------------------------------------------------------
 _top_saved_hooks = _lookup("torch._C._autograd", "_top_saved_tensors_default_hooks")
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..model import Node
+from ._torch import foreach_norm
 from .summaries import Box, PendingBatch, readable
 
 _WIDE = (torch.float16, torch.bfloat16)  # norms of these in float32: theirs overflow early
@@ -54,7 +55,7 @@ def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norms of tensors of one device and dtype, as one tensor (one kernel for all
     where torch has a fused one)."""
     if tensors[0].dtype in (torch.float32, torch.float64):
-        return torch.stack(torch._foreach_norm(tensors))
+        return torch.stack(foreach_norm(tensors))
     wide = tensors[0].dtype in _WIDE
     return torch.stack([torch.linalg.vector_norm(t, dtype=torch.float32) if wide else torch.linalg.vector_norm(t)
                         for t in tensors])

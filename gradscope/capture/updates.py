@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from ._torch import foreach_sub
 from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
 from .summaries import readable
@@ -89,7 +90,7 @@ class UpdateNorms:
                     groups.setdefault((p.device, p.dtype), []).append((p, old))
                 by_device: dict = {}
                 for (device, _), pairs in groups.items():
-                    moved = norms(torch._foreach_sub([p.detach() for p, _ in pairs], [old for _, old in pairs]))
+                    moved = norms(foreach_sub([p.detach() for p, _ in pairs], [old for _, old in pairs]))
                     into = by_device.setdefault(device, ([], []))
                     into[0].extend(p for p, _ in pairs)
                     into[1].append(moved.to(torch.float64))
