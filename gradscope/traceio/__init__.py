@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..model import FORMAT, Trace, TraceFormatError
-from . import v2
+from . import v2, v2_read
 from .decode import Malformed, check_trace, decode, malformed
 from .jsonio import dumps, write_atomically
 
@@ -52,7 +52,7 @@ def from_dict(data: Any) -> Trace:
         if version == 1:
             trace = decode(Trace, {k: v for k, v in data.items() if k not in ("format", "version")})
         else:
-            trace = v2.from_dict(data)
+            trace = v2_read.from_dict(data)
         check_trace(trace)
         return trace
     except Malformed as exc:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ..model import FORMAT, Event, Pass, Trace
-from . import v2
+from . import v2, v2_read
 from .decode import Malformed, free_form, malformed
 from .jsonio import dumps
 from .keep import ROUTINE_EVENTS
@@ -112,7 +112,7 @@ def read_stream(text: str, diagnose: Callable[[Trace], list] | None = None) -> T
     header = json.loads(lines[0])
     if header.get("version") != v2.VERSION:
         raise malformed(Malformed("", f"a stream of version {header.get('version')!r}, this gradscope reads {v2.VERSION}"))
-    dec = v2.Decoder()
+    dec = v2_read.Decoder()
     trace = Trace()
     try:
         trace.meta = free_form(header.get("meta", {}), "meta")
@@ -137,7 +137,7 @@ def _parse(line: str, number: int) -> Any:
         raise Malformed(f"line {number}", "not a JSON record") from None
 
 
-def _read_record(dec: v2.Decoder, trace: Trace, record: Any, where: str) -> None:
+def _read_record(dec: v2_read.Decoder, trace: Trace, record: Any, where: str) -> None:
     if not isinstance(record, dict) or len(record) != 1:
         raise Malformed(where, "expected one record")
     ((kind, body),) = record.items()
@@ -148,6 +148,6 @@ def _read_record(dec: v2.Decoder, trace: Trace, record: Any, where: str) -> None
     elif kind == "pass":
         trace.passes.append(dec.pass_(body, where))
     elif kind == "events":
-        trace.events.extend(dec.event(e, f"{where}[{k}]") for k, e in enumerate(v2.as_list(body, where)))
+        trace.events.extend(dec.event(e, f"{where}[{k}]") for k, e in enumerate(v2_read.as_list(body, where)))
     else:
         raise Malformed(where, f"unknown record {kind!r}")
