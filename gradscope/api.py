@@ -182,6 +182,14 @@ class trace:
         """Render a pass (.svg/.png/.dot) or the whole trace (.html)."""
         return self.trace.render(path, pass_index=pass_index, **options)
 
+    def __repr__(self) -> str:
+        t = self.trace
+        state = "recording" if self._tracer is not None else "finished"
+        graphs = len({p.graph.signature() for p in t.passes})
+        return (f"<gradscope.trace {state}: {len(t.passes)} pass{'es' if len(t.passes) != 1 else ''}, "
+                f"{graphs} distinct graph{'s' if graphs != 1 else ''}, {len(t.diagnostics)} diagnostic"
+                f"{'s' if len(t.diagnostics) != 1 else ''}>")
+
     def _repr_html_(self) -> str:
         return self.trace._repr_html_()
 

@@ -87,3 +87,17 @@ def test_terminal_summary_names_files_and_diagnostics(tmp_path):
     assert text.splitlines()[0] == "gradscope: traced 2 passes (1 distinct graph) of lesson"
     assert "trace.json" in text and "report.html" in text
     assert "error   GS101 leaf modified in place  lesson.py:7" in text
+
+
+def test_the_options_row_reads_as_settings_not_a_python_dict():
+    import gradscope
+    import torch
+
+    w = torch.ones(2, requires_grad=True)
+    with gradscope.trace(every=5) as t:
+        assert repr(t) == "<gradscope.trace recording: 0 passes, 0 distinct graphs, 0 diagnostics>"
+        (w * 3).sum().backward()
+    assert repr(t) == "<gradscope.trace finished: 1 pass, 1 distinct graph, 0 diagnostics>"
+    page = trace_to_html(t.trace)
+    assert "gradients=stats, values=16, jacobian=64, every=5" in page
+    assert "{&#x27;gradients&#x27;" not in page and "{'gradients'" not in page

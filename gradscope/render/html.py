@@ -150,6 +150,9 @@ def _header(trace: Trace, groups: list[GraphGroup]) -> str:
 
 
 def _meta_value(v) -> str:
+    """A trace's meta value as a person reads it: `gradients=stats, every=10`, not a repr."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_meta_value(x)}" for k, x in v.items())
     return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
