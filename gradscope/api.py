@@ -12,6 +12,7 @@ import torch
 
 from .capture import Tracer, active_tracer, set_name, walk
 from .model import Diagnostic, Graph, Pass, Trace
+from .render.select import graph_groups, graphs_text
 from .traceio.keep import RunningKeep
 from .traceio.stream import StreamWriter
 
@@ -185,9 +186,8 @@ class trace:
     def __repr__(self) -> str:
         t = self.trace
         state = "recording" if self._tracer is not None else "finished"
-        graphs = len({p.graph.signature() for p in t.passes})
         return (f"<gradscope.trace {state}: {len(t.passes)} pass{'es' if len(t.passes) != 1 else ''}, "
-                f"{graphs} distinct graph{'s' if graphs != 1 else ''}, {len(t.diagnostics)} diagnostic"
+                f"{graphs_text(graph_groups(t))}, {len(t.diagnostics)} diagnostic"
                 f"{'s' if len(t.diagnostics) != 1 else ''}>")
 
     def _repr_html_(self) -> str:

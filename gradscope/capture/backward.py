@@ -34,6 +34,7 @@ from .nodetable import BackwardMade
 from .quiet import unwatched_hook
 from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
+from .sampling import FIRST, SMALL, sampled
 from .source import assignment_target
 from .summaries import PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
@@ -64,8 +65,8 @@ class GradientOptions:
     every: int = 10
 
 
-FIRST_FULL = 3
-SMALL_GRAPH = 65536  # elements over all node outputs: below it full passes are chosen by cost
+FIRST_FULL = FIRST
+SMALL_GRAPH = SMALL  # elements over all node outputs: below it full passes are chosen by cost
 
 
 class PassRecorder:
@@ -147,7 +148,7 @@ class PassRecorder:
         ))
         seen = self.tracer.graphs_seen.get(key, 0)
         self.tracer.graphs_seen[key] = seen + 1
-        return seen < FIRST_FULL or seen % every == 0
+        return sampled(seen, every)
 
     def _record_seeds(self, index: GraphIndex) -> None:
         """Each root's seed gradient, and its value when small (a loss, per pass)."""

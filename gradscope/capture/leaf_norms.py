@@ -15,22 +15,17 @@ import torch
 
 from ..model import Node
 from ._torch import foreach_norm
+from .sampling import SMALL, sampled
 from .summaries import Box, PendingBatch, readable
 
 _WIDE = (torch.float16, torch.bfloat16)  # norms of these in float32: theirs overflow early
 
 
-SMALL_LEAVES = 1 << 16  # leaf elements below which every pass gets its norms
-FIRST_PASSES = 3
-
-
 def value_norms_due(leaves: list[tuple[Node, torch.Tensor]], full: bool, pass_index: int, every: int) -> bool:
     """Norms of the leaves at this pass? Reading every parameter costs a share of a small
-    model's step: past SMALL_LEAVES elements, on full passes, the first ones and every
-    `every`-th (the charts draw the passes measured)."""
-    if full or pass_index < FIRST_PASSES or pass_index % every == 0:
-        return True
-    return sum(leaf.numel() for _, leaf in leaves) <= SMALL_LEAVES
+    model's step: past `sampling.SMALL` elements, on full passes and the sampled ones (the
+    charts draw the passes measured)."""
+    return full or sampled(pass_index, every) or sum(leaf.numel() for _, leaf in leaves) <= SMALL
 
 
 def queue_value_norms(leaves: list[tuple[Node, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:

@@ -6,8 +6,8 @@ before `step()`, and after it one norm of the difference per parameter, stacked 
 once per device. The norms go into the step's "optimizer-step" event
 (`data["update_norms"]`, by leaf name). Copying costs memory and time in proportion to the
 parameters, so only some steps are measured: the first ones, then every `every`-th (the
-trace's sampling of full passes) once the parameters pass `SMALL_PARAMETERS` elements,
-spaced out further past `MOST_ELEMENTS`.
+trace's sampling of full passes, sampling.py) once the parameters pass `sampling.SMALL`
+elements, spaced out further past `MOST_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 from ._torch import foreach_sub
 from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
+from .sampling import SMALL, sampled
 from .summaries import readable
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gradscope")
 
 MOST_ELEMENTS = 1 << 22  # parameter elements copied per step, on average
-FIRST_STEPS = 3  # steps always measured
-SMALL_PARAMETERS = 1 << 16  # parameter elements below which every step is measured
 
 
 class UpdateNorms:
@@ -68,11 +67,11 @@ class UpdateNorms:
             total = sum(p.numel() for p in params)
             step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
             options = self.tracer.gradient_options
-            # a copy of every parameter can cost a good share of a step: past SMALL_PARAMETERS
-            # elements, measured on the first steps and every `every`-th after (as full passes
-            # are), spaced out further for big models; the update-ratio charts draw those steps
-            spacing = 1 if total <= SMALL_PARAMETERS else max(options.every, math.ceil(total / MOST_ELEMENTS))
-            if not params or not options.gradients or (step >= FIRST_STEPS and step % spacing):
+            # a copy of every parameter can cost a good share of a step: past sampling.SMALL
+            # elements only the sampled steps, spaced out further for big models; the
+            # update-ratio charts draw the steps measured
+            spacing = 1 if total <= SMALL else max(options.every, math.ceil(total / MOST_ELEMENTS))
+            if not params or not options.gradients or not sampled(step, spacing):
                 return
             with torch.no_grad(), unwatched():  # (unseen by the recorder and the user's modes)
                 self._before[id(optimizer)] = [(p, p.detach().clone()) for p in params]
