@@ -31,7 +31,7 @@ from bench_overhead import mlp_step, transformer_step  # noqa: E402
 import gradscope  # noqa: E402
 
 recorder = importlib.import_module("gradscope.capture.recorder")
-tracer_module = importlib.import_module("gradscope.capture.tracer")
+passes = importlib.import_module("gradscope.capture.passes")
 
 
 def _pass_through(self, func, types, args=(), kwargs=None):
@@ -45,16 +45,16 @@ def _backward_unrecorded(self, func, args, kwargs):
 @contextmanager
 def _variant(name: str):
     """Switch parts of gradscope off for one block."""
-    saved = recorder.RecordingMode.__torch_function__, tracer_module.Tracer._on_backward
+    saved = recorder.RecordingMode.__torch_function__, passes.Passes.on_backward
     if name == "floor":
         recorder.RecordingMode.__torch_function__ = _pass_through
     if name in ("floor", "tagging"):
-        tracer_module.Tracer._on_backward = _backward_unrecorded
+        passes.Passes.on_backward = _backward_unrecorded
     try:
         with gradscope.trace(gradients="off", jacobian=0):
             yield
     finally:
-        recorder.RecordingMode.__torch_function__, tracer_module.Tracer._on_backward = saved
+        recorder.RecordingMode.__torch_function__, passes.Passes.on_backward = saved
 
 
 def _block(step, steps: int, variant: str | None) -> float:

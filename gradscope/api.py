@@ -201,8 +201,9 @@ def graph(*tensors: torch.Tensor) -> Graph:
     for t in tensors:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"gradscope.graph() expects tensors, got {type(t).__name__}")
+    tracer = active_tracer()  # (inside a trace: the trace's names and lines)
     with torch.no_grad():
-        return walk(list(tensors), active_tracer()).graph
+        return walk(list(tensors), tracer.state if tracer is not None else None).graph
 
 
 def name(tensor: torch.Tensor, label: str) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """The shape of the package: gradscope/'s import graph, built with `ast`, has no cycle and
 no upward import between layers (docs/architecture.md).
 
-Every import counts, at module level and inside functions; only imports under
-`if TYPE_CHECKING:` (type names for annotations, never run) are left out.
+Every import counts, at module level and inside functions. Imports under
+`if TYPE_CHECKING:` (type names for annotations, never run) are left out, except inside
+`gradscope/capture`: there a type name that closes a cycle is the same tangle as a run-time
+import (a part that holds the `Tracer` "for type names only" still holds it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import gradscope
 
 PACKAGE = Path(gradscope.__file__).parent
 ROOT = PACKAGE.name
+# packages whose `if TYPE_CHECKING:` imports count in the graph like any other
+TYPES_COUNT_IN = ("gradscope.capture",)
 
 # Bottom to top. A module may import modules of its own layer or of a lower one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
@@ -56,13 +60,17 @@ def _type_checking_only(tree: ast.AST) -> set[int]:
     return skip
 
 
+def _types_count(module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in TYPES_COUNT_IN)
+
+
 def import_graph() -> nx.DiGraph:
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = nx.DiGraph()
     graph.add_nodes_from(paths)
     for module, path in paths.items():
         tree = ast.parse(path.read_text(), str(path))
-        skip = _type_checking_only(tree)
+        skip = set() if _types_count(module) else _type_checking_only(tree)
         package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
         for node in ast.walk(tree):
             if id(node) in skip:
@@ -93,10 +101,25 @@ def test_the_graph_sees_imports():
     assert len(graph) > 60
 
 
+def test_the_graph_sees_type_checking_imports_in_capture_only():
+    """A capture module's `if TYPE_CHECKING:` import is an edge; the model's is not."""
+    graph = import_graph()
+    assert graph.has_edge("gradscope.capture.calltree", "gradscope.capture.modulecalls")  # (types only)
+    assert not graph.has_edge("gradscope.model", "gradscope.methods")
+
+
 def test_no_import_cycle():
     graph = import_graph()
     cycles = [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
     assert cycles == []
+
+
+def test_no_capture_part_imports_the_tracer():
+    """The parts of capture get the per-trace state (state.py) or narrow callbacks, never the
+    `Tracer`: only the package's `__init__` imports it, to export it."""
+    importers = sorted(a for a, b in import_graph().in_edges("gradscope.capture.tracer")
+                       if a.startswith("gradscope.capture"))
+    assert importers == ["gradscope.capture"]
 
 
 def test_no_upward_import():

@@ -11,7 +11,7 @@ import torch
 
 import gradscope
 from gradscope.capture import guard, recorder, steps
-from gradscope.capture.tracer import Tracer
+from gradscope.capture.state import TraceState
 
 
 def _train(traced: bool, steps_: int = 3):
@@ -71,14 +71,14 @@ def test_a_failing_optimizer_pre_hook_leaves_the_step_as_without_gradscope(monke
 
 def test_a_failing_optimizer_post_hook_drops_only_the_steps_event(monkeypatch, caplog):
     _, plain = _train(False)
-    emit = Tracer.emit
+    emit = TraceState.emit
 
     def failing_emit(self, kind, *args, **kwargs):
         if kind == "optimizer-step":
             raise ValueError("injected failure")
         return emit(self, kind, *args, **kwargs)
 
-    monkeypatch.setattr(Tracer, "emit", failing_emit)
+    monkeypatch.setattr(TraceState, "emit", failing_emit)
     t, traced = _train(True)
     assert _same(traced, plain)
     assert len(t.passes) == 3 and [p.step for p in t.passes] == [0, 1, 2]  # (the steps still counted)

@@ -17,8 +17,7 @@ import math
 import operator
 import time
 import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -36,34 +35,11 @@ from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
 from .sampling import FIRST, SMALL, sampled
 from .source import assignment_target
+from .state import GradientOptions, TraceState
 from .summaries import PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
 
-if TYPE_CHECKING:
-    from .tracer import Tracer
-
 log = logging.getLogger("gradscope")
-
-
-@dataclass(frozen=True)
-class GradientOptions:
-    """What a pass records: gradients on/off, local Jacobians up to `max_jacobian` elements.
-
-    A training loop builds the same graph every step. When that graph is big enough for
-    its gradient statistics to cost (more than `SMALL_GRAPH` elements of output), edge
-    gradients and Jacobians are recorded on the first `FIRST_FULL` passes of each distinct
-    graph and on every `every`-th pass of it after (and on the pass after one where a
-    leaf's gradient was not finite); the other passes record the graph and the leaves'
-    `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
-    parameter instead of three or four. `every=1` records every pass in full; small graphs
-    record every pass in full while that stays cheap, then a sample chosen by its cost
-    (full_passes.py).
-    """
-
-    gradients: bool = True
-    max_jacobian: int = 64
-    every: int = 10
-
 
 FIRST_FULL = FIRST
 SMALL_GRAPH = SMALL  # elements over all node outputs: below it full passes are chosen by cost
@@ -73,16 +49,16 @@ class PassRecorder:
     """Records one backward call: `before()`, run the call, `after(...)`, and `finish()`.
 
     `after()` returns the `Pass` at once, its numbers still on their way to the host;
-    `finish()` fills them in. On a GPU the tracer finishes a pass once its copy has landed
+    `finish()` fills them in. On a GPU a pass is finished (passes.py) once its copy has landed
     (`ready()`), so tracing never makes the host wait for the device mid-training.
     """
 
-    def __init__(self, tracer: "Tracer", call: BackwardCall, source: Source | None):
-        self.tracer = tracer
+    def __init__(self, state: TraceState, call: BackwardCall, source: Source | None):
+        self.state = state
         self.call = call
         self.source = source
-        self.options: GradientOptions = tracer.gradient_options
-        self.batch = PendingBatch(tracer.summary_options)
+        self.options: GradientOptions = state.gradient_options
+        self.batch = PendingBatch(state.summary_options)
         # (model object, attribute, pending value, unwrap to a number) to set once resolved
         self._fill: list[Deferred] = []  # model fields to fill once the numbers land
         self._handles: list = []
@@ -105,8 +81,8 @@ class PassRecorder:
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
         with torch.no_grad():
-            index = self.index = walk(self.call.roots, self.tracer, self.batch, self.tracer.last_quiet)
-            histories = self.tracer.leaf_histories
+            index = self.index = walk(self.call.roots, self.state, self.batch, self.state.last_quiet)
+            histories = self.state.leaf_histories
             # (a repeated pass's leaves are its template's tensors, in order: so are their histories)
             self.histories = index.histories or [history_of(histories, leaf) for _, leaf in index.leaves]
             self.full = self.options.gradients and self._due_in_full(index)
@@ -114,7 +90,7 @@ class PassRecorder:
             self._record_seeds(index)
             for (node, leaf), history in zip(index.leaves, self.histories):
                 self._grad_before(node, leaf, history)
-            if self.options.gradients and value_norms_due(index.leaves, self.full, self.tracer.next_pass_index,
+            if self.options.gradients and value_norms_due(index.leaves, self.full, self.state.next_pass_index,
                                                           self.options.every):
                 self._value_norms = queue_value_norms(index.leaves, self.batch)
         if self.full:
@@ -127,17 +103,17 @@ class PassRecorder:
         if self.full:
             unshare(index)
         elif not index.shares_nodes:
-            self.tracer.last_quiet = QuietTemplate(index, list(index.node_of.values()), self.histories)
+            self.state.last_quiet = QuietTemplate(index, list(index.node_of.values()), self.histories)
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
         every = self.options.every
         graph = index.graph
-        if every <= 1 or self.tracer.nonfinite_seen:
-            self.tracer.nonfinite_seen = False
+        if every <= 1 or self.state.nonfinite_seen:
+            self.state.nonfinite_seen = False
             return True
         if _elements(graph) <= SMALL_GRAPH:
-            self._budget = self.tracer.full_passes
+            self._budget = self.state.full_passes
             return self._budget.due(every)
         nodes = graph.nodes
         key = hash((  # the graph's structure: C-level loops, this runs on every pass
@@ -146,8 +122,8 @@ class PassRecorder:
             tuple(map(_NAME, nodes)),
             tuple(map(_EDGE, graph.edges)),
         ))
-        seen = self.tracer.graphs_seen.get(key, 0)
-        self.tracer.graphs_seen[key] = seen + 1
+        seen = self.state.graphs_seen.get(key, 0)
+        self.state.graphs_seen[key] = seen + 1
         return sampled(seen, every)
 
     def _record_seeds(self, index: GraphIndex) -> None:
@@ -281,17 +257,17 @@ class PassRecorder:
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:
         """d output / d input for each small edge (jacobians.py)."""
-        for i, jac, scalar in local_jacobians(fn, grad_inputs, edges, self.options.max_jacobian, self.tracer.nodes):
+        for i, jac, scalar in local_jacobians(fn, grad_inputs, edges, self.options.max_jacobian, self.state.nodes):
             self._later(edges[i], "local", self.batch.keep(jac), scalar=scalar)
 
     # -- create_graph: mark what backward built ------------------------------------------
     def _tag_created(self, fn, grad_inputs) -> None:
-        notes = self.tracer.nodes
+        notes = self.state.nodes
         info = notes.get(fn)
         op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
         call = f" at {self.source.short}" if self.source else ""
         # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
-        label = f"{op}; pass {self.tracer.next_pass_index}, {self.call.api}{call} with create_graph=True"
+        label = f"{op}; pass {self.state.next_pass_index}, {self.call.api}{call} with create_graph=True"
         known = self.index.position if self.index else {}
         for g in grad_inputs:
             if not isinstance(g, torch.Tensor) or g.grad_fn is None:
@@ -329,7 +305,7 @@ class PassRecorder:
         if error is None and not self.call.retain_graph and self.call.api != "torch.autograd.grad" \
                 and not self.call.inputs:
             # every node of the graph ran and freed what it saved: its notes can go
-            self.tracer.nodes.retire(index.notes)
+            self.state.nodes.retire(index.notes)
         if self.call.create_graph and error is None:
             self._name_new_gradients(index, result)
         self.result = Pass(
@@ -339,7 +315,7 @@ class PassRecorder:
             source=self.source,
             retain_graph=self.call.retain_graph,
             create_graph=self.call.create_graph,
-            step=self.tracer.optimizer_steps,
+            step=self.state.optimizer_steps,
             edge_gradients=self.full,
             inputs=[node.id for node in map(index.node_for, self.call.inputs) if node is not None],
             error=None if error is None else f"{type(error).__name__}: {error}",
@@ -371,7 +347,7 @@ class PassRecorder:
         if self.options.gradients and any(
             n.grad_after is not None and not n.grad_after.finite for n in self.result.graph.leaves
         ):
-            self.tracer.nonfinite_seen = True  # record the next pass in full, to find where
+            self.state.nonfinite_seen = True  # record the next pass in full, to find where
         return self.result
 
     def finished(self, seconds: float) -> None:

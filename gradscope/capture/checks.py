@@ -44,8 +44,8 @@ from .source import _is_internal, user_source
 
 if TYPE_CHECKING:
     from .backward import PassRecorder
-    from .tracer import Tracer
-    from .walk import GraphIndex
+    from .graph_index import GraphIndex
+    from .state import TraceState
 
 log = logging.getLogger("gradscope")
 
@@ -72,8 +72,8 @@ class _Mutation:
 
 
 class LiveChecks(SavedTensorChecks):
-    def __init__(self, tracer: "Tracer") -> None:
-        self.tracer = tracer
+    def __init__(self, state: TraceState) -> None:
+        self.state = state
         # every in-place edit, most recent last (storage, op counter, op, line)
         self.mutations: deque[_Mutation] = deque(maxlen=_MUTATIONS_KEPT)
         self.data_mutations: deque[_Mutation] = deque(maxlen=_DATA_MUTATIONS_KEPT)
@@ -110,7 +110,7 @@ class LiveChecks(SavedTensorChecks):
 
     # -- calls the recorder hands over instead of running them as ops ----------------------
     def intercepted(self) -> dict:
-        """{torch function: handler(func, args, kwargs)} for the tracer's interception table."""
+        """{torch function: handler(func, args, kwargs)} for the recorder's interception table."""
         return {torch.Tensor.data.__get__: self._on_data}
 
     def _on_data(self, func, args, kwargs):
@@ -132,10 +132,10 @@ class LiveChecks(SavedTensorChecks):
             source = user_source()
             origin = self._alias_origin(tensor) if self.data_aliases else None
             m = _Mutation(_storage_ptr(tensor), self._seq(), op, source, origin is not None,
-                          self.tracer.modules.current)
+                          self.state.modules.current)
             self.mutations.append(m)
             if origin is not None:
-                m.name = self.tracer._leaf_label(origin) or ""
+                m.name = self.state.leaf_label(origin) or ""
                 self.data_mutations.append(m)
             target = origin if origin is not None else tensor
             base = base_of(target)
@@ -156,7 +156,7 @@ class LiveChecks(SavedTensorChecks):
     def on_optimizer_step(self, optimizer) -> None:
         """An optimizer stepped: the parameters it holds that have a .grad were updated."""
         try:
-            source = self.tracer.trace.events[-1].source if self.tracer.trace.events else user_source()
+            source = self.state.trace.events[-1].source if self.state.trace.events else user_source()
             with DisableTorchFunction():  # plain attribute reads, not ops to record
                 for group in optimizer.param_groups:
                     for t in group.get("params", ()):
@@ -166,13 +166,13 @@ class LiveChecks(SavedTensorChecks):
             log.debug("gradscope: recording an optimizer step failed", exc_info=True)
 
     def _leaf_updated(self, leaf: torch.Tensor, source) -> None:
-        history = self.tracer.leaf_histories.get(leaf)
+        history = self.state.leaf_histories.get(leaf)
         last = history.last_pass if history is not None else None
         if last is None or last in self._updated:
             return
         self._updated.add(last)
         if self._update_event is None:
-            self._update_event = self.tracer.emit("leaf-update", {"leaves": []}, source=source)
+            self._update_event = self.state.emit("leaf-update", {"leaves": []}, source=source)
         self._update_event.data["leaves"].append(list(last))
 
     # -- ops whose output is outside autograd although an input is inside ------------------
@@ -232,7 +232,7 @@ class LiveChecks(SavedTensorChecks):
     # -- before each backward ----------------------------------------------------------------
     def before_pass(self, recorder: "PassRecorder", index: "GraphIndex") -> None:
         """Look at the graph before backward runs (saved tensors still intact or not)."""
-        p = self.tracer.next_pass_index
+        p = self.state.next_pass_index
         self._missing = None
         self._update_event = None
         self._updated = set()
@@ -261,11 +261,11 @@ class LiveChecks(SavedTensorChecks):
             if prev is not None and leaf.grad is not None:
                 links.append([node.id, prev[0], prev[1]])
         if links:
-            self.tracer.emit("grad-carried", {"leaves": links})
+            self.state.emit("grad-carried", {"leaves": links})
 
     # parameters that will get no gradient though their siblings do
     def _check_missing(self, recorder, index: "GraphIndex", p: int) -> None:
-        modules = self.tracer.modules
+        modules = self.state.modules
         ran = getattr(modules, "ran", None)
         ran_modules = list(ran.values()) if ran else []
         if ran:
@@ -295,12 +295,12 @@ class LiveChecks(SavedTensorChecks):
                     missing.setdefault(id(t), t)
         if not missing:
             return
-        names = self.tracer.modules.parameter_names
+        names = self.state.modules.parameter_names
         pending = []
         for t in missing.values():
             cut = self._cuts.get(t)
             pending.append((t, t.grad, None if t.grad is None else version_of(t.grad), {
-                "name": names.get(t) or self.tracer.leaf_names.get(t) or "",
+                "name": names.get(t) or self.state.leaf_names.get(t) or "",
                 "shape": list(t.shape),
                 "parameter": isinstance(t, torch.nn.Parameter) or t in names,
                 "cut": None if cut is None else {"op": cut[0], **_plain(cut[1])},
@@ -323,13 +323,13 @@ class LiveChecks(SavedTensorChecks):
                 if t.grad is None or (t.grad is grad and version_of(t.grad) == version)
             ]
             if leaves:
-                self.tracer.emit("no-gradient", {"pass": p, "leaves": leaves})
+                self.state.emit("no-gradient", {"pass": p, "leaves": leaves})
         except Exception:
             log.debug("gradscope: checking missing gradients failed", exc_info=True)
 
     def _seq(self) -> int:
-        mode = self.tracer._mode
-        return mode._seq if mode is not None else 0
+        mode = self.state.mode
+        return mode.op_count if mode is not None else 0
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the tracer remembers of each leaf tensor from one pass to the next."""
+"""What a trace remembers of each leaf tensor from one pass to the next."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .idtable import IdTable
 
 
 class LeafHistory:
-    """A leaf's last pass, and the `.grad` that pass left (kept in `Tracer.leaf_histories`)."""
+    """A leaf's last pass, and the `.grad` that pass left (kept in `TraceState.leaf_histories`)."""
 
     __slots__ = ("last_pass", "grad", "grad_described")
 

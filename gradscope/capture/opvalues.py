@@ -10,7 +10,7 @@ from .recorder import OpInfo
 from .summaries import PendingBatch
 
 if TYPE_CHECKING:
-    from .walk import GraphIndex
+    from .graph_index import GraphIndex
 
 
 def queue_op_value(index: GraphIndex, node: Node, note: OpInfo, fn, batch: PendingBatch) -> None:

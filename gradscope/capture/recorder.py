@@ -2,16 +2,16 @@
 
 For each torch function the user's code calls, the mode runs it unchanged and then writes an
 `OpInfo` (op name, the user's line, module path, statement id) for the output's grad_fn
-into the tracer's `NodeTable`. It also notices in-place edits
-(an argument's `_version` moved) and leaves that start requiring grad, and hands calls of
-`backward`/`autograd.grad` to the tracer. Per op it does as little Python as it can: the
-training loop of a small-op model pays for every microsecond here.
+into the thread's `NodeTable`. It also notices in-place edits (an argument's `_version`
+moved) and leaves that start requiring grad, reported to its `OpListeners`, and hands
+calls of `backward`/`autograd.grad` to its interception table. Per op it does as little
+Python as it can: the training loop of a small-op model pays for every microsecond here.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -23,7 +23,8 @@ from .opcalls import next_sequence_nr
 from .source import assignment_target, source_at, user_frame
 
 if TYPE_CHECKING:
-    from .tracer import Tracer
+    from .modules import ModuleStack
+    from .nodetable import NodeTable
 
 _Tensor = torch.Tensor
 _grad_enabled = torch.is_grad_enabled
@@ -40,7 +41,7 @@ BACKWARD_APIS: dict[Callable, str] = {  # the calls that run a backward pass, an
 
 
 class OpInfo:
-    """What gradscope knows of the forward op behind one grad_fn (kept in the tracer's
+    """What gradscope knows of the forward op behind one grad_fn (kept in the thread's
     `NodeTable`)."""
 
     __slots__ = ("cls", "tensor", "op", "source", "module", "stmt", "seq", "inputs", "saved_hooks", "output",
@@ -99,18 +100,33 @@ def _op_name(func: Callable) -> str:
 _BINARY = {"add", "sub", "mul", "truediv", "floordiv", "matmul", "pow", "mod", "and", "or", "xor"}
 
 
-class RecordingMode(TorchFunctionMode):
-    """Sees every torch function call inside a trace and reports it to the tracer."""
+class OpListeners(NamedTuple):
+    """What the recorder reports besides ops (the tracer wires these to the checks)."""
 
-    def __init__(self, tracer: "Tracer", nodes) -> None:
-        """Made in the thread it records: its notes and running modules are that thread's."""
+    on_new_leaf: Callable[[torch.Tensor], None]  # a leaf that requires grad was made
+    on_inplace: Callable[[str, torch.Tensor, int], None]  # (op, tensor, its version before)
+    on_op_error: Callable[[str, list, RuntimeError], None]  # (op, tensor arguments, error)
+    on_no_grad_output: Callable[[Callable, list], None]  # (func, tensor arguments): left autograd
+
+
+class RecordingMode(TorchFunctionMode):
+    """Sees every torch function call inside a trace and records it in `nodes`."""
+
+    def __init__(self, nodes: NodeTable, intercepted: dict, recent_outputs, modules: ModuleStack,
+                 listeners: OpListeners) -> None:
+        """Made in the thread it records: its notes and running modules are that thread's.
+
+        `intercepted`: {torch function: handler(func, args, kwargs)}, calls handed over
+        instead of recorded (backward, `.grad` reads); `recent_outputs`: a deque that gets
+        a weak reference to each op's output."""
         super().__init__()
-        self.tracer = tracer
-        self._intercepted = tracer.intercepted  # calls handed to the tracer instead of recorded
-        self._recent = tracer.recent_outputs
+        self._intercepted = intercepted
+        self._recent = recent_outputs
         self._nodes = nodes  # (sequence numbers of autograd nodes are counted per thread)
-        self._modules = tracer.modules.here()
-        # Inside optimizer.step() the recorder steps aside (see Tracer._on_optimizer_step_start)
+        self._modules = modules
+        # (bound methods, held here: the per-op path reads each with one attribute load)
+        self._on_new_leaf, self._on_inplace, self._on_op_error, self._on_no_grad_output = listeners
+        # Inside optimizer.step() the recorder steps aside (see steps.py)
         self.in_optimizer_step = False
         self.stepped_aside = False  # ... off the mode stack for the step
         self._seq = 0
@@ -121,6 +137,11 @@ class RecordingMode(TorchFunctionMode):
         self._next_first: int | None = next_sequence_nr()
         self._backward_apis = frozenset(BACKWARD_APIS)
 
+    @property
+    def op_count(self) -> int:
+        """Ops recorded so far in this thread (orders in-place edits against nodes' ops)."""
+        return self._seq
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if compiling():  # Dynamo (and export) must see straight through us
             if (func is _BACKWARD or func is _AUTOGRAD_BACKWARD or func is _GRAD) and _compiled_backward:
@@ -129,7 +150,6 @@ class RecordingMode(TorchFunctionMode):
             return func(*args, **(kwargs or {}))
         if kwargs is None:
             kwargs = {}
-        tracer = self.tracer
         if self.in_optimizer_step and not _grad_enabled():  # (an LBFGS closure enables grad)
             return func(*args, **kwargs)
         special = self._intercepted.get(func)
@@ -154,19 +174,19 @@ class RecordingMode(TorchFunctionMode):
         try:
             out = func(*args, **kwargs)
         except RuntimeError as exc:
-            tracer.on_op_error(op_name(func), tensors, exc)
+            self._on_op_error(op_name(func), tensors, exc)
             raise
 
         try:
             if versions and list(map(_version_of, tensors)) != versions:
                 for t, v in zip(tensors, versions):
                     if _version_of(t) != v:
-                        tracer.on_inplace(op_name(func), t, v)
+                        self._on_inplace(op_name(func), t, v)
             if isinstance(out, _Tensor):
                 if out.requires_grad:
                     self._tag(out, func, tensors, versions)
                 elif tensors:  # left autograd (detach, no_grad): the checks may need the line
-                    tracer.checks.on_no_grad_output(func, tensors)
+                    self._on_no_grad_output(func, tensors)
             elif isinstance(out, (tuple, list)):
                 # every output's node was made by this one call, whichever autograd made last
                 # (nn.GRU's `h` before its `out`): each gets the call's lower bound (opcalls.py)
@@ -188,7 +208,7 @@ class RecordingMode(TorchFunctionMode):
         except RuntimeError:  # a view made under no_grad whose base was then edited in place
             return
         if grad_fn is None:  # a leaf that requires grad: created here, or requires_grad_()
-            self.tracer.on_new_leaf(out)
+            self._on_new_leaf(out)
             return
         nodes = self._nodes
         key = nodes.key_if_new(grad_fn)

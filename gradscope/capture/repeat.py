@@ -28,8 +28,8 @@ from .opvalues import queue_op_value
 from .recorder import OpInfo
 
 if TYPE_CHECKING:
+    from .graph_index import GraphIndex
     from .summaries import PendingBatch
-    from .walk import GraphIndex
 
 
 class QuietTemplate:

@@ -17,7 +17,8 @@ from ._torch import saved_label, saved_tensor_attributes, version_of
 from .recorder import OpInfo
 
 if TYPE_CHECKING:
-    from .walk import GraphIndex
+    from .graph_index import GraphIndex
+    from .state import TraceState
 
 log = logging.getLogger("gradscope")
 
@@ -25,10 +26,10 @@ _DATA_MUTATIONS_KEPT = 256  # edits through `.data` aliases
 
 
 class SavedTensorChecks:
-    """The saved-tensor half of `LiveChecks` (its state: `tracer`, `mutations`,
+    """The saved-tensor half of `LiveChecks` (its state: `state`, `mutations`,
     `data_mutations`, `_unread`, `_unpackers`, `_snapshots`)."""
 
-    tracer: Any
+    state: TraceState
     mutations: Any
     data_mutations: Any
     _unread: Any
@@ -105,7 +106,7 @@ class SavedTensorChecks:
                     self._check_data_edit(node_id, info, name, value, data_muts)
         if freed:
             by = [m[0] for _, m in freed if m is not None]
-            self.tracer.emit(
+            self.state.emit(
                 "freed-graph-reused",
                 {"nodes": [n for n, _ in freed], "freed_by": max(by) if by else None},
             )
@@ -117,7 +118,7 @@ class SavedTensorChecks:
 
     def _emit_saved_modified(self, detected_by: str, node_id, info: OpInfo, name: str,
                              modified_by: list[dict], message: str, source) -> None:
-        self.tracer.emit(
+        self.state.emit(
             "saved-tensor-modified",
             {
                 "detected_by": detected_by,
@@ -157,7 +158,7 @@ class SavedTensorChecks:
         # its output was edited: an in-place op (in this graph) whose first input is this node
         # (`nn.ReLU(inplace=True)` records as "relu": in place is known from the edit log)
         edits = {(m.seq, m.op) for m in self.mutations}
-        notes = self.tracer.nodes
+        notes = self.state.nodes
         for other_id, other in index.node_of.items():
             other_info = notes.get(other)
             if type(other_info) is not OpInfo:
@@ -173,7 +174,7 @@ class SavedTensorChecks:
 
     def _edit_node(self, index, m: Any) -> dict:
         """{"node": id} of the edit `m` in this graph (its op is recorded right after the edit), or {}."""
-        notes = self.tracer.nodes
+        notes = self.state.nodes
         for node_id, fn in index.node_of.items():
             info = notes.get(fn)
             if type(info) is OpInfo and info.seq == m.seq + 1 and info.op == m.op:

@@ -10,7 +10,7 @@ in between the trace says so ("pass-not-recorded").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.optim.optimizer import (
@@ -24,17 +24,23 @@ from .guard import internal_error
 from .source import user_source
 
 if TYPE_CHECKING:
-    from .tracer import Tracer
+    from .state import TraceState
 
 
 class OptimizerSteps:
-    """The global optimizer-step hooks of one tracer, while installed."""
+    """The global optimizer-step hooks of one trace, while installed. `on_step(optimizer)`
+    is told of each step that ended (the live checks: its parameters were updated)."""
 
-    def __init__(self, tracer: "Tracer") -> None:
-        self.tracer = tracer
-        self.count = 0  # steps taken in the trace
+    def __init__(self, state: TraceState, on_step: Callable[[torch.optim.Optimizer], None]) -> None:
+        self.state = state
+        self._on_step = on_step
         self._handles: list = []
         self._failed_at: Source | None = None  # the line of the last step that stepped aside
+
+    @property
+    def count(self) -> int:
+        """Steps taken in the trace (in the state: each pass records the step count it follows)."""
+        return self.state.optimizer_steps
 
     def install(self) -> None:
         self._handles = [
@@ -60,8 +66,8 @@ class OptimizerSteps:
             internal_error("noting the end of an optimizer step")
 
     def _start(self, optimizer, args, kwargs) -> None:
-        tracer = self.tracer
-        mode = tracer._mode
+        state = self.state
+        mode = state.mode
         if torch.compiler.is_compiling() or mode is None:
             return
         if mode.stepped_aside:  # the last step raised: nothing was recorded since
@@ -76,35 +82,35 @@ class OptimizerSteps:
             pop_function_mode()
             mode.stepped_aside = True
             self._failed_at = user_source()
-            tracer.modules.on_enter = self.back_after_failed_step  # (a module runs: the step is over)
+            state.modules.on_enter = self.back_after_failed_step  # (a module runs: the step is over)
 
     def _end(self, optimizer, args, kwargs) -> None:
-        tracer = self.tracer
-        mode = tracer._mode
+        state = self.state
+        mode = state.mode
         if torch.compiler.is_compiling() or mode is None:
             return
         if mode.stepped_aside:
             push_function_mode(mode)
             mode.stepped_aside = False
-            tracer.modules.on_enter = None
+            state.modules.on_enter = None
         mode.in_optimizer_step = False
-        self.count += 1
-        tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.count})
-        tracer.checks.on_optimizer_step(optimizer)
+        state.optimizer_steps += 1
+        state.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.count})
+        self._on_step(optimizer)
 
     def back_after_failed_step(self, until: str = "") -> None:
         """An optimizer.step() raised (its post-hook never ran): put the recorder back. `until`
         ("the next step", "the trace ended"): backward may have run meanwhile unseen (no
         module ran since), which the trace says."""
-        tracer = self.tracer
-        tracer.modules.on_enter = None
-        mode = tracer._mode
+        state = self.state
+        state.modules.on_enter = None
+        mode = state.mode
         if mode is None or not mode.stepped_aside:
             return
         mode.stepped_aside = mode.in_optimizer_step = False
         push_function_mode(mode)
         if until:
             at = self._failed_at
-            tracer.not_recorded(None, at, reason=(
+            state.not_recorded(None, at, reason=(
                 f"optimizer.step() at line {at.line if at else '?'} raised, and until {until} no module "
                 "ran: backward passes run in between, if any, were not seen"))

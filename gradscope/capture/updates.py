@@ -26,7 +26,7 @@ from .sampling import SMALL, sampled
 from .summaries import readable
 
 if TYPE_CHECKING:
-    from .tracer import Tracer
+    from .state import TraceState
 
 log = logging.getLogger("gradscope")
 
@@ -36,8 +36,8 @@ MOST_ELEMENTS = 1 << 22  # parameter elements copied per step, on average
 class UpdateNorms:
     """The optimizer-step hooks that measure ‖Δw‖, while installed."""
 
-    def __init__(self, tracer: "Tracer") -> None:
-        self.tracer = tracer
+    def __init__(self, state: TraceState) -> None:
+        self.state = state
         self._handles: list = []
         self._before: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # id(optimizer) -> copies
         self._steps: dict[int, int] = {}  # id(optimizer) -> steps seen
@@ -54,9 +54,9 @@ class UpdateNorms:
 
     def _name(self, p: torch.Tensor) -> str:
         """The leaf's name in its last pass's graph (what the series go by), else its label."""
-        history = self.tracer.leaf_histories.get(p)
+        history = self.state.leaf_histories.get(p)
         node = history.grad[2] if history is not None and history.grad is not None else None
-        return node.name if node is not None and node.name else self.tracer._leaf_label(p)
+        return node.name if node is not None and node.name else self.state.leaf_label(p)
 
     def _on_start(self, optimizer, args, kwargs) -> None:
         try:
@@ -66,7 +66,7 @@ class UpdateNorms:
                       if isinstance(p, torch.Tensor) and (p.is_floating_point() or p.is_complex()) and readable(p)]
             total = sum(p.numel() for p in params)
             step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
-            options = self.tracer.gradient_options
+            options = self.state.gradient_options
             # a copy of every parameter can cost a good share of a step: past sampling.SMALL
             # elements only the sampled steps, spaced out further for big models; the
             # update-ratio charts draw the steps measured
@@ -101,10 +101,10 @@ class UpdateNorms:
                         if name:
                             found[name] = v if p.dtype == torch.float64 else float32_digits(v)
             # the step's own event, just recorded (its checks may have recorded more after it)
-            step = next((e for e in reversed(self.tracer.trace.events[-4:]) if e.kind == "optimizer-step"), None)
+            step = next((e for e in reversed(self.state.trace.events[-4:]) if e.kind == "optimizer-step"), None)
             if step is not None and "update_norms" not in step.data:
                 step.data["update_norms"] = found
             else:
-                self.tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": found})
+                self.state.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": found})
         except Exception:
             log.debug("gradscope: measuring a step's updates failed", exc_info=True)

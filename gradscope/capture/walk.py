@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,8 @@ from ..model import Edge, Graph, Node
 from ._torch import ACCUMULATE_GRAD, input_metadata, saved_label, saved_value_attributes, sequence_nr
 from .argnames import argument_name
 from .calltree import attach_module_calls
+from .graph_index import GraphIndex
+from .graph_index import accumulate_node as _accumulate_node
 from .names import explicit_leaf_name, node_name
 from .opvalues import queue_op_value
 from .recorder import OpInfo, assigned_name
@@ -33,38 +34,10 @@ from .summaries import (
 )
 
 if TYPE_CHECKING:
-    from .tracer import Tracer
+    from .state import TraceState
 
 _BACKWARD_SUFFIX = re.compile(r"Backward\d*$")
 _ACCUMULATE_GRAD = ACCUMULATE_GRAD  # the node class of leaves
-
-
-@dataclass
-class GraphIndex:
-    """The live side of a `Graph` during one pass: model node id <-> autograd node."""
-
-    graph: Graph
-    node_of: dict[str, object] = field(default_factory=dict)  # id -> grad_fn / AccumulateGrad
-    position: dict[int, int] = field(default_factory=dict)  # id(grad_fn) -> its place in graph.nodes
-    leaf_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # leaf node id -> tensor
-    leaves: list[tuple[Node, torch.Tensor]] = field(default_factory=list)  # leaf nodes and their tensors
-    notes: list = field(default_factory=list)  # per node (in order): its NodeTable note, or None
-    # leaf values queued on the pass's batch: filled in by `finish_leaf_values` after resolve
-    pending_values: list[tuple[Node, Box]] = field(default_factory=list)
-    wiring: list[tuple[int, int, int]] = field(default_factory=list)  # (consumer, index, input) numbers, sorted
-    edges_shared: bool = False  # graph.edges are another pass's Edge objects (see repeat.py)
-    shares_nodes: bool = False  # graph.nodes holds another pass's op nodes (see repeat.py)
-    histories: list | None = None  # the leaves' LeafHistory, in order, when a template knew them
-
-    def node_for(self, t: torch.Tensor) -> Node | None:
-        """The node of tensor `t` in this graph (its grad_fn's, or a leaf's), or None."""
-        fn = t.grad_fn
-        if fn is None:
-            if not t.requires_grad:
-                return None
-            fn = _accumulate_node(t)
-        k = self.position.get(id(fn))
-        return None if k is None else self.graph.nodes[k]
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,7 +49,7 @@ def op_from_class(grad_fn_name: str) -> str:
 
 def walk(
     roots: list[torch.Tensor],
-    tracer: "Tracer | None" = None,
+    state: TraceState | None = None,
     batch: PendingBatch | None = None,
     like: QuietTemplate | None = None,
 ) -> GraphIndex:
@@ -92,7 +65,7 @@ def walk(
     index = GraphIndex(graph)
     own_batch = batch is None
     if own_batch:
-        batch = PendingBatch(tracer.summary_options if tracer else SummaryOptions())
+        batch = PendingBatch(state.summary_options if state else SummaryOptions())
 
     # Number the autograd nodes in the order they are found, and collect the edges as
     # (consumer number, input index, input number) to sort once at the end.
@@ -131,7 +104,7 @@ def walk(
     index.node_of = dict(zip(ids, fns))
     raw_edges.sort()
     index.wiring = raw_edges
-    notes = tracer.nodes if tracer is not None else None
+    notes = state.nodes if state is not None else None
     index.notes = [None if type(fn) is _ACCUMULATE_GRAD or notes is None else notes.get(fn) for fn in fns]
     if like is not None and like.wiring == raw_edges:
         if like.fill(index, fns, roots_found, batch, batch.options.max_values):
@@ -142,13 +115,13 @@ def walk(
     else:
         graph.edges = [Edge(ids[src], ids[dst], i) for dst, i, src in raw_edges]
     namer = _Namer()
-    make = _NodeMaker(index, tracer, batch, namer)
+    make = _NodeMaker(index, state, batch, namer)
     graph.nodes = list(map(make, ids, fns, index.notes))
     for k in roots_found:
         graph.nodes[k].is_root = True
     namer.name(graph, index, notes)
-    if tracer is not None:
-        attach_module_calls(graph, fns, index.notes, notes, tracer.modules.calls)
+    if state is not None:
+        attach_module_calls(graph, fns, index.notes, notes, state.modules.calls)
     if own_batch:
         batch.resolve()
         finish_leaf_values(index.pending_values)
@@ -181,18 +154,13 @@ def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
         node.value = box.value
 
 
-def _accumulate_node(leaf: torch.Tensor):
-    """The AccumulateGrad node of a leaf (what consumers of the leaf point at)."""
-    return torch.autograd.graph.get_gradient_edge(leaf).node
-
-
 class _NodeMaker:
     """Makes the model `Node` of one autograd node (called once per node, in order)."""
 
-    def __init__(self, index: GraphIndex, tracer, batch: PendingBatch, namer: "_Namer") -> None:
-        self.index, self.tracer, self.batch, self.namer = index, tracer, batch, namer
+    def __init__(self, index: GraphIndex, state, batch: PendingBatch, namer: "_Namer") -> None:
+        self.index, self.state, self.batch, self.namer = index, state, batch, namer
         self.max_values = batch.options.max_values
-        self.parameter_names = tracer.modules.parameter_names if tracer is not None else None
+        self.parameter_names = state.modules.parameter_names if state is not None else None
 
     def __call__(self, node_id: str, fn, note) -> Node:
         if type(fn) is _ACCUMULATE_GRAD:
@@ -225,9 +193,9 @@ class _NodeMaker:
         return node
 
     def _leaf(self, node_id: str, leaf: torch.Tensor) -> Node:
-        index, tracer = self.index, self.tracer
+        index, state = self.index, self.state
         index.leaf_tensors[node_id] = leaf
-        node = blank_node(node_id, "leaf", _leaf_name(leaf, tracer) or "", "AccumulateGrad")
+        node = blank_node(node_id, "leaf", _leaf_name(leaf, state) or "", "AccumulateGrad")
         index.leaves.append((node, leaf))
         node.shape = plain_shape(leaf.shape) if leaf.is_nested else list(leaf.shape)
         node.dtype = _DTYPE_NAMES.get(leaf.dtype) or _dtype_name(leaf.dtype)
@@ -236,8 +204,8 @@ class _NodeMaker:
         node.is_parameter = isinstance(leaf, torch.nn.Parameter) or (
             self.parameter_names is not None and leaf in self.parameter_names
         )
-        if tracer is not None:
-            node.source = tracer.leaf_sources.get(leaf)
+        if state is not None:
+            node.source = state.leaf_sources.get(leaf)
         if leaf.numel() <= self.max_values:
             index.pending_values.append((node, self.batch.keep(leaf)))
         if not node.name:
@@ -289,10 +257,10 @@ def _dims(shape) -> list[int]:
     return plain_shape(dims)
 
 
-def _leaf_name(leaf: torch.Tensor, tracer) -> str | None:
+def _leaf_name(leaf: torch.Tensor, state) -> str | None:
     name = explicit_leaf_name(leaf)
-    if name is None and tracer is not None:
-        name = tracer.modules.parameter_names.get(leaf) or tracer.leaf_names.get(leaf)
+    if name is None and state is not None:
+        name = state.modules.parameter_names.get(leaf) or state.leaf_names.get(leaf)
     return name
 
 

@@ -1,0 +1,111 @@
+"""Backward calls into passes: each intercepted `backward`/`autograd.grad` call becomes a
+`Pass` on the trace, its numbers filled in, in order, once they reach the host.
+
+A failure of gradscope's own while preparing or finishing a pass never stops the user's
+backward: the pass (or its numbers) is dropped and the trace says so ("pass-not-recorded").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from ..model import Pass
+from .backward import PassRecorder
+from .backward_call import parse_call
+from .checks import LiveChecks
+from .quiet import unwatched, user_watching
+from .recorder import BACKWARD_APIS
+from .source import user_source
+from .state import TraceState
+
+log = logging.getLogger("gradscope")
+
+
+class Passes:
+    """The passes of one trace: recorded (`on_backward`), finished (`finish`), dropped (`drop`)."""
+
+    def __init__(self, state: TraceState, checks: LiveChecks) -> None:
+        self.state = state
+        self.checks = checks  # shown each pass before and after it runs
+        self.listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
+        self._lock = threading.Lock()  # (threads: a pass's index is its place in the list)
+        self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
+
+    def on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """The recorder's handler for the backward APIs: run the call, record it as a pass."""
+        source = user_source()
+        # gradscope's own tensor work is hidden from the user's modes and profiler (quiet.py)
+        quiet = unwatched if user_watching() else contextlib.nullcontext
+        recorder = None
+        try:
+            with quiet():
+                recorder = PassRecorder(self.state, parse_call(func, args, kwargs), source)
+                recorder.quiet = quiet is unwatched
+                index = recorder.before()
+                self.checks.before_pass(recorder, index)
+        except Exception as exc:  # never let gradscope stop the user's backward
+            log.debug("gradscope: preparing a pass failed", exc_info=True)
+            self.state.not_recorded(exc, source)
+            recorder = None
+        result, error = None, None
+        try:
+            result = func(*args, **kwargs)
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with quiet():
+                self._after_backward(func, recorder, result, error, source)
+
+    def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
+                        source) -> None:
+        state = self.state
+        pass_index = state.next_pass_index
+        if recorder is not None and recorder.index is not None:
+            if error is not None:
+                self.checks.after_failed_pass(recorder.index, error)
+            try:
+                with self._lock:
+                    pass_index = state.next_pass_index
+                    state.trace.passes.append(recorder.after(result, error, pass_index))
+                    self._unfinished.append(recorder)
+                self.finish(wait=False)
+            except Exception as exc:
+                log.debug("gradscope: finishing a pass failed", exc_info=True)
+                state.not_recorded(exc, source)
+        self.checks.after_pass(pass_index, error)
+        if error is not None and isinstance(error, Exception):
+            state.emit(
+                "backward-error",
+                {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                source=source,
+            )
+
+    def finish(self, wait: bool = True) -> None:
+        """Fill in the numbers of recorded passes, in order: those whose copy to the host has
+        landed, or (`wait`) all of them."""
+        while self._unfinished and (wait or self._unfinished[0].ready()):
+            recorder = self._unfinished.pop(0)
+            try:
+                started = time.perf_counter()
+                with unwatched():
+                    finished = recorder.finish()
+                for listener in self.listeners:
+                    listener(finished)
+                recorder.finished(time.perf_counter() - started)
+            except Exception as exc:
+                log.debug("gradscope: finishing a pass failed", exc_info=True)
+                self.state.not_recorded(exc, recorder.source, partly=True)
+
+    def drop(self, gone: list[Pass]) -> None:
+        """Forget finished passes (a long run's `keep=`); their indices stay taken."""
+        ids = set(map(id, gone))
+        state = self.state
+        with self._lock:
+            state.trace.passes[:] = [p for p in state.trace.passes if id(p) not in ids]
+            state.passes_dropped += len(ids)
