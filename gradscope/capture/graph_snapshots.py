@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..events import RequiresGradRead
 from .source import user_source
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("gradscope")
 
 _TORCH = os.path.dirname(torch.__file__) + os.sep
-KIND = "requires-grad-read"
 MOST_SNAPSHOTS = 3
 
 
@@ -56,4 +56,4 @@ class RequiresGradReads:
         self.lines.add(key)
         index = self.tracer._graph_as_it_stands(tensor)
         if index is not None:
-            self.tracer.emit(KIND, {"tensor": self.tracer._leaf_label(tensor)}, graph=index.graph, source=source)
+            self.tracer.emit(RequiresGradRead(tensor=self.tracer._leaf_label(tensor)), graph=index.graph, source=source)

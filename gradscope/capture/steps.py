@@ -18,6 +18,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from ..events import OptimizerStep
 from ..model import Source
 from ._torch import pop_function_mode, push_function_mode, top_function_mode
 from .guard import internal_error
@@ -89,7 +90,7 @@ class OptimizerSteps:
             tracer.modules.on_enter = None
         mode.in_optimizer_step = False
         self.count += 1
-        tracer.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.count})
+        tracer.emit(OptimizerStep(optimizer=type(optimizer).__name__, step=self.count))
         tracer.checks.on_optimizer_step(optimizer)
 
     def back_after_failed_step(self, until: str = "") -> None:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..events import BackwardError, EventData, LeafInplaceError, NestedTrace, NonleafGradRead, PassNotRecorded
 from ..model import Event, Pass, Source, Trace
 from ..torch_errors import leaf_inplace
 from . import userwarnings
@@ -182,7 +183,7 @@ class Tracer:
         self.modules.install()
         self.steps.install()
         self.updates.install()
-        self.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+        self.emit(NestedTrace(passes=len(inner.trace.passes)), source=self._paused_at)
 
     @property
     def next_pass_index(self) -> int:
@@ -224,12 +225,12 @@ class Tracer:
             self._record_this_thread(NodeTable())
 
     # -- events from the recorder -------------------------------------------------------
-    def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
+    def emit(self, data: EventData, graph=None, source=None) -> Event:
         event = Event(
-            kind=kind,
+            kind=data.kind,
             source=source if source is not None else user_source(),
             pass_index=self.next_pass_index,
-            data=data or {},
+            data=data,
             graph=graph,
         )
         self.trace.events.append(event)
@@ -259,9 +260,8 @@ class Tracer:
                 index = self._graph_as_it_stands(leaf)
                 node = next((i for i, t in index.leaf_tensors.items() if t is leaf), None) if index else None
                 self.emit(
-                    "leaf-inplace-error",
-                    {"op": op, "leaf": self._leaf_label(leaf), "message": str(exc).splitlines()[0],
-                     "node": node, "view": leaf is not tensors[0]},
+                    LeafInplaceError(op=op, leaf=self._leaf_label(leaf), message=str(exc).splitlines()[0],
+                                     node=node, view=leaf is not tensors[0]),
                     graph=index.graph if index else None,
                 )
         except Exception:
@@ -274,11 +274,11 @@ class Tracer:
             info = self.nodes.get(t.grad_fn)
             if type(info) is not OpInfo:
                 info = None
-            self.emit("nonleaf-grad-read", {
-                "shape": list(t.shape), "op": type(t.grad_fn).__name__,
-                "name": node_name(t.grad_fn) or assigned_name(info) or "",
-                "defined_at": asdict(info.source) if info is not None and info.source is not None else None,
-            })
+            self.emit(NonleafGradRead(
+                shape=list(t.shape), op=type(t.grad_fn).__name__,
+                name=node_name(t.grad_fn) or assigned_name(info) or "",
+                defined_at=asdict(info.source) if info is not None and info.source is not None else None,
+            ))
         return result
 
     # -- backward -----------------------------------------------------------------------
@@ -326,8 +326,7 @@ class Tracer:
         self.checks.after_pass(pass_index, error)
         if error is not None and isinstance(error, Exception):
             self.emit(
-                "backward-error",
-                {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                BackwardError(api=BACKWARD_APIS[func], type=type(error).__name__, message=str(error)),
                 source=source,
             )
 
@@ -349,7 +348,7 @@ class Tracer:
 
     def not_recorded(self, exc: BaseException | None, source, partly: bool = False, reason: str = "") -> None:
         """Say in the trace that a pass was lost (or its numbers), and why: never a log line alone."""
-        self.emit("pass-not-recorded", {"reason": reason or f"{type(exc).__name__}: {exc}", "partly": partly},
+        self.emit(PassNotRecorded(reason=reason or f"{type(exc).__name__}: {exc}", partly=partly),
                   source=source)
 
     # -- helpers ------------------------------------------------------------------------

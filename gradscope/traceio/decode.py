@@ -14,6 +14,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
+from ..events import EventData, OtherEvent
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace, TraceFormatError
 
 # the largest integer a trace holds anywhere (counts, indexes, sizes, line numbers)
@@ -128,7 +129,7 @@ def _make_checker(tp: Any):
             return [check_item(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
         return a_list
-    if origin is dict:
+    if origin is dict or tp is EventData:  # (an event's record: typed by its kind, see `_check_event_data`)
         return free_form
     if tp in MODEL:
         return lambda value, where: decode(tp, value, where)
@@ -226,6 +227,35 @@ def _check(obj: Any, where: str) -> None:
         raise Malformed(where, f"severity must be one of {SEVERITIES}")
     if isinstance(obj, Graph):
         check_graph(obj, where)
+    if isinstance(obj, Event):
+        _check_event_data(obj.data, f"{where}.data" if where else "data")
+
+
+def _check_event_data(data: EventData, where: str) -> None:
+    """Each field of an event's record against the type its kind declares (`gradscope.events`).
+
+    (`Event` made the record from the checked free-form object; a key the kind does not
+    declare stays in `extra` as it came, and an unknown kind loads as `OtherEvent`.)
+    """
+    if isinstance(data, OtherEvent):
+        return
+    plan = _event_plan(type(data))
+    for key, (name, _) in data.keys_to_fields().items():
+        setattr(data, name, plan[name](getattr(data, name), f"{where}.{key}"))
+
+
+_EVENT_PLANS: dict[type, dict[str, Any]] = {}
+
+
+def _event_plan(cls: type[EventData]) -> dict[str, Any]:
+    """Per field of an event record (its fields only, not its class variables), its check."""
+    found = _EVENT_PLANS.get(cls)
+    if found is None:
+        types = hints(cls)
+        found = {name: _shape if name == "shape" else checker(types[name])
+                 for name, _ in cls.keys_to_fields().values()}
+        _EVENT_PLANS[cls] = found
+    return found
 
 
 def check_graph(graph: Graph, where: str) -> None:
