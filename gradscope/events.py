@@ -15,12 +15,45 @@ This module imports nothing of gradscope: it is part of the model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from dataclasses import Field, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
-# A tensor's source line as plain data: {"file", "line", "code", "function", "cell"?}
-SourceDict = dict[str, Any]
+
+# The JSON objects nested in records stay plain dicts (trace.json holds them as they are);
+# these say which keys they have, for type checkers and for traceio's checks on loading.
+class SourceDict(TypedDict, total=False):
+    """A line of the user's code (`model.Source`'s fields)."""
+
+    file: str
+    line: int
+    code: str
+    function: str
+    cell: int | None
+
+
+class Edit(SourceDict, total=False):
+    """An in-place edit of a saved tensor: its op, module and line."""
+
+    op: str
+    module: str | None
+    node: str  # the edit's own node, when it is in the pass's graph
+    tensor: str  # for an edit through `.data`: the name of the tensor it aliases
+
+
+class Cut(SourceDict, total=False):
+    """Where a leaf was cut off from autograd: the op (`detach`, `data`, an op under no_grad) and line."""
+
+    op: str
+
+
+class MissingLeaf(TypedDict, total=False):
+    """A parameter or leaf that got no gradient."""
+
+    name: str
+    shape: list[int]
+    parameter: bool
+    cut: Cut | None  # the first op that used it outside autograd, when seen
 
 
 def optional(key: str | None = None) -> Any:
@@ -34,8 +67,12 @@ def keyed(key: str, default: Any) -> Any:
 
 
 @dataclass(eq=False)
-class EventData(MutableMapping[str, Any]):
-    """The kind-specific part of an `Event`; reads like the JSON object trace.json holds."""
+class EventData:
+    """The kind-specific part of an `Event`; reads like the JSON object trace.json holds.
+
+    (A `MutableMapping` by registration, not by inheritance: an abstract base class would
+    make every `isinstance` against a record slow, and capture makes one per event.)
+    """
 
     KIND: ClassVar[str] = ""
     _KEYS: ClassVar[dict[str, tuple[str, bool]]]  # JSON key -> (field name, optional), per class
@@ -108,8 +145,30 @@ class EventData(MutableMapping[str, Any]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.to_dict())
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.to_dict()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> KeysView[str]:
+        return self.to_dict().keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.to_dict().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self.to_dict().values()
+
     def __len__(self) -> int:
         return len(self.to_dict())
+
+    def __bool__(self) -> bool:  # (asked of every event written: cheaper than its length)
+        return bool(self.extra) or any(not opt or getattr(self, name) is not None
+                                       for name, opt in self.keys_to_fields().values())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Mapping):
@@ -120,6 +179,9 @@ class EventData(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.to_dict()!r})"
+
+
+MutableMapping.register(EventData)
 
 
 def _own_fields(cls: type) -> list[Field[Any]]:
@@ -149,9 +211,9 @@ class SavedTensorModified(EventData):
     node: str = ""  # the node that saved it, in this pass's graph
     op: str = ""
     saved: str = ""  # the saved value's name (`self`, `other`, `result`)
-    saved_by: SourceDict = field(default_factory=dict)  # the line of the op that saved it
+    saved_by: SourceDict = field(default_factory=lambda: SourceDict())  # the line of the op that saved it
     module: str | None = None
-    modified_by: list[dict[str, Any]] = field(default_factory=list)  # edits: op, module, line, node?, tensor?
+    modified_by: list[Edit] = field(default_factory=list)
     message: str = ""  # torch's error, up to its hint ("" for a `.data` edit)
 
 
@@ -187,8 +249,7 @@ class NoGradient(EventData):
 
     KIND = "no-gradient"
     pass_index: int | None = keyed("pass", None)
-    # {"name", "shape", "parameter", "cut": {"op", line...} or None}
-    leaves: list[dict[str, Any]] = field(default_factory=list)
+    leaves: list[MissingLeaf] = field(default_factory=list)
 
 
 @dataclass(eq=False, repr=False)

@@ -327,6 +327,8 @@ class Event:
     def __post_init__(self) -> None:
         if not isinstance(self.data, EventData):
             self.data = event_data(self.kind, self.data)
+        elif self.data.kind != self.kind:
+            raise ValueError(f"a {self.kind!r} event cannot hold a {type(self.data).__name__} record")
 
 
 @dataclass

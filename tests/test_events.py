@@ -97,6 +97,9 @@ def test_an_event_made_with_a_dict_holds_the_kinds_record():
     assert e.data["later"] == 1 and e.data.extra == {"later": 1}  # a key the kind does not declare stays
     assert e.data == {"op": "add_", "leaf": "w", "message": "", "node": "n0", "view": False, "later": 1}
     assert Event(kind="nested-trace", data={"passes": 1}).data == {"passes": 1}
+    assert Event(kind="nested-trace").data == NestedTrace(passes=0)
+    with pytest.raises(ValueError, match="a 'leaf-update' event cannot hold a NestedTrace record"):
+        Event(kind="leaf-update", data=NestedTrace(passes=1))
 
 
 def test_an_unknown_kind_loads_and_saves_as_it_came(tmp_path):
@@ -137,6 +140,11 @@ def test_non_finite_update_norms_survive_the_file(tmp_path):
     ("no-gradient", {"pass": 0, "leaves": [5]}, "events[0].data.leaves[0]"),
     ("saved-tensor-modified", {"modified_by": "not a list"}, "events[0].data.modified_by"),
     ("optimizer-step", {"optimizer": "SGD", "update_norms": [1.0]}, "events[0].data.update_norms"),
+    # the objects nested in a record: the keys they declare (events.Edit, MissingLeaf, Cut, SourceDict)
+    ("saved-tensor-modified", {"modified_by": [{"op": 5}]}, "events[0].data.modified_by[0].op"),
+    ("no-gradient", {"leaves": [{"name": "b", "cut": {"op": "detach", "line": "six"}}]},
+     "events[0].data.leaves[0].cut.line"),
+    ("nonleaf-grad-read", {"defined_at": {"file": ["x"]}}, "events[0].data.defined_at.file"),
 ])
 def test_a_field_of_the_wrong_type_is_one_line_naming_it(tmp_path, kind, data, where):
     for version in (1, 2):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ..events import FreedGraphReused, SavedTensorModified
+from ..events import Edit, FreedGraphReused, SavedTensorModified, SourceDict
 from ..torch_errors import graph_freed, saved_tensor_modified, without_hint
 from ._torch import saved_label, saved_tensor_attributes, version_of
 from .recorder import OpInfo
@@ -123,9 +123,9 @@ class SavedTensorChecks:
                 node=node_id,
                 op=info.op,
                 saved=saved_label(name),
-                saved_by=_plain(info.source),
+                saved_by=cast(SourceDict, _plain(info.source)),
                 module=info.module,
-                modified_by=modified_by,
+                modified_by=cast("list[Edit]", modified_by),
                 message=message,
             ),
             source=source,

@@ -14,11 +14,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
-from ..events import BackwardError, EventData, LeafInplaceError, NestedTrace, NonleafGradRead, PassNotRecorded
+from ..events import BackwardError, EventData, LeafInplaceError, NestedTrace, NonleafGradRead, PassNotRecorded, SourceDict
 from ..model import Event, Pass, Source, Trace
 from ..torch_errors import leaf_inplace
 from . import userwarnings
@@ -277,7 +277,7 @@ class Tracer:
             self.emit(NonleafGradRead(
                 shape=list(t.shape), op=type(t.grad_fn).__name__,
                 name=node_name(t.grad_fn) or assigned_name(info) or "",
-                defined_at=asdict(info.source) if info is not None and info.source is not None else None,
+                defined_at=cast(SourceDict, asdict(info.source)) if info is not None and info.source is not None else None,
             ))
         return result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..events import NoGradient, NonleafGradRead
+from ..events import Cut, MissingLeaf, NoGradient, NonleafGradRead
 from ..model import Diagnostic, Event, Graph, Node, Trace
 from ._common import (
     ERROR,
@@ -90,11 +90,11 @@ def no_gradient(trace: Trace) -> list[Found]:
     groups: dict[tuple, dict] = {}
     for _, e, data in events(trace, NoGradient):
         p = pass_at(trace, data.pass_index if data.pass_index is not None else e.pass_index)
-        by_cut: dict[tuple, list[dict]] = {}
+        by_cut: dict[tuple, list[MissingLeaf]] = {}
         for leaf in data.leaves:
             if leaf.get("name") and (leaf["name"], tuple(leaf.get("shape") or ())) in reached:
                 continue
-            cut = leaf.get("cut") or {}
+            cut = leaf.get("cut") or Cut()
             by_cut.setdefault((cut.get("file"), cut.get("line"), cut.get("op")), []).append(leaf)
         for cut_key, leaves in by_cut.items():
             key = (tuple(sorted(str(x.get("name")) for x in leaves)), cut_key)
@@ -106,7 +106,7 @@ def no_gradient(trace: Trace) -> list[Found]:
     found: list[Found] = []
     for g in groups.values():
         e, p, leaves = g["event"], g["pass"], g["leaves"]
-        cut = leaves[0].get("cut") or {}
+        cut = leaves[0].get("cut") or Cut()
         cut_source = source_of(cut)
         cut_op = cut.get("op") or ""
         shown = names([str(x.get("name") or "") for x in leaves])

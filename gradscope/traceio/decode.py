@@ -129,6 +129,8 @@ def _make_checker(tp: Any):
             return [check_item(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
         return a_list
+    if typing.is_typeddict(tp):
+        return _typed_dict(tp)
     if origin is dict or tp is EventData:  # (an event's record: typed by its kind, see `_check_event_data`)
         return free_form
     if tp in MODEL:
@@ -139,6 +141,19 @@ def _make_checker(tp: Any):
     if simple is None:
         raise TypeError(f"gradscope.traceio cannot read a field of type {tp}")  # a model change it missed
     return simple
+
+
+def _typed_dict(tp: Any):
+    """A plain JSON object nested in an event record (`events.SourceDict`, `Edit`, ...): each
+    key it declares checked when present, other keys kept as they are."""
+    keys = {name: _shape if name == "shape" else checker(t) for name, t in typing.get_type_hints(tp).items()}
+
+    def an_object(value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise Malformed(where, f"expected an object, got {_kind(value)}")
+        return {k: keys[k](v, f"{where}.{k}") if k in keys else v for k, v in value.items()}
+
+    return an_object
 
 
 def _bool(value: Any, where: str) -> bool:
