@@ -15,7 +15,7 @@ This module imports nothing of gradscope: it is part of the model.
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, MutableMapping, ValuesView
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import Field, dataclass, field, fields
 from typing import Any, ClassVar, TypedDict
 
@@ -70,8 +70,9 @@ def keyed(key: str, default: Any) -> Any:
 class EventData:
     """The kind-specific part of an `Event`; reads like the JSON object trace.json holds.
 
-    (A `MutableMapping` by registration, not by inheritance: an abstract base class would
-    make every `isinstance` against a record slow, and capture makes one per event.)
+    (A `Mapping` by registration, not by inheritance: an abstract base class would make
+    every `isinstance` against a record slow, and capture makes one per event. Its fields
+    can be set by key too, as capture set keys of the dicts: `step["update_norms"] = ...`.)
     """
 
     KIND: ClassVar[str] = ""
@@ -154,6 +155,15 @@ class EventData:
         except KeyError:
             return default
 
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, other: Mapping[str, Any] | None = None, **more: Any) -> None:
+        for key, value in [*(other or {}).items(), *more.items()]:
+            self[key] = value
+
     def keys(self) -> KeysView[str]:
         return self.to_dict().keys()
 
@@ -171,6 +181,8 @@ class EventData:
                                        for name, opt in self.keys_to_fields().values())
 
     def __eq__(self, other: object) -> bool:
+        if isinstance(other, EventData) and other.kind != self.kind:
+            return False
         if isinstance(other, Mapping):
             return self.to_dict() == dict(other.items())
         return NotImplemented
@@ -181,7 +193,7 @@ class EventData:
         return f"{type(self).__name__}({self.to_dict()!r})"
 
 
-MutableMapping.register(EventData)
+Mapping.register(EventData)
 
 
 def _own_fields(cls: type) -> list[Field[Any]]:

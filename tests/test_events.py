@@ -89,6 +89,13 @@ def test_a_record_reads_like_the_dict_it_is_saved_as():
     update["leaves"].append([0, "n1"])
     assert update.leaves == [[0, "n1"]] and len(update) == 1
     assert repr(NestedTrace(passes=2)) == "NestedTrace({'passes': 2})"
+    assert GradCarried(leaves=[]) != LeafUpdate(leaves=[]) and LeafUpdate(leaves=[]) == LeafUpdate()
+    step.update({"step": 3}, optimizer="Adam")
+    assert (step.step, step.optimizer, step.setdefault("late", 1), step.extra) == (3, "Adam", 1, {"late": 1})
+    del step["late"], step["update_norms"]
+    assert dict(step) == {"optimizer": "Adam", "step": 3}
+    with pytest.raises(KeyError):
+        del step["optimizer"]  # (a field the kind always has)
 
 
 def test_an_event_made_with_a_dict_holds_the_kinds_record():
