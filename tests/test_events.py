@@ -124,6 +124,27 @@ def test_an_unknown_kind_loads_and_saves_as_it_came(tmp_path):
     assert (tmp_path / "again.json").read_text() == path.read_text()
 
 
+def test_free_form_parts_of_event_data_are_checked_as_before(tmp_path):
+    """Keys a kind does not declare, an unknown kind's data, undeclared keys of nested
+    objects: free-form data (non-finite floats marked, nesting bounded)."""
+    nan = {"$float": "NaN"}
+    data = to_dict(Trace())
+    data["events"] = [{"kind": "from-the-future", "data": {"x": nan}},
+                      {"kind": "leaf-update", "data": {"leaves": [], "y": [nan]}},
+                      {"kind": "no-gradient", "data": {"leaves": [{"name": "b", "z": nan}]}}]
+    other, update, missing = from_dict(data).events
+    assert math.isnan(other.data["x"]) and math.isnan(update.data["y"][0]) and math.isnan(missing.data.leaves[0]["z"])
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
+    for event in ({"kind": "from-the-future", "data": {"x": deep}}, {"kind": "leaf-update", "data": {"y": deep}},
+                  {"kind": "no-gradient", "data": {"leaves": [{"z": deep}]}}):
+        data["events"] = [event]
+        (tmp_path / "t.json").write_text(json.dumps(data))
+        with pytest.raises(TraceFormatError, match="nested deeper than 32"):
+            load(tmp_path / "t.json")
+
+
 def test_version_1_events_load_typed():
     trace = load(DATA / "trace-v1.json")
     steps = [e.data for e in trace.events if e.kind == "optimizer-step"]

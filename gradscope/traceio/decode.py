@@ -104,12 +104,22 @@ def _make_checker(tp: Any):
         options = typing.get_args(tp)
         nullable = type(None) in options
         inner = [checker(t) for t in options if t is not type(None)]
+        # options told apart by a value's exact type (an event's `int | str`: [pass, node id]):
+        # the one that fits is the only one to try, without an exception per value
+        by_type = {t: checker(t) for t in options if t is not type(None)} \
+            if {t for t in options if t is not type(None)} <= {int, str, bool} else {}
 
         def union(value: Any, where: str) -> Any:
             if value is None:
                 if nullable:
                     return None
                 raise Malformed(where, "must not be null")
+            fits = by_type.get(type(value))
+            if fits is not None:
+                try:
+                    return fits(value, where)
+                except Malformed:
+                    pass  # (the message of the last option, as below)
             for i, check in enumerate(inner):  # (e.g. float | None ... int | str): the first that fits
                 try:
                     return check(value, where)
@@ -131,7 +141,9 @@ def _make_checker(tp: Any):
         return a_list
     if typing.is_typeddict(tp):
         return _typed_dict(tp)
-    if origin is dict or tp is EventData:  # (an event's record: typed by its kind, see `_check_event_data`)
+    if tp is EventData:  # an event's record: checked by its kind's field types (`_check_event_data`)
+        return _an_object
+    if origin is dict:
         return free_form
     if tp in MODEL:
         return lambda value, where: decode(tp, value, where)
@@ -151,9 +163,16 @@ def _typed_dict(tp: Any):
     def an_object(value: Any, where: str) -> dict:
         if not isinstance(value, dict):
             raise Malformed(where, f"expected an object, got {_kind(value)}")
-        return {k: keys[k](v, f"{where}.{k}") if k in keys else v for k, v in value.items()}
+        return {k: keys[k](v, f"{where}.{k}") if k in keys else free_form(v, f"{where}.{k}", 1)
+                for k, v in value.items()}
 
     return an_object
+
+
+def _an_object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise Malformed(where, f"expected an object, got {_kind(value)}")
+    return value
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -249,9 +268,12 @@ def _check(obj: Any, where: str) -> None:
 def _check_event_data(data: EventData, where: str) -> None:
     """Each field of an event's record against the type its kind declares (`gradscope.events`).
 
-    (`Event` made the record from the checked free-form object; a key the kind does not
-    declare stays in `extra` as it came, and an unknown kind loads as `OtherEvent`.)
+    (`Event` made the record from the JSON object as it came; a key the kind does not
+    declare stays in `extra`, checked as free-form data, and an unknown kind loads as
+    `OtherEvent`, all its keys in `extra`.)
     """
+    # keys a kind does not declare (an unknown kind's all): free-form data
+    data.extra = {k: free_form(v, f"{where}.{k}", 1) for k, v in data.extra.items()}
     if isinstance(data, OtherEvent):
         return
     plan = _event_plan(type(data))
