@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .events import EventData, event_data
+
 FORMAT = "gradscope-trace"
 
 
@@ -311,16 +313,22 @@ class Pass:
 class Event:
     """Something capture saw between passes that diagnostics may need.
 
-    kinds: "optimizer-step", "inplace" (an op modified a tensor in place), "leaf-inplace-error",
-    "saved-tensor-modified", "backward-error", "nonleaf-grad-read", "no-grad-cut", ...
-    `data` holds kind-specific plain values.
+    `data` is the kind's typed record (`gradscope.events`: `LeafUpdate`, `OptimizerStep`,
+    `SavedTensorModified`, ...), which also reads like the plain dict trace.json holds
+    (`event.data["leaf"]`). A plain dict given as `data` becomes the kind's record.
     """
 
     kind: str
     source: Source | None = None
     pass_index: int | None = None  # the number of passes recorded before this event
-    data: dict[str, Any] = field(default_factory=dict)
+    data: EventData = field(default_factory=dict)  # type: ignore[assignment]  # (made a record below)
     graph: Graph | None = None  # the graph as it stood, for events that happen outside a pass
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, EventData):
+            self.data = event_data(self.kind, self.data)
+        elif self.data.kind != self.kind:
+            raise ValueError(f"a {self.kind!r} event cannot hold a {type(self.data).__name__} record")
 
 
 @dataclass

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from statistics import median
 
+from .events import LeafUpdate, OptimizerStep
 from .model import Node, Trace, single_number
 
 NAN, EXPLODING, VANISHING, NEVER_UPDATED = "nan", "exploding", "vanishing", "never updated"
@@ -149,10 +150,10 @@ def _updated_keys(trace: Trace) -> set[tuple[int, str]]:
     """(pass index, node id) of leaves updated in place after that pass ("leaf-update" events)."""
     keys: set[tuple[int, str]] = set()
     for e in trace.events:
-        if e.kind != "leaf-update":
+        if not isinstance(e.data, LeafUpdate):
             continue
-        for item in e.data.get("leaves") or []:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
+        for item in e.data.leaves:  # [pass, node id]
+            if len(item) == 2 and isinstance(item[0], int) and isinstance(item[1], str):
                 keys.add((item[0], item[1]))
     return keys
 
@@ -161,7 +162,7 @@ def _update_norms(trace: Trace) -> dict[int, dict[str, float]]:
     """‖Δw‖ by leaf name of the optimizer steps taken before each pass (by its index)."""
     found: dict[int, dict[str, float]] = {}
     for e in trace.events:
-        norms = e.data.get("update_norms") if e.kind == "optimizer-step" else None
+        norms = e.data.update_norms if isinstance(e.data, OptimizerStep) else None
         if isinstance(norms, dict) and e.pass_index is not None:
             into = found.setdefault(e.pass_index, {})
             for name, v in norms.items():

@@ -16,6 +16,13 @@ _FREED = (SECOND_TIME, "after they have already been freed")
 LEAF_INPLACE = "a leaf Variable that requires grad"
 # backward() without a gradient on a root with more than one element
 NONSCALAR = "grad can be implicitly created only for scalar outputs"
+# where torch's advice starts ("... modified by an inplace operation: [...]. Hint: enable anomaly ...")
+HINT = ". Hint:"
+
+
+def without_hint(message: str) -> str:
+    """The message up to torch's own hint (gradscope gives its own)."""
+    return message.split(HINT)[0]
 
 
 def saved_tensor_modified(message: str) -> bool:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..events import GradCarried, LeafUpdate, NoGradient
 from ._torch import DisableTorchFunction, base_of, version_of
 from .data_snapshots import DataSnapshots
 from .idtable import IdTable
@@ -172,7 +173,7 @@ class LiveChecks(SavedTensorChecks):
             return
         self._updated.add(last)
         if self._update_event is None:
-            self._update_event = self.state.emit("leaf-update", {"leaves": []}, source=source)
+            self._update_event = self.state.emit(LeafUpdate(leaves=[]), source=source)
         self._update_event.data["leaves"].append(list(last))
 
     # -- ops whose output is outside autograd although an input is inside ------------------
@@ -261,7 +262,7 @@ class LiveChecks(SavedTensorChecks):
             if prev is not None and leaf.grad is not None:
                 links.append([node.id, prev[0], prev[1]])
         if links:
-            self.state.emit("grad-carried", {"leaves": links})
+            self.state.emit(GradCarried(leaves=links))
 
     # parameters that will get no gradient though their siblings do
     def _check_missing(self, recorder, index: "GraphIndex", p: int) -> None:
@@ -323,7 +324,7 @@ class LiveChecks(SavedTensorChecks):
                 if t.grad is None or (t.grad is grad and version_of(t.grad) == version)
             ]
             if leaves:
-                self.state.emit("no-gradient", {"pass": p, "leaves": leaves})
+                self.state.emit(NoGradient(pass_index=p, leaves=leaves))
         except Exception:
             log.debug("gradscope: checking missing gradients failed", exc_info=True)
 

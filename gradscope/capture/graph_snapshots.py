@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..events import RequiresGradRead
 from .graph_index import GraphIndex
 from .quiet import unwatched
 from .source import user_source
@@ -59,7 +60,7 @@ class RequiresGradReads:
         self.lines.add(key)
         index = graph_as_it_stands(self.state)
         if index is not None:
-            self.state.emit(KIND, {"tensor": self.state.leaf_label(tensor)}, graph=index.graph, source=source)
+            self.state.emit(RequiresGradRead(tensor=self.state.leaf_label(tensor)), graph=index.graph, source=source)
 
 
 def graph_as_it_stands(state: TraceState) -> GraphIndex | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import torch
 
+from ..events import LeafInplaceError, NonleafGradRead, SourceDict
 from ..torch_errors import leaf_inplace
 from ._torch import base_of
 from .graph_snapshots import graph_as_it_stands
@@ -50,9 +51,8 @@ class OpReports:
                 index = graph_as_it_stands(self.state)
                 node = next((i for i, t in index.leaf_tensors.items() if t is leaf), None) if index else None
                 self.state.emit(
-                    "leaf-inplace-error",
-                    {"op": op, "leaf": self.state.leaf_label(leaf), "message": str(exc).splitlines()[0],
-                     "node": node, "view": leaf is not tensors[0]},
+                    LeafInplaceError(op=op, leaf=self.state.leaf_label(leaf), message=str(exc).splitlines()[0],
+                                     node=node, view=leaf is not tensors[0]),
                     graph=index.graph if index else None,
                 )
         except Exception:
@@ -65,11 +65,11 @@ class OpReports:
             info = self.state.nodes.get(t.grad_fn)
             if type(info) is not OpInfo:
                 info = None
-            self.state.emit("nonleaf-grad-read", {
-                "shape": list(t.shape), "op": type(t.grad_fn).__name__,
-                "name": node_name(t.grad_fn) or assigned_name(info) or "",
-                "defined_at": asdict(info.source) if info is not None and info.source is not None else None,
-            })
+            self.state.emit(NonleafGradRead(
+                shape=list(t.shape), op=type(t.grad_fn).__name__,
+                name=node_name(t.grad_fn) or assigned_name(info) or "",
+                defined_at=cast(SourceDict, asdict(info.source)) if info is not None and info.source is not None else None,
+            ))
         return result
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..events import BackwardError
 from ..model import Pass
 from .backward import PassRecorder
 from .backward_call import parse_call
@@ -81,8 +82,7 @@ class Passes:
         self.checks.after_pass(pass_index, error)
         if error is not None and isinstance(error, Exception):
             state.emit(
-                "backward-error",
-                {"api": BACKWARD_APIS[func], "type": type(error).__name__, "message": str(error)},
+                BackwardError(api=BACKWARD_APIS[func], type=type(error).__name__, message=str(error)),
                 source=source,
             )
 

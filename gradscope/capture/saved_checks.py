@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from ..torch_errors import graph_freed, saved_tensor_modified
+from ..events import Edit, FreedGraphReused, SavedTensorModified, SourceDict
+from ..torch_errors import graph_freed, saved_tensor_modified, without_hint
 from ._torch import saved_label, saved_tensor_attributes, version_of
 from .recorder import OpInfo
 
@@ -107,29 +108,27 @@ class SavedTensorChecks:
         if freed:
             by = [m[0] for _, m in freed if m is not None]
             self.state.emit(
-                "freed-graph-reused",
-                {"nodes": [n for n, _ in freed], "freed_by": max(by) if by else None},
+                FreedGraphReused(nodes=[n for n, _ in freed], freed_by=max(by) if by else None),
             )
 
     def _on_saved_modified(self, index, node_id, fn, info: OpInfo, name: str, text: str) -> None:
         modified_by = self._modifiers(index, fn, info)
-        self._emit_saved_modified("version", node_id, info, name, modified_by, text.split(". Hint:")[0],
+        self._emit_saved_modified("version", node_id, info, name, modified_by, without_hint(text),
                                   _source_of(modified_by[0]) if modified_by else info.source)
 
     def _emit_saved_modified(self, detected_by: str, node_id, info: OpInfo, name: str,
                              modified_by: list[dict], message: str, source) -> None:
         self.state.emit(
-            "saved-tensor-modified",
-            {
-                "detected_by": detected_by,
-                "node": node_id,
-                "op": info.op,
-                "saved": saved_label(name),
-                "saved_by": _plain(info.source),
-                "module": info.module,
-                "modified_by": modified_by,
-                "message": message,
-            },
+            SavedTensorModified(
+                detected_by=detected_by,
+                node=node_id,
+                op=info.op,
+                saved=saved_label(name),
+                saved_by=cast(SourceDict, _plain(info.source)),
+                module=info.module,
+                modified_by=cast("list[Edit]", modified_by),
+                message=message,
+            ),
             source=source,
         )
 

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..events import EventData, PassNotRecorded
 from ..model import Event, Trace
 from .full_passes import FullPasses
 from .idtable import IdTable
@@ -93,12 +94,12 @@ class TraceState:
         """The calling thread records with `mode`, into `nodes`."""
         self.threads.mode, self.threads.nodes = mode, nodes
 
-    def emit(self, kind: str, data: dict[str, Any] | None = None, graph=None, source=None) -> Event:
+    def emit(self, data: EventData, graph=None, source=None) -> Event:
         event = Event(
-            kind=kind,
+            kind=data.kind,
             source=source if source is not None else user_source(),
             pass_index=self.next_pass_index,
-            data=data or {},
+            data=data,
             graph=graph,
         )
         self.trace.events.append(event)
@@ -108,7 +109,7 @@ class TraceState:
 
     def not_recorded(self, exc: BaseException | None, source, partly: bool = False, reason: str = "") -> None:
         """Say in the trace that a pass was lost (or its numbers), and why: never a log line alone."""
-        self.emit("pass-not-recorded", {"reason": reason or f"{type(exc).__name__}: {exc}", "partly": partly},
+        self.emit(PassNotRecorded(reason=reason or f"{type(exc).__name__}: {exc}", partly=partly),
                   source=source)
 
     def leaf_label(self, tensor: Any) -> str:

@@ -18,6 +18,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_pre_hook,
 )
 
+from ..events import OptimizerStep
 from ..model import Source
 from ._torch import pop_function_mode, push_function_mode, top_function_mode
 from .guard import internal_error
@@ -95,7 +96,7 @@ class OptimizerSteps:
             state.modules.on_enter = None
         mode.in_optimizer_step = False
         state.optimizer_steps += 1
-        state.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "step": self.count})
+        state.emit(OptimizerStep(optimizer=type(optimizer).__name__, step=self.count))
         self._on_step(optimizer)
 
     def back_after_failed_step(self, until: str = "") -> None:

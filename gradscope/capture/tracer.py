@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..events import NestedTrace
 from ..model import Event, Pass, Source, Trace
 from . import userwarnings
 from ._torch import check_supported
@@ -160,7 +161,7 @@ class Tracer:
         self.modules.install()
         self.steps.install()
         self.updates.install()
-        self.state.emit("nested-trace", {"passes": len(inner.trace.passes)}, source=self._paused_at)
+        self.state.emit(NestedTrace(passes=len(inner.trace.passes)), source=self._paused_at)
 
     @property
     def next_pass_index(self) -> int:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from ..events import OptimizerStep
 from ._torch import foreach_sub
 from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
@@ -105,6 +106,6 @@ class UpdateNorms:
             if step is not None and "update_norms" not in step.data:
                 step.data["update_norms"] = found
             else:
-                self.state.emit("optimizer-step", {"optimizer": type(optimizer).__name__, "update_norms": found})
+                self.state.emit(OptimizerStep(optimizer=type(optimizer).__name__, update_norms=found))
         except Exception:
             log.debug("gradscope: measuring a step's updates failed", exc_info=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, TypeVar
 
+from ..events import EventData
 from ..model import Diagnostic, Event, Graph, Node, Pass, Source, TensorSummary, Trace
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -12,6 +13,7 @@ ERROR, WARNING, INFO = "error", "warning", "info"
 # A rule returns (when, Diagnostic): `when` orders diagnostics as things happened.
 # Pass p is at p; an event recorded between pass p-1 and pass p is at p - 0.5.
 Found = tuple[float, Diagnostic]
+R = TypeVar("R", bound=EventData)
 
 
 def source_of(data: Any) -> Source | None:
@@ -70,9 +72,9 @@ def unique_sources(sources: Iterable[Source | None]) -> list[Source]:
     return out
 
 
-def events(trace: Trace, *kinds: str) -> list[tuple[int, Event]]:
-    """(position, event) of the events of these kinds, in order."""
-    return [(i, e) for i, e in enumerate(trace.events) if e.kind in kinds]
+def events(trace: Trace, kind: type[R]) -> list[tuple[int, Event, R]]:
+    """(position, event, its typed record) of the events of one kind, in order."""
+    return [(i, e, e.data) for i, e in enumerate(trace.events) if isinstance(e.data, kind)]
 
 
 def event_time(e: Event) -> float:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..events import GradCarried, LeafUpdate
 from ..model import Diagnostic, Node, Source, Trace
 from ._common import (
     INFO,
@@ -50,21 +51,22 @@ def grad_accumulation(trace: Trace) -> list[Found]:
     """`grad-accumulation`: warning for gradients carried across an update or summed by a
     repeating loop that never clears them; info for deliberate micro-batching."""
     prev: dict[Key, Key] = {}
-    for _, e in events(trace, "grad-carried"):
-        for item in e.data.get("leaves") or []:
-            node_id, q, m = item
-            prev[(e.pass_index, node_id)] = (q, m)
+    for _, e, carried in events(trace, GradCarried):
+        if e.pass_index is None:  # (capture always numbers it: the pass it was seen before)
+            continue
+        for node_id, q, m in carried.leaves:  # [node id here, previous pass, node id there]
+            prev[(e.pass_index, str(node_id))] = (int(q), str(m))
     updated_after: dict[Key, Source | None] = {}
-    for _, e in events(trace, "leaf-update"):
-        for q, m in e.data.get("leaves") or []:
-            updated_after.setdefault((q, m), e.source)
+    for _, e, update in events(trace, LeafUpdate):
+        for q, m in update.leaves:  # [last pass, node id there]
+            updated_after.setdefault((int(q), str(m)), e.source)
     any_update = bool(updated_after)
     passes = {p.index: p for p in trace.passes}
 
     # Only gradients carried into a pass have a history to follow: a leaf whose .grad was
     # fresh in a pass holds one contribution, which is never a mistake (and is never stored).
     state: dict[Key, _State] = {}
-    stale_hits: list[tuple[Key, Source | None]] = []
+    stale_hits: list[tuple[Key, Source | None, int]] = []  # (leaf, the update, the pass whose update used it)
     micro_hits: list[tuple[Key, int, Source | None]] = []
     ends: list[Key] = []
     continued: set[Key] = set()

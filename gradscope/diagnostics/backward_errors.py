@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from ..events import BackwardError, FreedGraphReused
 from ..model import Diagnostic, Graph, Node, Source, Trace
 from ..torch_errors import backward_twice as second_backward_error
 from ..torch_errors import nonscalar_backward as nonscalar_backward_error
@@ -25,14 +26,14 @@ def backward_twice(trace: Trace) -> list[Found]:
     backward freed. Tells the same graph run twice (retain_graph) from a tensor carried across
     loop iterations with its history (detach)."""
     found: list[Found] = []
-    freed_events = {e.pass_index: e for _, e in events(trace, "freed-graph-reused")}
-    for _, e in events(trace, "backward-error"):
-        if not second_backward_error(str(e.data.get("message", ""))):
+    freed_events = {e.pass_index: data for _, e, data in events(trace, FreedGraphReused)}
+    for _, e, error in events(trace, BackwardError):
+        if not second_backward_error(error.message):
             continue
         p = failed_pass(trace, e)
         freed = freed_events.get(p.index) if p is not None else None
-        freed_nodes = [n for n in (freed.data.get("nodes") or [])] if freed else []
-        first = pass_at(trace, freed.data.get("freed_by")) if freed else None
+        freed_nodes = list(freed.nodes) if freed else []
+        first = pass_at(trace, freed.freed_by) if freed else None
         if first is None and p is not None:  # no early event: the latest earlier pass from the same line
             earlier = [q for q in trace.passes if q.index < p.index and not q.retain_graph and q.error is None]
             first = earlier[-1] if earlier else None
@@ -140,8 +141,8 @@ def _nearest_to_root(graph: Graph, ids: set[str]):
 def nonscalar_backward(trace: Trace) -> list[Found]:
     """`nonscalar-backward` (error): `y.backward()` on a tensor with more than one element."""
     found: list[Found] = []
-    for _, e in events(trace, "backward-error"):
-        if not nonscalar_backward_error(str(e.data.get("message", ""))):
+    for _, e, error in events(trace, BackwardError):
+        if not nonscalar_backward_error(error.message):
             continue
         p = failed_pass(trace, e)
         roots = [n for n in p.graph.roots] if p is not None else []

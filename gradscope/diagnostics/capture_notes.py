@@ -8,14 +8,15 @@
 
 from __future__ import annotations
 
+from ..events import NestedTrace, PassNotRecorded
 from ..model import Diagnostic, Trace
 from ._common import INFO, Found, event_time, events, plural, where
 
 
 def nested_trace(trace: Trace) -> list[Found]:
     found: list[Found] = []
-    for _, e in events(trace, "nested-trace"):
-        passes = int(e.data.get("passes") or 0)
+    for _, e, data in events(trace, NestedTrace):
+        passes = data.passes
         found.append((event_time(e), Diagnostic(
             code="nested-trace",
             severity=INFO,
@@ -32,9 +33,9 @@ def nested_trace(trace: Trace) -> list[Found]:
 
 def pass_not_recorded(trace: Trace) -> list[Found]:
     found: list[Found] = []
-    for _, e in events(trace, "pass-not-recorded"):
-        reason = str(e.data.get("reason") or "an internal error")
-        partly = bool(e.data.get("partly"))
+    for _, e, data in events(trace, PassNotRecorded):
+        reason = data.reason or "an internal error"
+        partly = data.partly
         found.append((event_time(e), Diagnostic(
             code="pass-not-recorded",
             severity=INFO,

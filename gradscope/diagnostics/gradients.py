@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..model import Diagnostic, Graph, Node, Trace
+from ..events import Cut, MissingLeaf, NoGradient, NonleafGradRead
+from ..model import Diagnostic, Event, Graph, Node, Trace
 from ._common import (
     ERROR,
     WARNING,
@@ -22,15 +23,15 @@ from .user_words import variable
 def nonleaf_grad(trace: Trace) -> list[Found]:
     """`nonleaf-grad` (warning): `.grad` read on a tensor that is not a leaf (always None)."""
     found: list[Found] = []
-    by_line: dict[tuple, list] = {}
-    for _, e in events(trace, "nonleaf-grad-read"):
+    by_line: dict[tuple, list[tuple[Event, NonleafGradRead]]] = {}
+    for _, e, data in events(trace, NonleafGradRead):
         key = (e.source.file, e.source.line) if e.source else (None, id(e))
-        by_line.setdefault(key, []).append(e)
+        by_line.setdefault(key, []).append((e, data))
     for group in by_line.values():
-        e = group[0]
-        name = str(e.data.get("name") or "")
-        defined = source_of(e.data.get("defined_at"))
-        op = str(e.data.get("op") or "")
+        e, read = group[0]
+        name = read.name
+        defined = source_of(read.defined_at)
+        op = read.op
         # the node in the pass just before the read, when the tensor took part in it
         p = pass_at(trace, (e.pass_index or 0) - 1)
         node = _find(p.graph, op, defined) if p is not None else None
@@ -87,13 +88,13 @@ def no_gradient(trace: Trace) -> list[Found]:
     # discriminator's step, gets its gradient from the generator's step)
     reached = {(n.name, tuple(n.shape or ())) for p in trace.passes for n in p.graph.leaves if n.name}
     groups: dict[tuple, dict] = {}
-    for _, e in events(trace, "no-gradient"):
-        p = pass_at(trace, e.data.get("pass", e.pass_index))
-        by_cut: dict[tuple, list[dict]] = {}
-        for leaf in e.data.get("leaves") or []:
+    for _, e, data in events(trace, NoGradient):
+        p = pass_at(trace, data.pass_index if data.pass_index is not None else e.pass_index)
+        by_cut: dict[tuple, list[MissingLeaf]] = {}
+        for leaf in data.leaves:
             if leaf.get("name") and (leaf["name"], tuple(leaf.get("shape") or ())) in reached:
                 continue
-            cut = leaf.get("cut") or {}
+            cut = leaf.get("cut") or Cut()
             by_cut.setdefault((cut.get("file"), cut.get("line"), cut.get("op")), []).append(leaf)
         for cut_key, leaves in by_cut.items():
             key = (tuple(sorted(str(x.get("name")) for x in leaves)), cut_key)
@@ -105,7 +106,7 @@ def no_gradient(trace: Trace) -> list[Found]:
     found: list[Found] = []
     for g in groups.values():
         e, p, leaves = g["event"], g["pass"], g["leaves"]
-        cut = leaves[0].get("cut") or {}
+        cut = leaves[0].get("cut") or Cut()
         cut_source = source_of(cut)
         cut_op = cut.get("op") or ""
         shown = names([str(x.get("name") or "") for x in leaves])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..events import BackwardError, LeafInplaceError, SavedTensorModified
 from ..model import Diagnostic, Trace
 from ..torch_errors import saved_tensor_modified as modified_inplace_error
+from ..torch_errors import without_hint
 from ._common import (
     ERROR,
     Found,
@@ -27,14 +29,14 @@ def leaf_inplace(trace: Trace) -> list[Found]:
     the graph as it stood), not in a pass: `pass_index` is None.
     """
     found: list[Found] = []
-    for event_index, e in events(trace, "leaf-inplace-error"):
-        leaf = e.data.get("leaf") or ""
-        op = op_label(e.data.get("op") or "an in-place op")
+    for event_index, e, data in events(trace, LeafInplaceError):
+        leaf = data.leaf
+        op = op_label(data.op or "an in-place op")
         shown = f"`{leaf}`" if leaf else "the leaf"
-        node = node_or_none(e.graph, e.data.get("node"))
+        node = node_or_none(e.graph, data.node)
         readers = consumers(e.graph, node.id) if (e.graph is not None and node is not None) else []
         reader_sources = unique_sources(r.source for r in readers)
-        via_view = bool(e.data.get("view"))
+        via_view = data.view
         what = (
             f"{where(e.source)} writes into a view of {shown}, which changes {shown} itself"
             if via_view else f"{where(e.source)} changes {shown} in place ({op})"
@@ -80,23 +82,22 @@ def saved_tensor_modified(trace: Trace) -> list[Found]:
     `.data` are invisible to PyTorch and give wrong gradients without any error."""
     found: list[Found] = []
     seen: set[tuple] = set()
-    explained_passes: set[int] = set()
-    for _, e in events(trace, "saved-tensor-modified"):
-        saved_by = source_of(e.data.get("saved_by"))
-        modified = [source_of(m) for m in e.data.get("modified_by") or []]
-        modified = [m for m in modified if m is not None]
-        by_data = e.data.get("detected_by") == "data"
+    explained_passes: set[int | None] = set()
+    for _, e, data in events(trace, SavedTensorModified):
+        edits = [m for m in data.modified_by if isinstance(m, dict)]  # (a hand-built event may hold anything)
+        saved_by = source_of(data.saved_by)
+        modified = [s for s in map(source_of, edits) if s is not None]
+        by_data = data.detected_by == "data"
         key = (by_data, saved_by and (saved_by.file, saved_by.line), tuple((m.file, m.line) for m in modified))
         explained_passes.add(e.pass_index)
         if key in seen:
             continue
         seen.add(key)
-        op = e.data.get("op") or "an op"
-        saved = e.data.get("saved") or "input"
-        what_saved = _what_saved(saved, [m.get("tensor") for m in e.data.get("modified_by") or [] if isinstance(m, dict)])
-        edits = [m for m in e.data.get("modified_by") or [] if isinstance(m, dict)]
+        op = data.op or "an op"
+        saved = data.saved or "input"
+        what_saved = _what_saved(saved, [m.get("tensor") for m in edits])
         edit_ops = [str(m.get("op")) for m in edits if m.get("op")]
-        saver = op + (f" (module `{e.data['module']}`)" if e.data.get("module") else "")
+        saver = op + (f" (module `{data.module}`)" if data.module else "")
         if modified:
             editor = edits[0].get("op") or "an in-place op"
             editor += f" (module `{edits[0]['module']}`)" if edits[0].get("module") else ""
@@ -141,12 +142,12 @@ def saved_tensor_modified(trace: Trace) -> list[Found]:
             hint=hint,
             sources=unique_sources([saved_by, *modified]),
             # the saving node, then the in-place op when it is in this graph: both drawn red
-            nodes=[n for n in [e.data.get("node"), *(m.get("node") for m in edits)] if isinstance(n, str)],
+            nodes=[n for n in [data.node, *(m.get("node") for m in edits)] if isinstance(n, str) and n],
             pass_index=e.pass_index,
         )))
     # the error without an early event (a node gradscope could not read before backward)
-    for _, e in events(trace, "backward-error"):
-        message = str(e.data.get("message", ""))
+    for _, e, error in events(trace, BackwardError):
+        message = error.message
         p = failed_pass(trace, e)
         if not modified_inplace_error(message) or (p is not None and p.index in explained_passes):
             continue
@@ -155,7 +156,7 @@ def saved_tensor_modified(trace: Trace) -> list[Found]:
             severity=ERROR,
             title="A tensor saved for backward was modified in place",
             message=(
-                f"The backward at {where(e.source)} failed: {message.split('. Hint:')[0]}. An op saved one of "
+                f"The backward at {where(e.source)} failed: {without_hint(message)}. An op saved one of "
                 f"its tensors for backward, and an in-place edit changed it before backward ran."
             ),
             hint=(

@@ -14,6 +14,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
+from ..events import EventData, OtherEvent
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace, TraceFormatError
 
 # the largest integer a trace holds anywhere (counts, indexes, sizes, line numbers)
@@ -103,12 +104,22 @@ def _make_checker(tp: Any):
         options = typing.get_args(tp)
         nullable = type(None) in options
         inner = [checker(t) for t in options if t is not type(None)]
+        # options told apart by a value's exact type (an event's `int | str`: [pass, node id]):
+        # the one that fits is the only one to try, without an exception per value
+        by_type = {t: checker(t) for t in options if t is not type(None)} \
+            if {t for t in options if t is not type(None)} <= {int, str, bool} else {}
 
         def union(value: Any, where: str) -> Any:
             if value is None:
                 if nullable:
                     return None
                 raise Malformed(where, "must not be null")
+            fits = by_type.get(type(value))
+            if fits is not None:
+                try:
+                    return fits(value, where)
+                except Malformed:
+                    pass  # (the message of the last option, as below)
             for i, check in enumerate(inner):  # (e.g. float | None ... int | str): the first that fits
                 try:
                     return check(value, where)
@@ -128,6 +139,10 @@ def _make_checker(tp: Any):
             return [check_item(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
         return a_list
+    if typing.is_typeddict(tp):
+        return _typed_dict(tp)
+    if tp is EventData:  # an event's record: checked by its kind's field types (`_check_event_data`)
+        return _an_object
     if origin is dict:
         return free_form
     if tp in MODEL:
@@ -138,6 +153,26 @@ def _make_checker(tp: Any):
     if simple is None:
         raise TypeError(f"gradscope.traceio cannot read a field of type {tp}")  # a model change it missed
     return simple
+
+
+def _typed_dict(tp: Any):
+    """A plain JSON object nested in an event record (`events.SourceDict`, `Edit`, ...): each
+    key it declares checked when present, other keys kept as they are."""
+    keys = {name: _shape if name == "shape" else checker(t) for name, t in typing.get_type_hints(tp).items()}
+
+    def an_object(value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise Malformed(where, f"expected an object, got {_kind(value)}")
+        return {k: keys[k](v, f"{where}.{k}") if k in keys else free_form(v, f"{where}.{k}", 1)
+                for k, v in value.items()}
+
+    return an_object
+
+
+def _an_object(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise Malformed(where, f"expected an object, got {_kind(value)}")
+    return value
 
 
 def _bool(value: Any, where: str) -> bool:
@@ -226,6 +261,38 @@ def _check(obj: Any, where: str) -> None:
         raise Malformed(where, f"severity must be one of {SEVERITIES}")
     if isinstance(obj, Graph):
         check_graph(obj, where)
+    if isinstance(obj, Event):
+        _check_event_data(obj.data, f"{where}.data" if where else "data")
+
+
+def _check_event_data(data: EventData, where: str) -> None:
+    """Each field of an event's record against the type its kind declares (`gradscope.events`).
+
+    (`Event` made the record from the JSON object as it came; a key the kind does not
+    declare stays in `extra`, checked as free-form data, and an unknown kind loads as
+    `OtherEvent`, all its keys in `extra`.)
+    """
+    # keys a kind does not declare (an unknown kind's all): free-form data
+    data.extra = {k: free_form(v, f"{where}.{k}", 1) for k, v in data.extra.items()}
+    if isinstance(data, OtherEvent):
+        return
+    plan = _event_plan(type(data))
+    for key, (name, _) in data.keys_to_fields().items():
+        setattr(data, name, plan[name](getattr(data, name), f"{where}.{key}"))
+
+
+_EVENT_PLANS: dict[type, dict[str, Any]] = {}
+
+
+def _event_plan(cls: type[EventData]) -> dict[str, Any]:
+    """Per field of an event record (its fields only, not its class variables), its check."""
+    found = _EVENT_PLANS.get(cls)
+    if found is None:
+        types = hints(cls)
+        found = {name: _shape if name == "shape" else checker(types[name])
+                 for name, _ in cls.keys_to_fields().values()}
+        _EVENT_PLANS[cls] = found
+    return found
 
 
 def check_graph(graph: Graph, where: str) -> None:

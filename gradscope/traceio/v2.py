@@ -162,7 +162,7 @@ class Encoder:
         if e.pass_index is not None:
             out["pass_index"] = e.pass_index
         if e.data:
-            out["data"] = e.data
+            out["data"] = e.data.to_dict()  # (the record's JSON object: keys as capture emitted them)
         if e.graph is not None:
             structure, node_numbers, edge_numbers = self.graph(e.graph)
             out["graph"] = {"structure": structure, "nodes": node_numbers, "edges": edge_numbers}
