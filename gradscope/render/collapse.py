@@ -109,7 +109,7 @@ def view(graph: Graph, depth: int | str | None = "auto", expand: Sequence[str] =
         return best if best is not None and best.size < full.size else full
     if depth is None or not (graph.module_calls or fold):
         return View(list(graph.nodes), [], list(graph.edges))
-    return _collapse(graph, depth, _depths(graph.module_calls), expand, fold, flagged)
+    return _collapse(graph, int(depth), _depths(graph.module_calls), expand, fold, flagged)  # (a number here)
 
 
 def _depths(calls: list[ModuleCall]) -> list[int]:

@@ -175,10 +175,10 @@ def _fold(graph: Graph, run: list[int], flagged: set[str], consumers: dict[str, 
     drawn = next(iter(first_out))
     for n in hidden:
         where[n] = drawn
-    for n in graph.nodes:  # the hidden calls' own weights go with them
-        if n.kind == "leaf" and n.id not in flagged:
-            used = consumers.get(n.id, ())
+    for node in graph.nodes:  # the hidden calls' own weights go with them
+        if node.kind == "leaf" and node.id not in flagged:
+            used = consumers.get(node.id, ())
             if used and all(d in hidden for d in used):
-                where[n.id] = drawn
+                where[node.id] = drawn
     return FoldedRun(list(run), calls[0].path, calls[-1].path, calls[0].cls,
                      [grad_norm(parameter_nodes(graph, c)) for c in calls])

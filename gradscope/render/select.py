@@ -163,6 +163,8 @@ def event_svg_name(event_index: int) -> str:
 
 def event_dot(trace: Trace, event_index: int) -> str:
     e = trace.events[event_index]
+    if e.graph is None:
+        raise ValueError(f"event {event_index} ({e.kind}) holds no graph to draw")
     diagnostics = [d for d in trace.diagnostics if d.event_index == event_index]
     return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}",
                         requires_grad=e.kind == REQUIRES_GRAD_READ)

@@ -39,8 +39,8 @@ _numbers_of = operator.attrgetter(*NUMBER_FIELDS)
 _NODE_DEFAULTS = {f.name: f.default for f in fields(Node) if f.default is not MISSING}
 _SUMMARY_DEFAULTS = {"device": "cpu", "norm": None, "max_abs": None, "mean": None, "nan": 0, "inf": 0,
                      "value": None, "counts_exact": True}
-_PASS_DEFAULTS = {"source": None, "retain_graph": False, "create_graph": False, "step": 0,
-                  "edge_gradients": True, "inputs": [], "results": [], "error": None}
+_PASS_DEFAULTS: dict[str, Any] = {"source": None, "retain_graph": False, "create_graph": False, "step": 0,
+                                  "edge_gradients": True, "inputs": [], "results": [], "error": None}
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     """A tensor summary without what its node (`ref`) says already, and without defaults."""
     if t is None:
         return None
-    out = {}
+    out: dict[str, Any] = {}
     # (field by field, no loop over names: a long run writes hundreds of thousands)
     if ref is not None:
         if t.shape != ref.shape:
