@@ -17,7 +17,7 @@ import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
 from . import collapse, fmt
-from .boxes import box_attrs, box_label, loop_label, run_notes
+from .boxes import box_drawer, loop_label, run_notes
 from .names import display_names
 
 FONT = "Helvetica"
@@ -152,14 +152,10 @@ def _box_drawers(graph: Graph, shown: collapse.View, diagnostics: Sequence[Diagn
         ids[b.id] = b.id
         codes = [d.code for d in diagnostics if b.nodes.intersection(d.nodes)]
         parent = graph.module_calls[b.parent].path if b.parent is not None else ""
-        drawers.append((parent, _box_drawer(b, codes)))
+        drawers.append((parent, box_drawer(b, codes)))
     for nid, box_id in shown.where.items():
         ids[nid] = box_id
     return drawers
-
-
-def _box_drawer(b: collapse.Box, codes: list[str]) -> Callable[[graphviz.Digraph], None]:
-    return lambda g: g.node(b.id, label=box_label(b, codes), **box_attrs(b))
 
 
 def _add_nodes(g: graphviz.Digraph, nodes: list[Node], drawing: _Drawing,
