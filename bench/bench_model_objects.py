@@ -6,14 +6,17 @@ timed for this checkout and for another one (e.g. main before a change), interle
 
 Each round runs one child process per checkout (the same script, with that checkout first on
 `sys.path`), so both see the same machine load; the medians over rounds and their ratio
-(this / other) are printed. In each child, per model of bench/bench_longrun.py (`small`:
-5-layer MLP, batch 64, SGD; `transformer`: 6-layer encoder, d 64, AdamW), torch on one thread:
+(this / other) are printed. Per model of bench/bench_longrun.py (`small`: 5-layer MLP,
+batch 64, SGD; `transformer`: 6-layer encoder, d 64, AdamW), torch on one thread:
 
-- the training loop untraced and under `gradscope.trace()` (default options), per step;
-- `gradscope.load` of the trace saved in format 2;
-- `trace_to_html` of the loaded trace (Graphviz lays out each distinct graph once);
-- memory (tracemalloc, a separate run of a quarter of the steps): the Python heap the live
-  trace holds per pass, and that of the loaded trace.
+- the training loop untraced and under `gradscope.trace()` (default options), per step,
+  and how many passes were recorded in full (a small graph's are chosen by their cost, so
+  they differ from run to run: compare its memory with that in mind);
+- memory (tracemalloc, a separate traced run of a quarter of the steps): the Python heap
+  the live trace holds per pass (and its full passes);
+- `gradscope.load` of one trace.json (made once, by this checkout, from the full number of
+  steps: both checkouts load the same file): its time and heap per pass;
+- `trace_to_html` of that loaded trace (Graphviz lays out each distinct graph once).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ ROOT = HERE.parent
 STEPS = {"small": 2000, "transformer": 200}
 
 
-def child(root: Path, models: list[str], steps: dict[str, int]) -> dict:
+def _setup(root: Path):
     sys.path.insert(0, str(HERE))
     from bench_longrun import script  # (puts this checkout on sys.path: `root` goes before it)
 
@@ -42,10 +45,27 @@ def child(root: Path, models: list[str], steps: dict[str, int]) -> dict:
     import torch
 
     import gradscope
-    from gradscope.render.html import trace_to_html
 
     assert Path(gradscope.__file__).resolve().is_relative_to(root.resolve()), gradscope.__file__
     torch.set_num_threads(1)
+    return gradscope, script
+
+
+def make(root: Path, folder: Path, models: list[str], steps: dict[str, int]) -> None:
+    """The traces that every child loads and reports on (the same files for both checkouts)."""
+    gradscope, script = _setup(root)
+    for model in models:
+        ns: dict = {"__name__": "bench"}
+        exec(script(model), ns)
+        with gradscope.trace() as t:
+            ns["train"](steps[model])
+        t.trace.save(folder / f"{model}.json")
+
+
+def child(root: Path, folder: Path, models: list[str], steps: dict[str, int]) -> dict:
+    gradscope, script = _setup(root)
+    from gradscope.render.html import trace_to_html
+
     out: dict = {}
     for model in models:
         n = steps[model]
@@ -59,42 +79,40 @@ def child(root: Path, models: list[str], steps: dict[str, int]) -> dict:
         with gradscope.trace() as t:
             ns["train"](n)
         traced = time.perf_counter() - start
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "trace.json"
-            t.trace.save(path)
-            start = time.perf_counter()
-            loaded = gradscope.load(path)
-            load = time.perf_counter() - start
+        full = sum(p.edge_gradients for p in t.passes)  # (small graphs: chosen by their cost, full_passes.py)
+        del t
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        with gradscope.trace() as t:
+            ns["train"](n // 4)
+        ns["samples"].clear()
+        gc.collect()
+        live = (tracemalloc.get_traced_memory()[0] - before) / len(t.passes) / 1024
+        live_full = sum(p.edge_gradients for p in t.passes)
+        del t
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        loaded = gradscope.load(folder / f"{model}.json")
+        gc.collect()
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(loaded.passes) / 1024
+        tracemalloc.stop()
+        del loaded
+        gc.collect()
+        start = time.perf_counter()
+        loaded = gradscope.load(folder / f"{model}.json")
+        load = time.perf_counter() - start
         start = time.perf_counter()
         html = trace_to_html(loaded)
         report = time.perf_counter() - start
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "trace.json"
-            del t, loaded
-            gc.collect()
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            with gradscope.trace() as t:
-                ns["train"](n // 4)
-            ns["samples"].clear()
-            gc.collect()
-            live = (tracemalloc.get_traced_memory()[0] - before) / len(t.passes) / 1024
-            t.trace.save(path)
-            del t
-            gc.collect()
-            before = tracemalloc.get_traced_memory()[0]
-            loaded = gradscope.load(path)
-            gc.collect()
-            held = (tracemalloc.get_traced_memory()[0] - before) / len(loaded.passes) / 1024
-            tracemalloc.stop()
         out[model] = {"plain_ms_step": 1e3 * plain / n, "traced_ms_step": 1e3 * traced / n,
-                      "ratio": traced / plain, "load_s": load, "html_s": report, "passes": n,
-                      "html_kb": len(html) // 1024, "live_kib_pass": live, "loaded_kib_pass": held}
+                      "ratio": traced / plain, "full_passes": full, "live_kib_pass": live, "live_full": live_full,
+                      "load_s": load, "loaded_kib_pass": held, "html_s": report, "html_kb": len(html) // 1024}
     return out
 
 
-def run_child(root: Path, models: list[str], steps: dict[str, int]) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(root), "--models", ",".join(models),
+def run_child(root: Path, folder: Path, models: list[str], steps: dict[str, int], mode: str = "--child") -> dict:
+    cmd = [sys.executable, __file__, mode, str(root), "--folder", str(folder), "--models", ",".join(models),
            "--steps", json.dumps(steps)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -109,23 +127,35 @@ def main() -> None:
     parser.add_argument("--models", default="small,transformer")
     parser.add_argument("--steps", default=json.dumps(STEPS), help='JSON, e.g. {"small": 500}')
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--make", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     models, steps = args.models.split(","), {**STEPS, **json.loads(args.steps)}
     if args.child:
-        print(json.dumps(child(args.child, models, steps)))
+        print(json.dumps(child(args.child, args.folder, models, steps)))
         return
+    if args.make:
+        make(args.make, args.folder, models, steps)
+        print("{}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        compare(args, models, steps, Path(tmp))
+
+
+def compare(args: argparse.Namespace, models: list[str], steps: dict[str, int], folder: Path) -> None:
+    run_child(ROOT, folder, models, steps, "--make")  # the traces both load: made by this checkout
     roots = {"this": ROOT, **({"other": args.against.resolve()} if args.against else {})}
     runs: dict[str, list[dict]] = {k: [] for k in roots}
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# {uptime}")
     for r in range(args.rounds):
         for name, root in roots.items():
-            runs[name].append(run_child(root, models, steps))
+            runs[name].append(run_child(root, folder, models, steps))
             print(f"  round {r} {name}: {json.dumps(runs[name][-1])}", flush=True)
     for model in models:
         print(f"{model} ({steps[model]} steps), medians of {args.rounds}:")
-        for key in ("plain_ms_step", "traced_ms_step", "ratio", "load_s", "html_s", "live_kib_pass",
-                    "loaded_kib_pass"):
+        for key in ("plain_ms_step", "traced_ms_step", "ratio", "full_passes", "live_kib_pass", "live_full",
+                    "load_s", "loaded_kib_pass", "html_s"):
             med = {k: statistics.median(run[model][key] for run in v) for k, v in runs.items()}
             line = "  ".join(f"{k} {v:8.3f}" for k, v in med.items())
             if "other" in med:
