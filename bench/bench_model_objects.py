@@ -16,7 +16,8 @@ batch 64, SGD; `transformer`: 6-layer encoder, d 64, AdamW), torch on one thread
   the live trace holds per pass (and its full passes);
 - `gradscope.load` of one trace.json (made once, by this checkout, from the full number of
   steps: both checkouts load the same file): its time and heap per pass;
-- `trace_to_html` of that loaded trace (Graphviz lays out each distinct graph once).
+- `trace_to_html` of that loaded trace (Graphviz lays out each distinct graph once);
+- the default view and DOT of a 12-block GPT-shaped decoder's graph (`views`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -108,7 +110,40 @@ def child(root: Path, folder: Path, models: list[str], steps: dict[str, int]) ->
         out[model] = {"plain_ms_step": 1e3 * plain / n, "traced_ms_step": 1e3 * traced / n,
                       "ratio": traced / plain, "full_passes": full, "live_kib_pass": live, "live_full": live_full,
                       "load_s": load, "loaded_kib_pass": held, "html_s": report, "html_kb": len(html) // 1024}
+    out["gpt"] = views(gradscope)
     return out
+
+
+def views(gradscope) -> dict:
+    """The default (collapsed, folded) view and its DOT for a 12-block GPT-shaped decoder
+    (examples/tiny_gpt.py, d 32): best of 3, each on a fresh copy of the graph (nothing the
+    renderers kept from the last one)."""
+    import torch
+    from torch.nn import functional as F
+
+    from gradscope.model import Graph
+    from gradscope.render import collapse
+    from gradscope.render.dot import graph_to_dot
+
+    sys.path.insert(0, str(ROOT / "examples"))
+    from tiny_gpt import GPT
+
+    torch.manual_seed(0)
+    model, idx = GPT(blocks=12, context=8), torch.randint(50, (2, 8))
+    with gradscope.trace() as t:
+        F.cross_entropy(model(idx).view(-1, 50), idx.view(-1)).backward()
+    graph = t.passes[0].graph
+    best = {"view_ms": math.inf, "dot_ms": math.inf}
+    for _ in range(3):
+        copy = Graph(list(graph.nodes), list(graph.edges), graph.module_calls)
+        start = time.perf_counter()
+        collapse.view(copy)
+        best["view_ms"] = min(best["view_ms"], 1e3 * (time.perf_counter() - start))
+        copy = Graph(list(graph.nodes), list(graph.edges), graph.module_calls)
+        start = time.perf_counter()
+        graph_to_dot(copy)
+        best["dot_ms"] = min(best["dot_ms"], 1e3 * (time.perf_counter() - start))
+    return {**best, "nodes": len(graph.nodes)}
 
 
 def run_child(root: Path, folder: Path, models: list[str], steps: dict[str, int], mode: str = "--child") -> dict:
@@ -152,6 +187,14 @@ def compare(args: argparse.Namespace, models: list[str], steps: dict[str, int], 
         for name, root in roots.items():
             runs[name].append(run_child(root, folder, models, steps))
             print(f"  round {r} {name}: {json.dumps(runs[name][-1])}", flush=True)
+    med = {k: {key: statistics.median(run["gpt"][key] for run in v) for key in ("view_ms", "dot_ms")}
+           for k, v in runs.items()}
+    print(f"12-block GPT-shaped decoder ({runs['this'][0]['gpt']['nodes']} nodes), medians of {args.rounds}:")
+    for key in ("view_ms", "dot_ms"):
+        line = "  ".join(f"{k} {v[key]:8.3f}" for k, v in med.items())
+        if "other" in med:
+            line += f"   this/other {med['this'][key] / med['other'][key]:.2f}"
+        print(f"  {key:15} {line}")
     for model in models:
         print(f"{model} ({steps[model]} steps), medians of {args.rounds}:")
         for key in ("plain_ms_step", "traced_ms_step", "ratio", "full_passes", "live_kib_pass", "live_full",
