@@ -106,7 +106,7 @@ def single_number(value: Any) -> Any:
     return value if isinstance(value, (int, float, bool)) else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """One node of an autograd graph.
 
@@ -202,17 +202,11 @@ class Graph:
     module_calls: list[ModuleCall] = field(default_factory=list)  # the pass's module tree
 
     def node(self, node_id: str) -> Node:
-        """The node with this id."""
-        by_id = self.__dict__.get("_by_id")  # an index, not a field: rebuilt when nodes change
-        if by_id is None or len(by_id) != len(self.nodes):
-            by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
-        node: Node | None = by_id.get(node_id)
-        if node is None or node.id != node_id:
-            by_id = self.__dict__["_by_id"] = {n.id: n for n in self.nodes}
-            node = by_id.get(node_id)
-        if node is None:
-            raise KeyError(node_id)
-        return node
+        """The node with this id (a scan: a caller that looks up many builds its own index)."""
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
 
     def find(self, name: str) -> Node:
         """The node named `name` (a tensor name such as "w" or "features.weight")."""

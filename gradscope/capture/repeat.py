@@ -159,8 +159,7 @@ def _untagged_key(fn) -> tuple:
 
 def _fresh(node: Node) -> Node:
     """A root's own copy: it will carry this pass's value and seed."""
-    root = object.__new__(Node)
-    root.__dict__.update(node.__dict__)
+    root = copy.copy(node)
     root.grad_outputs = []
     root.value = root.seed = None
     return root
@@ -172,14 +171,10 @@ _LEAF_DESCRIPTION = ("id", "kind", "name", "grad_fn", "shape", "dtype", "device"
 
 def _description(leaf: Node) -> dict:
     """What a leaf node says of its tensor (not of its pass)."""
-    fields = leaf.__dict__
-    return {k: fields[k] for k in _LEAF_DESCRIPTION if k in fields}
+    return {k: getattr(leaf, k) for k in _LEAF_DESCRIPTION}
 
 
 def _leaf_from(description: dict) -> Node:
     """A new leaf node with this description (its `shape` list is the template's: model
     objects are records, never edited, and a long run keeps one list, not one a pass)."""
-    leaf = object.__new__(Node)
-    leaf.__dict__.update(description)
-    leaf.grad_outputs = []
-    return leaf
+    return Node(**description)

@@ -17,13 +17,12 @@ import torch
 
 from ..model import TensorSummary
 from ._torch import version_of
+from .host_copy import HostCopy, host_numbers, real_shape
 
 _RECENT_KEPT = 8
 
 
 @dataclass(frozen=True)
-
-
 class SummaryOptions:
     """What to keep of each tensor: statistics (`stats`) and values up to `max_values` elements."""
 
@@ -65,7 +64,7 @@ class PendingBatch:
         # backward hands the same gradient (or a reshaped view of it) to many edges.
         self._recent: deque[tuple[tuple, torch.Tensor, torch.Tensor]] = deque(maxlen=_RECENT_KEPT)
         self._parts: list | None = None
-        self._transfers: dict[torch.device, _HostCopy] = {}
+        self._transfers: dict[torch.device, HostCopy] = {}
 
     def summarize(self, tensor: torch.Tensor | None, norm_only: bool = False) -> Pending | None:
         """A summary of `tensor` (gradients: call under `torch.no_grad()`).
@@ -84,7 +83,7 @@ class PendingBatch:
         on_host = _on_host(t)
         if small:
             if on_host:
-                item.result = _finish(item, None, _host_numbers(t))
+                item.result = _finish(item, None, host_numbers(t))
                 return item
             item.values = t.clone()
         elif self.options.stats and (t.is_floating_point() or t.is_complex()):
@@ -147,7 +146,7 @@ class PendingBatch:
                 by_device.setdefault(dev, []).append(flat)
                 length += flat.numel()
             offsets[dev] = length
-            parts.append((owner, what, dev, start, length - start, _real_shape(tensors[0])))
+            parts.append((owner, what, dev, start, length - start, real_shape(tensors[0])))
 
         with torch.no_grad():
             for item in self._items:
@@ -159,7 +158,7 @@ class PendingBatch:
                 queue(box, "raw", t)
             # one concatenation (cat promotes the dtypes) and one conversion per device
             self._transfers = {
-                dev: _HostCopy(torch.cat(chunks).to(torch.float64)) for dev, chunks in by_device.items()
+                dev: HostCopy(torch.cat(chunks).to(torch.float64)) for dev, chunks in by_device.items()
             }
         for item in self._items:
             item.stats = item.values = None  # the concatenation holds what the copy needs
@@ -190,28 +189,6 @@ class PendingBatch:
         self._items.clear()
         self._parts = None
         self._transfers = {}
-
-
-class _HostCopy:
-    """A float64 vector on its way to the host."""
-
-    def __init__(self, device_tensor: torch.Tensor) -> None:
-        self.event = None
-        if device_tensor.device.type == "cuda":
-            self.host = torch.empty(device_tensor.shape, dtype=device_tensor.dtype, pin_memory=True)
-            self.host.copy_(device_tensor, non_blocking=True)
-            self.event = torch.cuda.Event()
-            self.event.record()
-        else:  # the CPU itself, or a device without events here: copy now
-            self.host = device_tensor.cpu()
-
-    def done(self) -> bool:
-        return self.event is None or self.event.query()
-
-    def numbers(self) -> list[float]:
-        if self.event is not None:
-            self.event.synchronize()
-        return self.host.tolist()
 
 
 def readable(t: torch.Tensor) -> bool:
@@ -371,18 +348,6 @@ def _nest(flat: list, shape: list[int]) -> Any:
         return list(flat)
     step = len(flat) // shape[0] if shape[0] else 0
     return [_nest(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
-
-
-def _host_numbers(t: torch.Tensor) -> list:
-    """A CPU tensor's elements as Python numbers, flat (complex as re, im pairs): what a
-    transfer reads. (`tolist` is exact for every real dtype: no float64 copy needed.)"""
-    if t.is_complex():
-        t = torch.view_as_real(t)
-    return t.tolist() if t.dim() == 1 else t.reshape(-1).tolist()
-
-
-def _real_shape(t: torch.Tensor) -> list[int]:
-    return list(t.shape) + ([2] if t.is_complex() else [])
 
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}

@@ -140,13 +140,8 @@ def _node_ids(n: int) -> list[str]:
 
 
 def blank_node(id: str, kind: str, name: str, grad_fn: str) -> Node:
-    """A model `Node` with every other field at its default, made without running the
-    dataclass's `__init__` (the walk makes one per autograd node per pass; the defaults are
-    read from the class until set). A capture-side shortcut: the model stays plain."""
-    node = object.__new__(Node)
-    node.id, node.kind, node.name, node.grad_fn = id, kind, name, grad_fn
-    node.grad_outputs = []
-    return node
+    """A model `Node` with every other field at its default (the walk fills them in)."""
+    return Node(id, kind, name, grad_fn)
 
 
 def finish_leaf_values(pending_values: list[tuple[Node, Box]]) -> None:
@@ -306,6 +301,7 @@ def _forward_order(graph: Graph, fns: list) -> list[Node]:
 
 def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], notes) -> None:
     """Name leaves made before the trace after the variable a consuming line passes."""
+    by_id: dict[str, Node] = {}
     for edge in graph.edges:
         if edge.src not in unnamed:
             continue
@@ -314,7 +310,8 @@ def _name_leaves_by_use(graph: Graph, index: GraphIndex, unnamed: set[str], note
             continue
         name = argument_name(info.source.code, info.op, edge.index, len(info.inputs))
         if name:
-            graph.node(edge.src).name = name
+            by_id = by_id or {n.id: n for n in graph.nodes}  # (built once, if any leaf gets a name)
+            by_id[edge.src].name = name
             unnamed.discard(edge.src)
 
 

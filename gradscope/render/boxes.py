@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ..model import Graph
 from . import fmt
 from .collapse import Box, DrawnLoop, View
@@ -16,6 +18,11 @@ def box_attrs(box: Box) -> dict[str, str]:
     if box.flagged:
         attrs.update(color=RED, penwidth="3", fillcolor="#fee2e2")
     return attrs
+
+
+def box_drawer(box: Box, codes: list[str]) -> Callable[[Any], None]:
+    """What adds the box to a `graphviz.Digraph` (called when its cluster is drawn)."""
+    return lambda g: g.node(box.id, label=box_label(box, codes), **box_attrs(box))
 
 
 def box_label(box: Box, codes: list[str]) -> str:

@@ -103,8 +103,8 @@ def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: 
         _text(width - PAD_RIGHT, height - 2, fmt.num(x1), "end"),
     ]
     for run in _runs(bands):
-        upper = [(px((b.x0 + b.x1) / 2), py(b.hi)) for b in run]
-        lower = [(px((b.x0 + b.x1) / 2), py(b.lo)) for b in reversed(run)]
+        upper = [(px(x), py(hi)) for x, _, hi in run]
+        lower = [(px(x), py(lo)) for x, lo, _ in reversed(run)]
         if len(run) == 1:
             (x, top), (_, bottom) = upper[0], lower[0]
             parts.append(f'<line x1="{x:.1f}" y1="{top - 1:.1f}" x2="{x:.1f}" y2="{bottom + 1:.1f}" '
@@ -128,14 +128,15 @@ def _tooltip(title: str, ys: Sequence[float | None], finite: list[float]) -> str
             f"({len(finite)} of {len(ys)} finite)")
 
 
-def _runs(bands: list[Bucket]) -> list[list[Bucket]]:
-    """Consecutive buckets that hold a finite value: a gap (NaN, missing) breaks the band."""
-    runs: list[list[Bucket]] = [[]]
+def _runs(bands: list[Bucket]) -> list[list[tuple[float, float, float]]]:
+    """Consecutive buckets that hold a finite value, each as (its middle x, min, max): a gap
+    (NaN, missing) breaks the band."""
+    runs: list[list[tuple[float, float, float]]] = [[]]
     for b in bands:
         if b.lo is None or b.hi is None:
             runs.append([])
         else:
-            runs[-1].append(b)
+            runs[-1].append(((b.x0 + b.x1) / 2, b.lo, b.hi))
     return [r for r in runs if r]
 
 

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 from ..model import Edge, Graph, ModuleCall, Node
 from .fold import FoldedRun, fold_open_runs, grad_norm, parameter_nodes, signature
 from .loops import Loop, loops
+from .memo import node_index
 
 MAX_BOXES = 150  # what a person can take in on one screen (depth="auto")
 MODULES = "modules"  # the module-level view: every outermost module call one box, the whole model too
@@ -108,7 +109,7 @@ def view(graph: Graph, depth: int | str | None = "auto", expand: Sequence[str] =
         return best if best is not None and best.size < full.size else full
     if depth is None or not (graph.module_calls or fold):
         return View(list(graph.nodes), [], list(graph.edges))
-    return _collapse(graph, depth, _depths(graph.module_calls), expand, fold, flagged)
+    return _collapse(graph, int(depth), _depths(graph.module_calls), expand, fold, flagged)  # (a number here)
 
 
 def _depths(calls: list[ModuleCall]) -> list[int]:
@@ -179,8 +180,9 @@ def _holds_flagged(lp: Loop, flagged: set[str]) -> bool:
 
 
 def _first_line(graph: Graph, lp: Loop) -> str:
+    by_id = node_index(graph)
     for nid in lp.blocks[0]:
-        src = graph.node(nid).source
+        src = by_id[nid].source
         if src is not None:
             return src.short
     return ""
@@ -263,6 +265,7 @@ def _fold(graph: Graph, boxes: list[Box], where: dict[str, str]) -> list[Box]:
 def _finish(graph: Graph, boxes: list[Box], where: dict[str, str], flagged: set[str], depth: int) -> View:
     """The edges between what is drawn (one per pair of ends), and each box's shapes."""
     by_id = {b.id: b for b in boxes}
+    node_of = node_index(graph)
     edges: list[Edge] = []
     seen: set[tuple[str, str]] = set()
     crossing: set[tuple[str, str]] = set()  # (node, box) pairs whose shape is noted
@@ -270,7 +273,7 @@ def _finish(graph: Graph, boxes: list[Box], where: dict[str, str], flagged: set[
         src, dst = where.get(e.src, e.src), where.get(e.dst, e.dst)
         if src == dst:
             continue
-        shape = graph.node(e.src).shape
+        shape = node_of[e.src].shape
         if src in by_id and (e.src, src) not in crossing:
             crossing.add((e.src, src))
             _add_shape(by_id[src].outputs, shape)

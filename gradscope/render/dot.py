@@ -11,13 +11,13 @@ other, and its box reads `.grad None → 5`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import graphviz
 
 from ..model import Diagnostic, Edge, Graph, Node, TensorSummary
 from . import collapse, fmt
-from .boxes import box_attrs, box_label, loop_label, run_notes
+from .boxes import box_drawer, loop_label, run_notes
 from .names import display_names
 
 FONT = "Helvetica"
@@ -144,15 +144,15 @@ class _Drawing:
 
 
 def _box_drawers(graph: Graph, shown: collapse.View, diagnostics: Sequence[Diagnostic],
-                 ids: dict[str, str]) -> list[tuple[str, object]]:
+                 ids: dict[str, str]) -> list[tuple[str, Callable[[graphviz.Digraph], None]]]:
     """(enclosing module path, a function that adds the box) per collapsed box; the nodes
     a box hides are drawn as that box (`ids`), so diagnostics and edges point at it."""
-    drawers = []
+    drawers: list[tuple[str, Callable[[graphviz.Digraph], None]]] = []
     for b in shown.boxes:
         ids[b.id] = b.id
         codes = [d.code for d in diagnostics if b.nodes.intersection(d.nodes)]
         parent = graph.module_calls[b.parent].path if b.parent is not None else ""
-        drawers.append((parent, lambda g, b=b, codes=codes: g.node(b.id, label=box_label(b, codes), **box_attrs(b))))
+        drawers.append((parent, box_drawer(b, codes)))
     for nid, box_id in shown.where.items():
         ids[nid] = box_id
     return drawers
@@ -324,15 +324,16 @@ def _grad_sum(node: Node, addends: Sequence[TensorSummary | None], name: str) ->
     before = node.grad_before.scalar() if node.grad_before is not None else 0.0
     after = node.grad_after.scalar()
     numbers = [before, after, *parts]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+    plain = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(plain) != len(numbers):
         # not numbers to add up: what .grad became, when it was None before
         return f"{name or 'leaf'}.grad = {fmt.tensor(node.grad_after)}" if node.grad_before is None else None
-    if node.grad_before is not None:
-        parts = [before, *parts]
-    if abs(sum(parts) - after) > 1e-6 * max(1.0, abs(after)):
+    held, total, *sent = plain
+    summands = [held, *sent] if node.grad_before is not None else sent
+    if abs(sum(summands) - total) > 1e-6 * max(1.0, abs(total)):
         return None
-    terms = " + ".join(fmt.num(p) for p in parts) + " = " if len(parts) > 1 else ""
-    return f"{name or 'leaf'}.grad = {terms}{fmt.num(after)}"
+    terms = " + ".join(fmt.num(p) for p in summands) + " = " if len(summands) > 1 else ""
+    return f"{name or 'leaf'}.grad = {terms}{fmt.num(total)}"
 
 
 def _headline(node: Node, shown: str) -> str:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Hashable, Sequence
+from typing import IO, Sequence
 
 from .layout import LayoutError, check_layout, start_layout, stop_layout, timeout_error
 
@@ -24,11 +24,14 @@ DEFAULT_BUDGET = 60.0
 _POLL_S = 0.02
 
 
+Key = tuple[str, int]  # what a job draws: ("pass", its index) or ("event", its index)
+
+
 @dataclass
 class Job:
     """One graph to draw: its DOT source and the SVG file it goes to."""
 
-    key: Hashable
+    key: Key
     source: str
     svg_path: Path
 
@@ -38,8 +41,8 @@ class Drawing:
     """What a drawing round gave: the SVG text (or the LayoutError) of each graph drawn,
     the keys the budget did not reach, and the signal exception that stopped it, if any."""
 
-    svgs: dict[Hashable, str | LayoutError] = field(default_factory=dict)
-    not_drawn: list[Hashable] = field(default_factory=list)
+    svgs: dict[Key, str | LayoutError] = field(default_factory=dict)
+    not_drawn: list[Key] = field(default_factory=list)
     stopped_by: BaseException | None = None
 
 
@@ -115,7 +118,7 @@ def _start(job: Job, tmp: Path, now: float, end: float, timeout: float | None) -
     dot_path.write_text(job.source, encoding="utf-8")
     stderr = open(stem.with_suffix(".err"), "w+b")
     by_timeout = timeout is not None and now + timeout < end
-    deadline = now + timeout if by_timeout else end
+    deadline = now + timeout if timeout is not None and by_timeout else end
     return _Running(job, start_layout(dot_path, [out_path], stderr), stderr, dot_path, out_path,
                     deadline, by_timeout)
 

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..model import Graph, ModuleCall, Node
+from .memo import Memo, inputs_index, node_index
+
+_BY_NAME: Memo[dict[str, Node]] = Memo()  # a graph's nodes by name (names repeat: the last wins)
 
 
 @dataclass
@@ -42,7 +45,8 @@ def signature(graph: Graph, node_ids: set[str] | list[str], cls: str, parameters
     stack of blocks (fed by data) would otherwise differ from the others (fed by a block).
     An input is the call's own when it is among `node_ids` or a leaf named in `parameters`."""
     ids = set(node_ids)
-    nodes = [graph.node(n) for n in ids]
+    by_id = node_index(graph)
+    nodes = [by_id[n] for n in ids]
     outer = _input_only(graph, ids, set(parameters))
     if all(n.id in outer for n in nodes if n.kind == "op"):
         outer = set()  # a call without weights (an activation): its ops are its structure
@@ -57,7 +61,7 @@ def signature(graph: Graph, node_ids: set[str] | list[str], cls: str, parameters
 def _input_only(graph: Graph, ids: set[str], parameters: set[str]) -> set[str]:
     """The op nodes among `ids` that depend on nothing of the call's own: only on tensors
     from outside it (through other such ops)."""
-    inputs = _inputs(graph)
+    inputs, by_id = inputs_index(graph), node_index(graph)
     found: set[str] = set()
     state: dict[str, bool] = {}
     for start in ids:
@@ -72,29 +76,18 @@ def _input_only(graph: Graph, ids: set[str], parameters: set[str]) -> set[str]:
                 stack.extend(pending)
                 continue
             stack.pop()
-            node = graph.node(n)
+            node = by_id[n]
             own = node.kind != "op" or not inputs.get(n)
             for s in inputs.get(n, ()):
                 if s in ids:
                     own = own or not state[s]
                 else:
-                    src = graph.node(s)
+                    src = by_id[s]
                     own = own or (src.kind == "leaf" and src.name in parameters)
             state[n] = not own  # True: input-only
             if not own:
                 found.add(n)
     return found
-
-
-def _inputs(graph: Graph) -> dict[str, list[str]]:
-    """Each node's inputs (an index kept on the graph, rebuilt when its edges change)."""
-    cached = graph.__dict__.get("_inputs")
-    if cached is None or cached[0] != len(graph.edges):
-        index: dict[str, list[str]] = {}
-        for e in graph.edges:
-            index.setdefault(e.dst, []).append(e.src)
-        cached = graph.__dict__["_inputs"] = (len(graph.edges), index)
-    return cached[1]
 
 
 def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
@@ -103,10 +96,7 @@ def parameter_nodes(graph: Graph, call: ModuleCall) -> list[Node]:
 
 
 def _leaves_named(graph: Graph, names: Iterable[str]) -> list[Node]:
-    cached = graph.__dict__.get("_by_name")  # (an index, rebuilt when nodes change; names repeat)
-    if cached is None or cached[0] != len(graph.nodes):
-        cached = graph.__dict__["_by_name"] = (len(graph.nodes), {n.name: n for n in graph.nodes})
-    by_name = cached[1]
+    by_name = _BY_NAME.get(graph, (id(graph.nodes), len(graph.nodes)), lambda: {n.name: n for n in graph.nodes})
     return [by_name[p] for p in names if p in by_name and by_name[p].kind == "leaf"]
 
 
@@ -167,6 +157,7 @@ def _continues(graph: Graph, run: list[int], i: int, consumers: dict[str, list[s
 def _fold(graph: Graph, run: list[int], flagged: set[str], consumers: dict[str, list[str]],
           inputs: dict[str, list[str]], where: dict[str, str]) -> FoldedRun | None:
     calls = [graph.module_calls[i] for i in run]
+    by_id = node_index(graph)
     members = [set(c.nodes) for c in calls]
     everything = set().union(*members)
     first_out = {n for n in members[0] for d in consumers.get(n, ()) if d in members[1]}
@@ -179,15 +170,15 @@ def _fold(graph: Graph, run: list[int], flagged: set[str], consumers: dict[str, 
     for k in range(1, len(members)):
         for n in members[k]:
             for src in inputs.get(n, ()):
-                if src not in members[k] and src not in members[k - 1] and graph.node(src).kind != "leaf":
+                if src not in members[k] and src not in members[k - 1] and by_id[src].kind != "leaf":
                     return None  # an op input from outside the run (a mask): not faithful
     drawn = next(iter(first_out))
     for n in hidden:
         where[n] = drawn
-    for n in graph.nodes:  # the hidden calls' own weights go with them
-        if n.kind == "leaf" and n.id not in flagged:
-            used = consumers.get(n.id, ())
+    for node in graph.nodes:  # the hidden calls' own weights go with them
+        if node.kind == "leaf" and node.id not in flagged:
+            used = consumers.get(node.id, ())
             if used and all(d in hidden for d in used):
-                where[n.id] = drawn
+                where[node.id] = drawn
     return FoldedRun(list(run), calls[0].path, calls[-1].path, calls[0].cls,
                      [grad_norm(parameter_nodes(graph, c)) for c in calls])

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Hashable
 
 from ..model import Graph, Node
+from .memo import Memo, node_index
 
 MIN_COVER = 16  # ops a run must hold: `q, k, v = (t.view(..) for t in qkv.split(..))` is no loop to fold
 _MAX_CANDIDATES = 64  # periods tried from one place: the next places its token recurs
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
+_LOOPS: Memo[list[Loop]] = Memo()  # each graph's loops, found once
 
 
 @dataclass
@@ -53,6 +55,7 @@ def forward_order(graph: Graph) -> list[Node]:
     roots = [n.id for n in graph.nodes if n.is_root or n.id not in consumed]
     done: set[str] = set()
     order: list[Node] = []
+    by_id = node_index(graph)
     for root in roots:
         if root in done:
             continue
@@ -69,7 +72,7 @@ def forward_order(graph: Graph) -> list[Node]:
                     stack.append((src, 0))
                 continue
             stack.pop()
-            node = graph.node(nid)
+            node = by_id[nid]
             if node.kind == "op":
                 order.append(node)
     return order
@@ -82,15 +85,15 @@ def token(node: Node) -> tuple:
 
 def loops(graph: Graph) -> list[Loop]:
     """The runs of repeats in `graph` (at least 2 copies, `MIN_COVER` ops in all), in
-    forward order, none inside another. Cached on the graph."""
-    cached = graph.__dict__.get("_loops")
-    if cached is not None and cached[0] == (len(graph.nodes), len(graph.edges)):
-        return cached[1]
+    forward order, none inside another. Kept while the graph lives (`memo.py`)."""
+    stamp = (id(graph.nodes), len(graph.nodes), id(graph.edges), len(graph.edges))
+    return _LOOPS.get(graph, stamp, lambda: _loops(graph))
+
+
+def _loops(graph: Graph) -> list[Loop]:
     order = forward_order(graph)
-    found = [Loop(period, [[n.id for n in order[s + k * period: s + (k + 1) * period]] for k in range(count)])
-             for s, period, count in _runs([token(n) for n in order])]
-    graph.__dict__["_loops"] = ((len(graph.nodes), len(graph.edges)), found)
-    return found
+    return [Loop(period, [[n.id for n in order[s + k * period: s + (k + 1) * period]] for k in range(count)])
+            for s, period, count in _runs([token(n) for n in order])]
 
 
 def family_key(graph: Graph) -> Hashable:

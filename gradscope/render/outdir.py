@@ -74,7 +74,8 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
         picture = drawing.svgs.get(job.key)
         if isinstance(picture, LayoutError):
             written.errors.append(picture)
-            written.files.append(picture.dot_path)
+            if picture.dot_path is not None:
+                written.files.append(picture.dot_path)
         elif picture is not None:
             written.files.append(job.svg_path)
             job.svg_path.with_suffix(".dot").unlink(missing_ok=True)  # left by an earlier run that timed out

@@ -12,6 +12,7 @@ from typing import Any, Hashable
 from ..model import Diagnostic, Event, Pass, Trace
 from .dot import diagnostics_for, graph_to_dot
 from .loops import family_key, main_count
+from .memo import Memo
 
 
 @dataclass
@@ -34,13 +35,17 @@ class GraphGroup:
         return "lengths " + ", ".join(map(str, self.lengths))
 
 
+_GROUPS: Memo[list[GraphGroup]] = Memo()  # each trace's families, found once
+
+
 def graph_groups(trace: Trace) -> list[GraphGroup]:
     """The graph families of `trace` (most are one distinct graph), with the passes that
-    share each and those to draw. Cached on the trace until its passes change."""
-    key = (len(trace.passes), len(trace.diagnostics))
-    cached = trace.__dict__.get("_graph_groups")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    share each and those to draw. Kept while the trace lives, until its passes change."""
+    stamp = (id(trace.passes), len(trace.passes), id(trace.diagnostics), len(trace.diagnostics))
+    return _GROUPS.get(trace, stamp, lambda: _graph_groups(trace))
+
+
+def _graph_groups(trace: Trace) -> list[GraphGroup]:
     # Only a diagnostic that names its pass earns that pass a picture: node ids repeat in
     # every step of a loop, so one without a pass would otherwise draw them all.
     diagnosed = {d.pass_index for d in trace.diagnostics if d.pass_index is not None}
@@ -65,9 +70,7 @@ def graph_groups(trace: Trace) -> list[GraphGroup]:
         group.passes.append(p.index)
     for fam, group in by_family.items():
         group.lengths = sorted(lengths.get(fam, ()))
-    groups = list(by_family.values())
-    trace.__dict__["_graph_groups"] = (key, groups)
-    return groups
+    return list(by_family.values())
 
 
 def graphs_text(groups: list[GraphGroup]) -> str:
@@ -160,6 +163,8 @@ def event_svg_name(event_index: int) -> str:
 
 def event_dot(trace: Trace, event_index: int) -> str:
     e = trace.events[event_index]
+    if e.graph is None:
+        raise ValueError(f"event {event_index} ({e.kind}) holds no graph to draw")
     diagnostics = [d for d in trace.diagnostics if d.event_index == event_index]
     return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}",
                         requires_grad=e.kind == REQUIRES_GRAD_READ)

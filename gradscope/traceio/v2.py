@@ -22,7 +22,7 @@ do, so a loaded long run costs about its numbers in memory too.
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from typing import Any
 
 from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
@@ -34,12 +34,13 @@ STRUCTURE_FIELDS = ("id", "kind", "name", "grad_fn", "op", "source", "module", "
                     "requires_grad", "is_parameter", "is_root", "created_by_backward", "created_by", "module_call")
 NUMBER_FIELDS = ("value", "value_norm", "grad_before", "grad_after", "grad_carried_over", "seed", "grad_outputs", "saved")
 SUMMARY_FIELDS = ("norm", "max_abs", "mean", "nan", "inf", "value", "counts_exact")
-_structure_of = operator.attrgetter(*STRUCTURE_FIELDS)
-_NODE_DEFAULTS = {f: getattr(Node, f) for f in STRUCTURE_FIELDS + NUMBER_FIELDS if hasattr(Node, f)}
+structure_of = operator.attrgetter(*STRUCTURE_FIELDS)  # a node's structure fields, in that order
+_numbers_of = operator.attrgetter(*NUMBER_FIELDS)
+_NODE_DEFAULTS = {f.name: f.default for f in fields(Node) if f.default is not MISSING}
 _SUMMARY_DEFAULTS = {"device": "cpu", "norm": None, "max_abs": None, "mean": None, "nan": 0, "inf": 0,
                      "value": None, "counts_exact": True}
-_PASS_DEFAULTS = {"source": None, "retain_graph": False, "create_graph": False, "step": 0,
-                  "edge_gradients": True, "inputs": [], "results": [], "error": None}
+_PASS_DEFAULTS: dict[str, Any] = {"source": None, "retain_graph": False, "create_graph": False, "step": 0,
+                                  "edge_gradients": True, "inputs": [], "results": [], "error": None}
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class Encoder:
         return structure, node_numbers, edge_numbers
 
     def _node_key(self, node: Node) -> int:
-        key = _structure_of(node)  # (a blank node reads its defaults from the class)
+        key = structure_of(node)
         src, shape = key[5], key[7]
         key = key[:5] + (None if src is None else (src.file, src.line, src.code, src.function),
                          key[6], None if shape is None else tuple(shape)) + key[8:]
@@ -129,10 +130,8 @@ class Encoder:
         return found
 
     def _node_structure(self, node: Node) -> dict:
-        d = node.__dict__
         out = {}
-        for f in STRUCTURE_FIELDS:
-            v = d.get(f, _NODE_DEFAULTS.get(f))
+        for f, v in zip(STRUCTURE_FIELDS, structure_of(node)):
             if f in ("id", "kind", "name", "grad_fn") or v != _NODE_DEFAULTS.get(f):
                 out[f] = self.source(v) if f == "source" else v
         return out
@@ -190,7 +189,7 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     """A tensor summary without what its node (`ref`) says already, and without defaults."""
     if t is None:
         return None
-    out = {}
+    out: dict[str, Any] = {}
     # (field by field, no loop over names: a long run writes hundreds of thousands)
     if ref is not None:
         if t.shape != ref.shape:
@@ -228,29 +227,27 @@ def _call_key(c: ModuleCall) -> tuple:
 
 
 def _has_numbers(node: Node) -> bool:
-    d = node.__dict__
-    return (d.get("value") is not None or d.get("value_norm") is not None
-            or d.get("grad_before") is not None or d.get("grad_after") is not None
-            or d.get("seed") is not None or bool(d.get("grad_carried_over")) or bool(d.get("grad_outputs"))
-            or d.get("saved") is not None)
+    value, value_norm, grad_before, grad_after, carried, seed, grad_outputs, saved = _numbers_of(node)
+    return (value is not None or value_norm is not None or grad_before is not None or grad_after is not None
+            or seed is not None or bool(carried) or bool(grad_outputs) or saved is not None)
 
 
 def _node_numbers(node: Node) -> dict:
-    d = node.__dict__
+    value, value_norm, grad_before, grad_after, carried, seed, grad_outputs, saved = _numbers_of(node)
     out: dict[str, Any] = {}
-    if d.get("value") is not None:
-        out["value"] = d["value"]
-    if d.get("value_norm") is not None:
-        out["value_norm"] = d["value_norm"]
-    for f in ("grad_before", "grad_after", "seed"):
-        if d.get(f) is not None:
-            out[f] = summary(d[f], node)
-    if d.get("grad_carried_over"):
+    if value is not None:
+        out["value"] = value
+    if value_norm is not None:
+        out["value_norm"] = value_norm
+    for f, v in (("grad_before", grad_before), ("grad_after", grad_after), ("seed", seed)):
+        if v is not None:
+            out[f] = summary(v, node)
+    if carried:
         out["grad_carried_over"] = True
-    if d.get("grad_outputs"):
-        out["grad_outputs"] = [summary(g, node) for g in d["grad_outputs"]]
-    if d.get("saved") is not None:
-        out["saved"] = d["saved"]
+    if grad_outputs:
+        out["grad_outputs"] = [summary(g, node) for g in grad_outputs]
+    if saved is not None:
+        out["saved"] = saved
     return out
 
 

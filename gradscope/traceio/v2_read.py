@@ -8,7 +8,7 @@ from typing import Any
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
 from .decode import Malformed, check_graph, checker, decode, free_form, numbers, value_of
 from .plain import plain_summary
-from .v2 import NUMBER_FIELDS, STRUCTURE_FIELDS
+from .v2 import NUMBER_FIELDS, STRUCTURE_FIELDS, structure_of
 
 
 class Decoder:
@@ -17,6 +17,7 @@ class Decoder:
     def __init__(self) -> None:
         self.sources: list[Source] = []
         self.structures: list[Graph] = []
+        self._node_index: dict[int, dict[str, Node]] = {}  # a structure's nodes by id, once asked
 
     def add_sources(self, items: Any, where: str = "sources") -> None:
         for k, s in enumerate(as_list(items, where)):
@@ -56,7 +57,8 @@ class Decoder:
 
     def graph(self, structure: Any, node_numbers: Any, edge_numbers: Any, where: str) -> Graph:
         """The graph of a pass: the structure's objects, copies where the pass has numbers."""
-        template = self.structures[_position(structure, len(self.structures), f"{where}.graph")]
+        number = _position(structure, len(self.structures), f"{where}.graph")
+        template = self.structures[number]
         nodes = list(template.nodes)
         for k, item in enumerate(as_list(node_numbers or [], f"{where}.nodes")):
             at = f"{where}.nodes[{k}]"
@@ -65,13 +67,16 @@ class Decoder:
             pos = _position(item[0], len(nodes), at)
             nodes[pos] = _with_numbers(template.nodes[pos], item[1], at)
         edges = list(template.edges)
+        by_id = self._node_index.get(number, {})
+        if edge_numbers and not by_id:
+            by_id = self._node_index[number] = {n.id: n for n in template.nodes}
         for k, item in enumerate(as_list(edge_numbers or [], f"{where}.edges")):
             at = f"{where}.edges[{k}]"
             if not isinstance(item, list) or len(item) != 3:
                 raise Malformed(at, "expected [edge position, gradient, local derivative]")
             pos = _position(item[0], len(edges), at)
             e = template.edges[pos]
-            ref = template.node(e.src)
+            ref = by_id[e.src]
             edges[pos] = Edge(e.src, e.dst, e.index, grad=read_summary(item[1], ref, f"{at}[1]"),
                               local=numbers(item[2], f"{at}[2]"))
         return Graph(nodes, edges, template.module_calls)
@@ -148,26 +153,25 @@ _NUMBER_FIELDS = frozenset(NUMBER_FIELDS)
 
 
 def _with_numbers(node: Node, data: dict, where: str) -> Node:
+    """A copy of structure node `node` that carries one pass's numbers."""
     if not data.keys() <= _NUMBER_FIELDS:
         raise Malformed(where, f"unknown fields {sorted(data.keys() - set(NUMBER_FIELDS))}")
-    own = object.__new__(Node)
-    own.__dict__.update(node.__dict__)
-    own.grad_outputs = []
+    own: dict[str, Any] = dict(zip(STRUCTURE_FIELDS, structure_of(node)))
     if "value" in data:
-        own.value = numbers(data["value"], f"{where}.value")
+        own["value"] = numbers(data["value"], f"{where}.value")
     if "value_norm" in data:
-        own.value_norm = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
+        own["value_norm"] = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
-            setattr(own, f, read_summary(data[f], node, f"{where}.{f}"))
+            own[f] = read_summary(data[f], node, f"{where}.{f}")
     if "grad_carried_over" in data:
-        own.grad_carried_over = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
+        own["grad_carried_over"] = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
     if "grad_outputs" in data:
-        own.grad_outputs = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
-                            for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
+        own["grad_outputs"] = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
+                               for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
     if "saved" in data:
-        own.saved = _SAVED(data["saved"], f"{where}.saved")
-    return own
+        own["saved"] = _SAVED(data["saved"], f"{where}.saved")
+    return Node(**own)
 
 
 def as_list(value: Any, where: str) -> list:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from ...model import Diagnostic, Edge, Graph, Node, Pass, Source, TensorSummary
 from ..collapse import view
 from ..fold import grad_norm, parameter_nodes
+from ..memo import node_index
 
 MAX_SERIES = 64  # passes in a node's chart across passes
 MAX_VALUE_CHARS = 2000  # a value shown in the details panel (bigger: statistics only)
@@ -57,11 +58,7 @@ def graph_data(number: int, passes: Sequence[Pass], diagnostics: Sequence[Diagno
 
 
 def _has(g: Graph, node_id: str) -> bool:
-    try:
-        g.node(node_id)
-        return True
-    except KeyError:
-        return False
+    return node_id in node_index(g)
 
 
 def _depths(g: Graph) -> list[int]:

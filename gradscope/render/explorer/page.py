@@ -13,14 +13,17 @@ from .data import graph_data
 HERE = Path(__file__).parent
 JS = HERE / "explorer.js"
 PANEL = HERE / "panel.js"
+VIEW = HERE / "view.js"
 CSS = HERE / "explorer.css"
 GRAPHVIZ = HERE / "vendor" / "graphviz.js"
 
 
 def explorer_scripts() -> list[str]:
     """The exact texts of the explorer's scripts (Graphviz, the details panel, then the
-    explorer), in page order; their hashes go into the page's Content-Security-Policy."""
-    return [GRAPHVIZ.read_text(encoding="utf-8"), PANEL.read_text(encoding="utf-8"), JS.read_text(encoding="utf-8")]
+    explorer: the view's DOT and the explorer, one script of two files), in page order;
+    their hashes go into the page's Content-Security-Policy."""
+    text = [path.read_text(encoding="utf-8") for path in (GRAPHVIZ, PANEL, VIEW, JS)]
+    return [text[0], text[1], text[2] + "\n" + text[3]]
 
 
 def explorer_style() -> str:
