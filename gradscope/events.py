@@ -9,6 +9,8 @@ None, keys this gradscope does not know kept in `extra` and written back as they
 A record also reads like that object (`event.data["leaf"]`, `event.data.get("step")`,
 `"update_norms" in event.data`), the way `Event.data` read when it was a dict. A kind this
 gradscope does not know (a newer file's) loads as `OtherEvent`, all its keys in `extra`.
+The JSON objects nested in records (a source line, an edit, a missing leaf) stay plain
+dicts, described by `TypedDict`s; `gradscope.traceio` checks records and those on loading.
 
 This module imports nothing of gradscope: it is part of the model.
 """
