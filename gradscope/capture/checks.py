@@ -5,18 +5,18 @@ here, and each backward pass is shown here before it runs. What is found becomes
 on the trace; the rules in `gradscope.diagnostics` turn events and the model into
 explained `Diagnostic`s, so a saved trace diagnoses the same as a live one.
 
-Events written here (all `data` values are plain JSON):
+Events emitted here (typed records of `gradscope.events`, written as plain JSON):
 
-- "saved-tensor-modified": a tensor a node saved for backward was changed in place after
+- `SavedTensorModified`: a tensor a node saved for backward was changed in place after
   the node's op ran. `detected_by` "version": PyTorch will refuse the backward (found early
   by reading the node's saved tensors); "data": the edit went through a `.data` alias,
   which PyTorch cannot see, so backward would silently use the new values.
-- "freed-graph-reused": nodes of this pass lost their saved tensors to an earlier backward.
-- "grad-carried": leaves whose `.grad` was already set when the pass started, each linked to
+- `FreedGraphReused`: nodes of this pass lost their saved tensors to an earlier backward.
+- `GradCarried`: leaves whose `.grad` was already set when the pass started, each linked to
   the previous pass the same tensor took part in (node ids are per pass).
-- "leaf-update": leaves changed in place (an optimizer step, `w -= lr * w.grad` under
+- `LeafUpdate`: leaves changed in place (an optimizer step, `w -= lr * w.grad` under
   no_grad, `w.data.add_`) between two passes, named by their last pass and node id.
-- "no-gradient": parameters and leaves that will get no gradient from this pass although
+- `NoGradient`: parameters and leaves that will get no gradient from this pass although
   their siblings do, with the line that cut them off when it was seen.
 
 Nothing here returns a value to autograd or touches a gradient; every hook swallows its
