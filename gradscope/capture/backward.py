@@ -100,7 +100,8 @@ class PassRecorder:
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
         self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
         self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
-        self._started = time.perf_counter()
+        self._started = time.process_time()  # (the budget counts CPU time: full_passes.py)
+        self._finishing = 0.0
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -349,7 +350,7 @@ class PassRecorder:
         self.index = None
         self.batch.start_transfer()
         if self._budget is not None:
-            self._budget.ran(self.full, time.perf_counter() - self._started)
+            self._budget.ran(self.full, time.process_time() - self._started)
         return self.result
 
     def ready(self) -> bool:
@@ -358,6 +359,7 @@ class PassRecorder:
 
     def finish(self) -> Pass:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
+        self._finishing = time.process_time()
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
         fill_value_norms(self._value_norms)
@@ -376,9 +378,10 @@ class PassRecorder:
 
     def finished(self, seconds: float) -> None:
         """The pass's finishing (`finish` and the trace's listeners) took `seconds`: part of
-        what a full pass costs (full_passes.py)."""
+        what a full pass costs (full_passes.py). Counted here in CPU time since `finish()`
+        began, as the budget counts."""
         if self._budget is not None:
-            self._budget.finished(self.full, seconds)
+            self._budget.finished(self.full, time.process_time() - self._finishing)
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
         self._fill.append(Deferred(obj, attr, pending, scalar))

@@ -20,6 +20,11 @@ of its finishing (its numbers filled in, its record written to the trace's strea
 pass's edge gradients and Jacobians make a record a hundred times a light one's), each
 less what a pass without edge gradients takes there (measured on those passes; until one
 was seen the whole time counts, which errs on the side of fewer full passes).
+
+Times are the process's CPU time, not the wall clock: on a loaded machine the wall clock
+runs on while the process waits for a core, and a budget in wall seconds would record a
+short run's passes in full or not depending on the neighbours. (CPU time counts torch's
+own threads too, in the run's time as in the passes': the share stays a share.)
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-GRACE = 1.0  # seconds of full recording any run gets before passes are sampled
-SHARE = 0.1  # after that, full passes may take this share of the run's time
+GRACE = 0.5  # CPU seconds of full recording any run gets before passes are sampled
+SHARE = 0.05  # after that, full passes may take this share of the run's (CPU) time
 FIRST = 10  # passes always recorded in full, whatever their cost
 FREE = 200  # full passes before they are also kept `every` passes apart
 
@@ -37,7 +42,7 @@ class FullPasses:
     """The full-recording budget of one trace (see the module's docstring)."""
 
     def __init__(self, grace: float | None = None, share: float | None = None, first: int | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.process_time) -> None:
         self.grace = GRACE if grace is None else grace
         self.share = SHARE if share is None else share
         self.first = FIRST if first is None else first

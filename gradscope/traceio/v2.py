@@ -59,6 +59,12 @@ class Encoder:
         # the last graph's (module calls, their number, edges, node keys, structure position)
         self._last: tuple | None = None
 
+    def forget_objects(self) -> None:
+        """Drop the per-object shortcuts (they hold the run's model objects); the tables of
+        sources and structures written stay."""
+        self._seen = {}
+        self._last = None
+
     # sources
     def source(self, src: Source | None) -> int | None:
         if src is None:
