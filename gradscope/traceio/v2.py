@@ -84,7 +84,9 @@ class Encoder:
         for k, node in enumerate(graph.nodes):
             entry = seen.get(id(node))
             if entry is None or entry[0] is not node:
-                entry = seen[id(node)] = (node, self._node_key(node), _has_numbers(node))
+                entry = (node, self._node_key(node), _has_numbers(node))
+                if not entry[2]:  # (a node with numbers is its pass's own: never met again)
+                    seen[id(node)] = entry
             node_keys.append(entry[1])
             if entry[2]:
                 numbered.append(k)
