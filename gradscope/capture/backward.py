@@ -52,8 +52,9 @@ class GradientOptions:
     A training loop builds the same graph every step. When that graph is big enough for
     its gradient statistics to cost (more than `SMALL_GRAPH` elements of output), edge
     gradients and Jacobians are recorded on the first `FIRST_FULL` passes of each distinct
-    graph and on every `every`-th pass of it after (and on the pass after one where a
-    leaf's gradient was not finite); the other passes record the graph and the leaves'
+    graph and on every `every`-th pass of it after while full passes stay within their
+    budget (full_passes.py; and on the pass after one where a leaf's gradient was not
+    finite); the other passes record the graph and the leaves'
     `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
     parameter instead of three or four. `every=1` records every pass in full; small graphs
     record every pass in full while that stays cheap, then a sample chosen by its cost
@@ -149,7 +150,10 @@ class PassRecorder:
         ))
         seen = self.tracer.graphs_seen.get(key, 0)
         self.tracer.graphs_seen[key] = seen + 1
-        return sampled(seen, every)
+        # a big graph's full pass may cost several steps: past its first passes, the sampled
+        # ones are budgeted (full_passes.py)
+        self._budget = self.tracer.full_passes.for_big()
+        return self._budget.sampled_due(seen < FIRST_FULL, sampled(seen, every))
 
     def _record_seeds(self, index: GraphIndex) -> None:
         """Each root's seed gradient, and its value when small (a loss, per pass)."""
@@ -239,6 +243,19 @@ class PassRecorder:
         else:
             self._leaf_grad(node, "grad_after", leaf, leaf.grad, history)
 
+    def _grads_after_light(self, index: GraphIndex) -> None:
+        """`_grad_after` of every leaf of a pass without edge gradients (no hook saw a
+        gradient arrive, so each `.grad` is summarised: their norms together)."""
+        norms = []
+        for (node, leaf), history in zip(index.leaves, self.histories):
+            grad = leaf.grad
+            if grad is not None and not self.batch.options.stats and leaf.numel() > self.batch.options.max_values:
+                self._leaf_grad(node, "grad_after", leaf, grad, history)
+            else:
+                norms.append((node, grad))
+        for (node, _), pending in zip(norms, self.batch.summarize_norms([g for _, g in norms])):
+            self._later(node, "grad_after", pending)
+
     def _leaf_grad(self, node, attr: str, leaf: torch.Tensor, grad: torch.Tensor | None,
                    history: LeafHistory) -> None:
         """node.<attr> = the summary of a leaf's .grad.
@@ -322,8 +339,11 @@ class PassRecorder:
         assert index is not None
         results = []
         with torch.no_grad():
-            for (node, leaf), history in zip(index.leaves, self.histories):
-                self._grad_after(node, leaf, history)
+            if self.full:
+                for (node, leaf), history in zip(index.leaves, self.histories):
+                    self._grad_after(node, leaf, history)
+            else:
+                self._grads_after_light(index)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self._remember_grads(index)
