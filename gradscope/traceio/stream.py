@@ -163,9 +163,10 @@ def assembled(trace: Trace, header: dict) -> str | None:
     """`trace` as one version-2 document (`v2.to_dict`'s, as JSON text) made from the
     stream it was written to: its pass records copied from there, the rest encoded. None
     when there is no such stream, or it does not hold every pass of the trace."""
-    ref, writer = _finished.get(id(trace), (None, None))
-    if writer is None or ref() is not trace:
+    found = _finished.get(id(trace))
+    if found is None or found[0]() is not trace:
         return None
+    writer = found[1]
     passes = writer.pass_lines(trace)
     if passes is None:
         return None
