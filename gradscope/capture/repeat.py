@@ -166,14 +166,17 @@ def _fresh(node: Node) -> Node:
     return root
 
 
+_DEFAULTS = {k: getattr(Node, k) for k in ("requires_grad", "is_root", "source", "is_parameter", "device")}
 _LEAF_DESCRIPTION = ("id", "kind", "name", "grad_fn", "shape", "dtype", "device", "requires_grad", "is_parameter",
                      "source", "is_root")
 
 
 def _description(leaf: Node) -> dict:
-    """What a leaf node says of its tensor (not of its pass)."""
+    """What a leaf node says of its tensor (not of its pass), without the fields at their
+    class defaults (read from the class: each pass's leaf is then a smaller dict)."""
     fields = leaf.__dict__
-    return {k: fields[k] for k in _LEAF_DESCRIPTION if k in fields}
+    return {k: fields[k] for k in _LEAF_DESCRIPTION
+            if k in fields and not (k in _DEFAULTS and fields[k] == _DEFAULTS[k])}
 
 
 def _leaf_from(description: dict) -> Node:
