@@ -1,6 +1,7 @@
 """Long training runs under gradscope: end-to-end time, memory over the run, trace files.
 
     python bench/bench_longrun.py e2e --model small --steps 2000 --rounds 2
+    python bench/bench_longrun.py e2e --model small --steps 2000 --rounds 3 --against /tmp/base
     python bench/bench_longrun.py memory --model small --steps 2000
     python bench/bench_longrun.py memory --model transformer --steps 1000
 
@@ -8,7 +9,10 @@
 `gradscope trace script.py` alternately (`--rounds` pairs, interleaved so both see the same
 load), timing each command end to end (interpreter start, torch import, the loop, and for
 gradscope its trace.json, report and pictures); the script samples its own RSS every 100
-steps. The loop runs torch on one thread, traced or not. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
+steps. The loop runs torch on one thread, traced or not. Each command's CPU time (user +
+system, its children's) is printed beside its wall time: on a loaded machine the CPU
+ratio is the steadier one. `--against DIR` runs a second checkout's gradscope (e.g. `git
+archive <commit> | tar -x -C DIR`) in the same rounds, for before/after in one run. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
 (format 2), timing each by the clock and by this process's CPU time. Both print the
 load average (`uptime`) before and after: the ratios are what
@@ -25,6 +29,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -96,34 +101,46 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def e2e(model: str, steps: int, rounds: int) -> None:
-    """`python script.py` against `gradscope trace script.py`, interleaved."""
-    gradscope_cmd = [sys.executable, "-m", "gradscope.cli"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def e2e(model: str, steps: int, rounds: int, against: str | None = None) -> None:
+    """`python script.py` against `gradscope trace script.py` (and the `against` checkout's),
+    interleaved."""
+    gradscope_cmd = [sys.executable, "-m", "gradscope.cli", "trace"]
+    kinds = {"plain": (str(ROOT), [sys.executable, "train.py"]),
+             "traced": (str(ROOT), [*gradscope_cmd, "-o", "out", "train.py"])}
+    if against:
+        kinds["against"] = (str(Path(against).resolve()), [*gradscope_cmd, "-o", "out-against", "train.py"])
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "train.py").write_text(script(model))
         print(f"# e2e {model}, {steps} steps · {uptime()}")
-        plain, traced = [], []
+        times: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
         for r in range(rounds):
-            for kind, cmd in (("plain", [sys.executable, "train.py"]),
-                              ("traced", [*gradscope_cmd, "trace", "-o", "out", "train.py"])):
+            for kind, (path, cmd) in kinds.items():
                 samples = folder / f"{kind}-{r}.json"
+                used = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
-                done = subprocess.run([*cmd, str(steps), str(samples)], cwd=folder, env=env, capture_output=True,
-                                      text=True)
+                done = subprocess.run([*cmd, str(steps), str(samples)], cwd=folder,
+                                      env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True)
                 seconds = time.perf_counter() - start
+                now = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime
                 if done.returncode != 0:
                     sys.exit(f"{kind} run failed:\n{done.stderr[-3000:]}")
-                (plain if kind == "plain" else traced).append(seconds)
+                times[kind].append((seconds, cpu))
                 rss = json.loads(samples.read_text())
-                print(f"  {kind:6} {seconds:6.1f} s  RSS {_rss_line(rss, steps)}", flush=True)
-            print(f"  round {r}: traced / plain = {traced[-1] / plain[-1]:.2f}", flush=True)
-        t = json.loads((folder / "out" / "trace.json").read_text())
-        print(f"  median ratio {statistics.median(t_ / p for t_, p in zip(traced, plain)):.2f}; trace.json "
-              f"{(folder / 'out' / 'trace.json').stat().st_size / 2**20:.1f} MB, {len(t['passes'])} passes, "
-              f"{sum(p.get('edge_gradients', True) for p in t['passes'])} in full; "
-              f"{t['meta'].get('full_passes', '')}")
+                print(f"  {kind:7} {seconds:6.1f} s (CPU {cpu:6.1f} s)  RSS {_rss_line(rss, steps)}", flush=True)
+            print(f"  round {r}: traced / plain = {times['traced'][-1][0] / times['plain'][-1][0]:.2f} "
+                  f"(CPU {times['traced'][-1][1] / times['plain'][-1][1]:.2f})", flush=True)
+        for kind, out in (("traced", "out"), ("against", "out-against")):
+            if kind not in kinds:
+                continue
+            wall = statistics.median(t[0] / p[0] for t, p in zip(times[kind], times["plain"]))
+            cpu = statistics.median(t[1] / p[1] for t, p in zip(times[kind], times["plain"]))
+            t = json.loads((folder / out / "trace.json").read_text())
+            print(f"  {kind}: median ratio {wall:.2f} (CPU {cpu:.2f}); trace.json "
+                  f"{(folder / out / 'trace.json').stat().st_size / 2**20:.1f} MB, {len(t['passes'])} passes, "
+                  f"{sum(p.get('edge_gradients', True) for p in t['passes'])} in full; "
+                  f"{t['meta'].get('full_passes', '')}")
         print(f"# {uptime()}")
 
 
@@ -192,9 +209,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", type=int, default=None, help="memory: trace(keep=N)")
+    parser.add_argument("--against", default=None, help="e2e: also another checkout's gradscope (a folder)")
     args = parser.parse_args()
     if args.mode == "e2e":
-        e2e(args.model, args.steps, args.rounds)
+        e2e(args.model, args.steps, args.rounds, args.against)
     else:
         memory(args.model, args.steps, args.keep)
 

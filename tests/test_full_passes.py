@@ -121,3 +121,24 @@ def test_a_slow_step_cannot_make_most_passes_full(monkeypatch):
     full = [k for k, c in enumerate(chosen) if c]
     assert full[:5] == [0, 1, 2, 3, 4] and all(b - a >= 10 for a, b in zip(full[4:], full[5:]))
     assert 20 <= len(full) <= 25
+
+
+def test_a_big_graphs_sampled_full_passes_are_budgeted_too(monkeypatch):
+    """A big graph's full pass can cost several of its steps: past its first 3 passes the
+    every-10th ones are full only within the budget; the meta says how many were left light."""
+    monkeypatch.setattr(full_passes, "GRACE", 0.0)
+    monkeypatch.setattr(full_passes, "SHARE", 0.0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))  # 256 x 256 outputs: big
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(256, 256)
+    with gradscope.trace() as t:
+        for _ in range(25):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    assert [p.index for p in t.passes if p.edge_gradients] == [0, 1, 2]  # (10 and 20 were due: left light)
+    assert t.trace.meta["full_passes"] == ("3 of 25 passes of big graphs recorded in full: the first ones of each "
+                                           "graph, then every `every`-th while full passes took under 0 s, then "
+                                           "under 0% of the run's time (2 sampled passes left without edge gradients)")
+    assert all(p.graph.find("0.weight").grad_after.norm for p in t.passes)

@@ -76,3 +76,25 @@ def test_value_norms_of_big_leaves_are_read_on_sampled_passes():
     measured = [p.index for p in t.passes if p.graph.leaves[0].value_norm is not None]
     assert measured == [0, 1, 2, 10, 20]
     assert t.passes[10].graph.leaves[0].value_norm == pytest.approx(w.norm().item(), rel=1e-6)
+
+
+def test_a_small_models_norms_are_read_on_its_first_200_steps_then_every_10th():
+    """A copy and a norm per parameter cost a small model's step as much as the step itself:
+    a short run has them at every step, a long one on every 10th after the first 200."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)  # (a weight of 32 elements: its values are not kept)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(8, 8)
+    with gradscope.trace() as t:
+        for _ in range(235):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    measured = list(range(200)) + [200, 210, 220, 230]
+    steps = [e.data for e in t.trace.events if e.kind == "optimizer-step"]
+    assert [i for i, d in enumerate(steps) if "update_norms" in d] == measured
+    full = {p.index for p in t.passes if p.edge_gradients}  # (a full pass has them too: full_passes.py)
+    assert [p.index for p in t.passes if p.graph.find("weight").value_norm is not None] == sorted({*measured, *full})
+    assert all(p.graph.find("weight").grad_after.norm for p in t.passes)  # .grad: every pass
+    ratio = {s.name: s for s in leaf_series(t.trace)}["weight"].update_ratio
+    assert [k for k, _ in ratio] == [k + 1 for k in measured]  # (the pass after each step measured)

@@ -108,3 +108,41 @@ def test_an_event_after_the_last_pass_survives_a_kill(tmp_path):
     assert [d.code for d in t.diagnostics if d.code == "nonleaf-grad"] == ["nonleaf-grad"]
     # routine events (optimizer steps) go with the next record: the first two steps' are there
     assert [e.data["step"] for e in t.events if e.kind == "optimizer-step"] == [1, 2, 3]
+
+
+def test_a_streamed_trace_is_saved_from_its_stream_and_is_the_same_trace(tmp_path, monkeypatch):
+    """Saving copies the pass records the stream wrote (none is encoded again), keeps
+    only the passes the trace kept (keep=), and loads back equal to the trace in memory,
+    non-finite numbers included."""
+    import torch
+
+    from gradscope.traceio import v2
+    from test_traceio import same_trace
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    with gradscope.trace(stream=tmp_path / "stream.json", keep=12) as t:
+        for step in range(40):
+            opt.zero_grad()
+            target = y if step < 30 else y * float("inf")  # the last passes: Inf and NaN gradients
+            torch.nn.functional.mse_loss(model(x), target).backward()
+            opt.step()
+    kept = [p.index for p in t.passes]
+    assert len(kept) < 40 and kept[-1] == 39 and any(p.edge_gradients for p in t.passes)
+
+    encoded = []
+    pass_record = v2.Encoder.pass_record
+    monkeypatch.setattr(v2.Encoder, "pass_record", lambda self, p: encoded.append(p.index) or pass_record(self, p))
+    path = t.save(tmp_path / "trace.json")
+    assert encoded == []  # every pass came from the stream
+    data = json.loads(path.read_text())
+    assert data["version"] == 2 and [p["index"] for p in data["passes"]] == kept and "stream" not in data
+    same_trace(t.trace, gradscope.load(path))
+
+    # a pass the stream never wrote (here: one made by hand) and the trace is encoded whole
+    t.trace.passes.append(t.trace.passes[-1].__class__(**{**t.trace.passes[-1].__dict__, "index": 40}))
+    path = t.save(tmp_path / "again.json")
+    assert encoded and encoded[-1] == 40
+    same_trace(t.trace, gradscope.load(path))

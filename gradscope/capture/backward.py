@@ -76,7 +76,8 @@ class PassRecorder:
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
         self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
         self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
-        self._started = time.perf_counter()
+        self._started = time.process_time()  # (the budget counts CPU time: full_passes.py)
+        self._finishing = 0.0
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
@@ -124,7 +125,10 @@ class PassRecorder:
         ))
         seen = self.state.graphs_seen.get(key, 0)
         self.state.graphs_seen[key] = seen + 1
-        return sampled(seen, every)
+        # a big graph's full pass may cost several steps: past its first passes, the sampled
+        # ones are budgeted (full_passes.py)
+        self._budget = self.state.full_passes.for_big()
+        return self._budget.sampled_due(seen < FIRST_FULL, sampled(seen, every))
 
     def _record_seeds(self, index: GraphIndex) -> None:
         """Each root's seed gradient, and its value when small (a loss, per pass)."""
@@ -214,6 +218,19 @@ class PassRecorder:
         else:
             self._leaf_grad(node, "grad_after", leaf, leaf.grad, history)
 
+    def _grads_after_light(self, index: GraphIndex) -> None:
+        """`_grad_after` of every leaf of a pass without edge gradients (no hook saw a
+        gradient arrive, so each `.grad` is summarised: their norms together)."""
+        norms = []
+        for (node, leaf), history in zip(index.leaves, self.histories):
+            grad = leaf.grad
+            if grad is not None and not self.batch.options.stats and leaf.numel() > self.batch.options.max_values:
+                self._leaf_grad(node, "grad_after", leaf, grad, history)
+            else:
+                norms.append((node, grad))
+        for (node, _), pending in zip(norms, self.batch.summarize_norms([g for _, g in norms])):
+            self._later(node, "grad_after", pending)
+
     def _leaf_grad(self, node, attr: str, leaf: torch.Tensor, grad: torch.Tensor | None,
                    history: LeafHistory) -> None:
         """node.<attr> = the summary of a leaf's .grad.
@@ -297,8 +314,11 @@ class PassRecorder:
         assert index is not None
         results = []
         with torch.no_grad():
-            for (node, leaf), history in zip(index.leaves, self.histories):
-                self._grad_after(node, leaf, history)
+            if self.full:
+                for (node, leaf), history in zip(index.leaves, self.histories):
+                    self._grad_after(node, leaf, history)
+            else:
+                self._grads_after_light(index)
             if self.call.api == "torch.autograd.grad" and error is None:
                 results = [self.batch.summarize(r) for r in result]
         self._remember_grads(index)
@@ -325,7 +345,7 @@ class PassRecorder:
         self.index = None
         self.batch.start_transfer()
         if self._budget is not None:
-            self._budget.ran(self.full, time.perf_counter() - self._started)
+            self._budget.ran(self.full, time.process_time() - self._started)
         return self.result
 
     def ready(self) -> bool:
@@ -334,6 +354,7 @@ class PassRecorder:
 
     def finish(self) -> Pass:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
+        self._finishing = time.process_time()
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
         fill_value_norms(self._value_norms)
@@ -352,9 +373,10 @@ class PassRecorder:
 
     def finished(self, seconds: float) -> None:
         """The pass's finishing (`finish` and the trace's listeners) took `seconds`: part of
-        what a full pass costs (full_passes.py)."""
+        what a full pass costs (full_passes.py). Counted here in CPU time since `finish()`
+        began, as the budget counts."""
         if self._budget is not None:
-            self._budget.finished(self.full, seconds)
+            self._budget.finished(self.full, time.process_time() - self._finishing)
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
         self._fill.append(Deferred(obj, attr, pending, scalar))

@@ -20,6 +20,18 @@ of its finishing (its numbers filled in, its record written to the trace's strea
 pass's edge gradients and Jacobians make a record a hundred times a light one's), each
 less what a pass without edge gradients takes there (measured on those passes; until one
 was seen the whole time counts, which errs on the side of fewer full passes).
+
+Big graphs (backward.py: over 65,536 output elements) have full passes sampled instead:
+the first few of each distinct graph and every `every`-th after. A full pass of a big
+graph can cost several of its steps, so those are budgeted too, on their own
+(`FullPasses.for_big`): past its first passes a big graph's sampled pass is recorded in
+full while that time is within the grace, then within the share of the run's time; the
+trace's meta says how many were left light.
+
+Times are the process's CPU time, not the wall clock: on a loaded machine the wall clock
+runs on while the process waits for a core, and a budget in wall seconds would record a
+short run's passes in full or not depending on the neighbours. (CPU time counts torch's
+own threads too, in the run's time as in the passes': the share stays a share.)
 """
 
 from __future__ import annotations
@@ -27,8 +39,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-GRACE = 1.0  # seconds of full recording any run gets before passes are sampled
-SHARE = 0.1  # after that, full passes may take this share of the run's time
+GRACE = 0.75  # CPU seconds of full recording any run gets before passes are sampled
+SHARE = 0.05  # after that, full passes may take this share of the run's (CPU) time
 FIRST = 10  # passes always recorded in full, whatever their cost
 FREE = 200  # full passes before they are also kept `every` passes apart
 
@@ -37,7 +49,7 @@ class FullPasses:
     """The full-recording budget of one trace (see the module's docstring)."""
 
     def __init__(self, grace: float | None = None, share: float | None = None, first: int | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.process_time) -> None:
         self.grace = GRACE if grace is None else grace
         self.share = SHARE if share is None else share
         self.first = FIRST if first is None else first
@@ -49,6 +61,8 @@ class FullPasses:
         self._light: float | None = None  # a light pass's time (moving average)
         self._light_finish: float | None = None  # ... and its finishing's
         self._last_full = 0  # the number (1, 2, ...) of the last pass recorded in full
+        self.skipped = 0  # (big graphs) sampled passes left light by the budget
+        self.big: FullPasses | None = None  # big graphs' own budget, made at their first pass
 
     def due(self, every: int = 1) -> bool:
         """Record the pass that starts now in full? (`every`: the least gap between full
@@ -62,6 +76,24 @@ class FullPasses:
                     and (self.full < FREE or self.passes - self._last_full >= every)))
         if full:
             self._last_full = self.passes
+        return full
+
+    def for_big(self) -> "FullPasses":
+        """The budget of the trace's big graphs' full passes (its own: see the module)."""
+        if self.big is None:
+            self.big = FullPasses(self.grace, self.share, 0, self.clock)
+        return self.big
+
+    def sampled_due(self, first: bool, sampled: bool) -> bool:
+        """(A big graph's budget.) Record in full the pass that starts now, one of its
+        graph's first passes (`first`) or a sampled one (`sampled`)?"""
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        self.passes += 1
+        full = first or (sampled and (self.spent <= self.grace or self.spent <= self.share * (now - self.started)))
+        if sampled and not full:
+            self.skipped += 1
         return full
 
     def ran(self, full: bool, seconds: float) -> None:
@@ -81,9 +113,18 @@ class FullPasses:
                 0.9 * self._light_finish + 0.1 * seconds
 
     def describe(self) -> str:
-        """How the passes were chosen, for the trace's meta (empty when all were full)."""
-        if self.full >= self.passes:
-            return ""
-        return (f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge gradients, "
-                f"Jacobians): all while that took under {self.grace:g} s, then while it stayed under "
-                f"{self.share:.0%} of the run's time (past {FREE} of them, every `every`-th pass at most)")
+        """How the passes were chosen, for the trace's meta (empty when all were full, and
+        big graphs' were as sampled)."""
+        parts = []
+        if self.full < self.passes:
+            parts.append(f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge "
+                         f"gradients, Jacobians): all while that took under {self.grace:g} s, then while it "
+                         f"stayed under {self.share:.0%} of the run's time (past {FREE} of them, every `every`-th "
+                         f"pass at most)")
+        big = self.big
+        if big is not None and big.skipped:
+            parts.append(f"{big.full:,} of {big.passes:,} passes of big graphs recorded in full: the first ones "
+                         f"of each graph, then every `every`-th while full passes took under {big.grace:g} s, "
+                         f"then under {big.share:.0%} of the run's time ({big.skipped:,} sampled passes left "
+                         f"without edge gradients)")
+        return "; ".join(parts)

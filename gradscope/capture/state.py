@@ -35,8 +35,9 @@ class GradientOptions:
     A training loop builds the same graph every step. When that graph is big enough for
     its gradient statistics to cost (more than `sampling.SMALL` elements of output), edge
     gradients and Jacobians are recorded on the first `sampling.FIRST` passes of each distinct
-    graph and on every `every`-th pass of it after (and on the pass after one where a
-    leaf's gradient was not finite); the other passes record the graph and the leaves'
+    graph and on every `every`-th pass of it after while full passes stay within their
+    budget (full_passes.py; and on the pass after one where a leaf's gradient was not
+    finite); the other passes record the graph and the leaves'
     `.grad` with its norm (and NaN/Inf) but not its extremes and mean: one reduction per
     parameter instead of three or four. `every=1` records every pass in full; small graphs
     record every pass in full while that stays cheap, then a sample chosen by its cost

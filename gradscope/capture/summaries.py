@@ -98,6 +98,33 @@ class PendingBatch:
         self._items.append(item)
         return item
 
+    def summarize_norms(self, tensors: list[torch.Tensor | None]) -> list[Pending | None]:
+        """`summarize(t, norm_only=True)` of each tensor (a pass's leaves' `.grad`), the same
+        summaries: large contiguous float32/float64 CPU tensors (parameters' gradients)
+        together, their squared norms read in one go instead of one `.item()` each."""
+        found: list[Pending | None] = [None] * len(tensors)
+        batched: list[tuple[int, torch.Tensor]] = []
+        stats, limit = self.options.stats, self.options.max_values
+        for k, t in enumerate(tensors):
+            if (stats and isinstance(t, torch.Tensor) and t.is_cpu and t.dtype in _NORM_DTYPES
+                    and not t.requires_grad and t.layout is _STRIDED and t.is_contiguous() and t.numel() > limit):
+                batched.append((k, t))
+            else:
+                found[k] = self.summarize(t, norm_only=True)
+        if not batched:
+            return found
+        flats = [t.view(-1) for _, t in batched]
+        squares = torch.stack([torch.dot(f, f) for f in flats]).tolist()  # (what `_cpu_norm` reads)
+        for (k, t), square in zip(batched, squares):
+            if not math.isfinite(square):  # NaN, Inf or an overflow: the whole way, counting them
+                found[k] = self.summarize(t, norm_only=True)
+                continue
+            item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
+            item.result = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device,
+                                        norm=math.sqrt(square))
+            found[k] = item
+        return found
+
     def _stats(self, t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:
         """Device statistics of t, reused when t holds the same elements as a recent tensor."""
         key = _elements_key(t)
@@ -211,6 +238,7 @@ def plain_shape(shape) -> list[int]:
 
 
 _STRIDED = torch.strided
+_NORM_DTYPES = (torch.float32, torch.float64)
 
 
 def _on_host(t: torch.Tensor) -> bool:

@@ -5,9 +5,9 @@ parameter needs its change measured at the step: a copy of the optimizer's param
 before `step()`, and after it one norm of the difference per parameter, stacked and read
 once per device. The norms go into the step's "optimizer-step" event
 (`data["update_norms"]`, by leaf name). Copying costs memory and time in proportion to the
-parameters, so only some steps are measured: the first ones, then every `every`-th (the
-trace's sampling of full passes, sampling.py) once the parameters pass `sampling.SMALL`
-elements, spaced out further past `MOST_ELEMENTS`.
+parameters, and a few torch calls whatever their size, so only some steps are measured:
+the first ones (more of them for a small model: `sampling.norms_due`), then every
+`every`-th (the trace's sampling of full passes), spaced out further past `MOST_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ..events import OptimizerStep
 from ._torch import foreach_sub
 from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
-from .sampling import SMALL, sampled
+from .sampling import SHORT, SMALL, norms_due
 from .summaries import readable
 
 if TYPE_CHECKING:
@@ -63,16 +63,18 @@ class UpdateNorms:
         try:
             if torch.compiler.is_compiling():
                 return
+            step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
+            options = self.state.gradient_options
+            if not options.gradients or (step >= SHORT and step % options.every):
+                return  # (no model's step is measured there: decided before reading its parameters)
             params = [p for g in optimizer.param_groups for p in g["params"]
                       if isinstance(p, torch.Tensor) and (p.is_floating_point() or p.is_complex()) and readable(p)]
             total = sum(p.numel() for p in params)
-            step = self._steps[id(optimizer)] = self._steps.get(id(optimizer), -1) + 1
-            options = self.state.gradient_options
-            # a copy of every parameter can cost a good share of a step: past sampling.SMALL
-            # elements only the sampled steps, spaced out further for big models; the
+            # a copy of every parameter can cost a good share of a step: only the steps
+            # sampling.py names, spaced out further (by whole `every`s) for big models; the
             # update-ratio charts draw the steps measured
-            spacing = 1 if total <= SMALL else max(options.every, math.ceil(total / MOST_ELEMENTS))
-            if not params or not options.gradients or not sampled(step, spacing):
+            spacing = options.every * max(1, math.ceil(total / MOST_ELEMENTS / options.every))
+            if not params or not norms_due(step, spacing, total <= SMALL):
                 return
             with torch.no_grad(), unwatched():  # (unseen by the recorder and the user's modes)
                 self._before[id(optimizer)] = [(p, p.detach().clone()) for p in params]

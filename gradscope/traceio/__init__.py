@@ -32,8 +32,11 @@ def to_dict(trace: Trace) -> dict[str, Any]:
 
 def save(trace: Trace, path: str | Path) -> Path:
     """Write `trace` to `path` as standard JSON, replacing any file there in one step."""
+    from .stream import assembled  # (a trace streamed as it ran: its passes are written already)
+
     path = Path(path)
-    write_atomically(path, dumps(to_dict(trace)))
+    text = assembled(trace, HEADER)
+    write_atomically(path, text if text is not None else dumps(to_dict(trace)))
     return path
 
 

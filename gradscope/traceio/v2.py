@@ -60,6 +60,12 @@ class Encoder:
         # the last graph's (module calls, their number, edges, node keys, structure position)
         self._last: tuple | None = None
 
+    def forget_objects(self) -> None:
+        """Drop the per-object shortcuts (they hold the run's model objects); the tables of
+        sources and structures written stay."""
+        self._seen = {}
+        self._last = None
+
     # sources
     def source(self, src: Source | None) -> int | None:
         if src is None:
@@ -79,7 +85,9 @@ class Encoder:
         for k, node in enumerate(graph.nodes):
             entry = seen.get(id(node))
             if entry is None or entry[0] is not node:
-                entry = seen[id(node)] = (node, self._node_key(node), _has_numbers(node))
+                entry = (node, self._node_key(node), _has_numbers(node))
+                if not entry[2]:  # (a node with numbers is its pass's own: never met again)
+                    seen[id(node)] = entry
             node_keys.append(entry[1])
             if entry[2]:
                 numbered.append(k)
