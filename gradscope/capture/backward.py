@@ -74,7 +74,7 @@ class PassRecorder:
         self.full = False  # edge gradients recorded on this pass
         self._pending_values: list = []
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
-        self._budget = None  # a small graph's: full passes chosen by their cost (full_passes.py)
+        self._budget = None  # the full-pass budget this pass is charged to (full_passes.py)
         self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
         self._started = time.process_time()  # (the budget counts CPU time: full_passes.py)
         self._finishing = 0.0
