@@ -24,17 +24,14 @@ import torch
 from ..model import Edge, Pass, Source, TensorSummary
 from ._torch import has_grad_hooks, input_metadata, version_of
 from .backward_call import BackwardCall
+from .created_grads import mark_made_by_backward, name_new_gradients
 from .deferred import Deferred, SameAs
 from .history import LeafHistory, history_of
 from .jacobians import local_jacobians
 from .leaf_norms import fill_value_norms, queue_value_norms, value_norms_due
-from .names import name_node
-from .nodetable import BackwardMade
 from .quiet import unwatched_hook
-from .recorder import OpInfo
 from .repeat import QuietTemplate, unshare
 from .sampling import FIRST, SMALL, sampled
-from .source import assignment_target
 from .state import GradientOptions, TraceState
 from .summaries import PendingBatch, _device_name, _dtype_name, _nest
 from .walk import GraphIndex, finish_leaf_values, walk
@@ -190,7 +187,7 @@ class PassRecorder:
                     if self.options.max_jacobian and edges:
                         self._local_derivatives(fn, grad_inputs, edges)
                 if self.call.create_graph:
-                    self._tag_created(fn, grad_inputs)
+                    mark_made_by_backward(self.state, self.index, self._tagged, self.call, self.source, fn, grad_inputs)
             except Exception:
                 log.debug("gradscope post-hook failed", exc_info=True)
             return None
@@ -250,21 +247,6 @@ class PassRecorder:
         else:
             self._later(node, attr, self.batch.summarize(grad, norm_only=not self.full))
 
-    def _name_new_gradients(self, index: GraphIndex, result: Any) -> None:
-        """Name the differentiable gradients a create_graph pass made, so that the next pass,
-        through them, is drawn with names: `grad_1[0]` (the line's target), `dy/dx`, `w.grad`."""
-        graph = index.graph
-        if self.call.api == "torch.autograd.grad":
-            target = assignment_target(self.source.code) if self.source else None
-            roots = "".join(n.name for n in graph.roots)
-            for i, (grad, inp) in enumerate(zip(result, self.call.inputs)):
-                input_node = index.node_for(inp)
-                wrt = input_node.name if input_node else "input"
-                _name_tensor(grad, f"{target}[{i}]" if target else f"d{roots}/d{wrt}")
-        else:
-            for node, leaf in index.leaves:
-                _name_tensor(leaf.grad, f"{node.name}.grad")
-
     def _remember_grads(self, index: GraphIndex) -> None:
         for (node, leaf), history in zip(index.leaves, self.histories):
             grad = leaf.grad
@@ -276,29 +258,6 @@ class PassRecorder:
         """d output / d input for each small edge (jacobians.py)."""
         for i, jac, scalar in local_jacobians(fn, grad_inputs, edges, self.options.max_jacobian, self.state.nodes):
             self._later(edges[i], "local", self.batch.keep(jac), scalar=scalar)
-
-    # -- create_graph: mark what backward built ------------------------------------------
-    def _tag_created(self, fn, grad_inputs) -> None:
-        notes = self.state.nodes
-        info = notes.get(fn)
-        op = f"{info.op} at {info.source.short}" if type(info) is OpInfo and info.source else type(fn).__name__
-        call = f" at {self.source.short}" if self.source else ""
-        # which op's backward, in which pass, by which call: "pow at x.py:3; pass 0, ..."
-        label = f"{op}; pass {self.state.next_pass_index}, {self.call.api}{call} with create_graph=True"
-        known = self.index.position if self.index else {}
-        for g in grad_inputs:
-            if not isinstance(g, torch.Tensor) or g.grad_fn is None:
-                continue
-            stack = [g.grad_fn]
-            while stack:
-                n = stack.pop()
-                if id(n) in known or id(n) in self._tagged or type(n).__name__ == "AccumulateGrad":
-                    continue
-                if notes.get(n) is not None:
-                    continue
-                notes.add(n, BackwardMade(type(n), label, g))
-                self._tagged.add(id(n))
-                stack.extend(nxt for nxt, _ in n.next_functions if nxt is not None)
 
     # -- after the call ------------------------------------------------------------------
     def after(self, result: Any, error: BaseException | None, pass_index: int) -> Pass:
@@ -327,7 +286,7 @@ class PassRecorder:
             # every node of the graph ran and freed what it saved: its notes can go
             self.state.nodes.retire(index.notes)
         if self.call.create_graph and error is None:
-            self._name_new_gradients(index, result)
+            name_new_gradients(index, self.call, self.source, result)
         self.result = Pass(
             index=pass_index,
             api=self.call.api,
@@ -387,11 +346,6 @@ def _ones_summary(root: torch.Tensor) -> TensorSummary:
     shape = list(root.shape)
     return TensorSummary(shape=shape, dtype=_dtype_name(root.dtype), device=_device_name(root.device), norm=1.0,
                          max_abs=1.0, mean=1.0, value=_nest([1.0], shape))
-
-
-def _name_tensor(t: Any, name: str) -> None:
-    if isinstance(t, torch.Tensor) and t.grad_fn is not None:
-        name_node(t.grad_fn, name, replace=False)
 
 
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:
