@@ -140,5 +140,5 @@ def test_the_model_imports_no_gradscope_module():
 
 
 def test_the_model_builds_its_objects_plainly():
-    """No `object.__new__` shortcuts in the model (capture keeps its own, walk.blank_node)."""
+    """No `object.__new__` shortcuts in the model (tests/test_model_plain.py checks traceio, render and the walk)."""
     assert "object.__new__" not in (PACKAGE / "model.py").read_text()

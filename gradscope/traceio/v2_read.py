@@ -3,12 +3,14 @@ records, every field checked, structures shared between the passes that repeat t
 
 from __future__ import annotations
 
+import operator
+from dataclasses import fields
 from typing import Any
 
 from ..model import Diagnostic, Edge, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
 from .decode import Malformed, check_graph, checker, decode, free_form, numbers, value_of
 from .plain import plain_summary
-from .v2 import NUMBER_FIELDS, STRUCTURE_FIELDS, structure_of
+from .v2 import NUMBER_FIELDS, STRUCTURE_FIELDS
 
 
 class Decoder:
@@ -150,28 +152,33 @@ def read_summary(data: Any, ref: Node | None, where: str) -> TensorSummary | Non
 # (made once: `float | None` built and hashed for every node of every pass costs more than the check)
 _FLOAT_OR_NONE, _BOOL, _SAVED = checker(float | None), checker(bool), checker(dict[str, Any])
 _NUMBER_FIELDS = frozenset(NUMBER_FIELDS)
+_NODE_FIELDS = tuple(f.name for f in fields(Node))  # a Node's fields, in its constructor's order
+_fields_of = operator.attrgetter(*_NODE_FIELDS)
+_AT = {name: k for k, name in enumerate(_NODE_FIELDS)}
 
 
 def _with_numbers(node: Node, data: dict, where: str) -> Node:
-    """A copy of structure node `node` that carries one pass's numbers."""
+    """A copy of structure node `node` that carries one pass's numbers (built from its
+    fields in order: a loaded long run makes one per leaf per pass)."""
     if not data.keys() <= _NUMBER_FIELDS:
         raise Malformed(where, f"unknown fields {sorted(data.keys() - set(NUMBER_FIELDS))}")
-    own: dict[str, Any] = dict(zip(STRUCTURE_FIELDS, structure_of(node)))
+    own = list(_fields_of(node))
+    own[_AT["grad_outputs"]] = []
     if "value" in data:
-        own["value"] = numbers(data["value"], f"{where}.value")
+        own[_AT["value"]] = numbers(data["value"], f"{where}.value")
     if "value_norm" in data:
-        own["value_norm"] = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
+        own[_AT["value_norm"]] = _FLOAT_OR_NONE(data["value_norm"], f"{where}.value_norm")
     for f in ("grad_before", "grad_after", "seed"):
         if f in data:
-            own[f] = read_summary(data[f], node, f"{where}.{f}")
+            own[_AT[f]] = read_summary(data[f], node, f"{where}.{f}")
     if "grad_carried_over" in data:
-        own["grad_carried_over"] = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
+        own[_AT["grad_carried_over"]] = _BOOL(data["grad_carried_over"], f"{where}.grad_carried_over")
     if "grad_outputs" in data:
-        own["grad_outputs"] = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
-                               for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
+        own[_AT["grad_outputs"]] = [read_summary(g, node, f"{where}.grad_outputs[{k}]")
+                                    for k, g in enumerate(as_list(data["grad_outputs"], f"{where}.grad_outputs"))]
     if "saved" in data:
-        own["saved"] = _SAVED(data["saved"], f"{where}.saved")
-    return Node(**own)
+        own[_AT["saved"]] = _SAVED(data["saved"], f"{where}.saved")
+    return Node(*own)
 
 
 def as_list(value: Any, where: str) -> list:
