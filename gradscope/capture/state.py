@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import EventData, PassNotRecorded
-from ..model import Event, Trace
+from ..model import Event, Graph, Source, Trace
 from .full_passes import FullPasses
 from .idtable import IdTable
 from .modules import ModuleTracker
@@ -95,7 +95,10 @@ class TraceState:
         """The calling thread records with `mode`, into `nodes`."""
         self.threads.mode, self.threads.nodes = mode, nodes
 
-    def emit(self, data: EventData, graph=None, source=None) -> Event:
+    def emit(self, data: EventData, graph: Graph | None = None, source: Source | None = None) -> Event:
+        """Record an event on the trace, numbered by the pass that comes next, at `source`
+        (else the user's line now), with the graph as it stood when no pass holds it; tell
+        the listeners (the stream writer)."""
         event = Event(
             kind=data.kind,
             source=source if source is not None else user_source(),
@@ -108,7 +111,7 @@ class TraceState:
             listener(event)
         return event
 
-    def not_recorded(self, exc: BaseException | None, source, partly: bool = False, reason: str = "") -> None:
+    def not_recorded(self, exc: BaseException | None, source: Source | None, partly: bool = False, reason: str = "") -> None:
         """Say in the trace that a pass was lost (or its numbers), and why: never a log line alone."""
         self.emit(PassNotRecorded(reason=reason or f"{type(exc).__name__}: {exc}", partly=partly),
                   source=source)
