@@ -67,13 +67,9 @@ class FullPasses:
     def due(self, every: int = 1) -> bool:
         """Record the pass that starts now in full? (`every`: the least gap between full
         passes once the grace is spent.)"""
-        now = self.clock()
-        if self.started is None:
-            self.started = now
-        self.passes += 1
+        within = self._start_pass()
         full = (self.passes <= self.first or self.spent <= self.grace
-                or (self.spent <= self.share * (now - self.started)
-                    and (self.full < FREE or self.passes - self._last_full >= every)))
+                or (within and (self.full < FREE or self.passes - self._last_full >= every)))
         if full:
             self._last_full = self.passes
         return full
@@ -87,14 +83,20 @@ class FullPasses:
     def sampled_due(self, first: bool, sampled: bool) -> bool:
         """(A big graph's budget.) Record in full the pass that starts now, one of its
         graph's first passes (`first`) or a sampled one (`sampled`)?"""
+        within = self._start_pass()
+        full = first or (sampled and within)
+        if sampled and not full:
+            self.skipped += 1
+        return full
+
+    def _start_pass(self) -> bool:
+        """Count the pass that starts now; is the time spent on full passes within the
+        budget (the grace, or the share of the run's time since its first pass)?"""
         now = self.clock()
         if self.started is None:
             self.started = now
         self.passes += 1
-        full = first or (sampled and (self.spent <= self.grace or self.spent <= self.share * (now - self.started)))
-        if sampled and not full:
-            self.skipped += 1
-        return full
+        return self.spent <= self.grace or self.spent <= self.share * (now - self.started)
 
     def ran(self, full: bool, seconds: float) -> None:
         """A pass took `seconds` (from before backward to after it), in full or not."""

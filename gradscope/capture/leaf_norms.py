@@ -24,8 +24,7 @@ _WIDE = (torch.float16, torch.bfloat16)  # norms of these in float32: theirs ove
 def value_norms_due(leaves: list[tuple[Node, torch.Tensor]], full: bool, pass_index: int, every: int) -> bool:
     """Norms of the leaves at this pass? Reading every parameter costs a share of the step:
     on full passes and those `sampling.norms_due` names (the charts draw the passes measured)."""
-    return full or pass_index % every == 0 or norms_due(pass_index, every,
-                                                        sum(leaf.numel() for _, leaf in leaves) <= SMALL)
+    return full or norms_due(pass_index, every, sum(leaf.numel() for _, leaf in leaves) <= SMALL)
 
 
 def queue_value_norms(leaves: list[tuple[Node, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:
