@@ -118,6 +118,8 @@ class trace:
             tracer.stop()
             if how := tracer.full_passes.describe():
                 self.trace.meta["full_passes"] = how
+            if how := tracer.steady.describe(tracer.next_pass_index):
+                self.trace.meta["steady_passes"] = how
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None

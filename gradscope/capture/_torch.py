@@ -167,6 +167,18 @@ profiler_enabled: Callable[[], bool] = _lookup("torch._C._autograd", "_profiler_
 enable_record_function: Callable[[bool], None] = _lookup("torch._C._autograd", "_enable_record_function")
 
 
+def engine_backward() -> Callable[..., Any] | None:
+    """The function all of torch's backward APIs call to run the engine (looked up by them
+    at call time, so replacing it catches `backward`/`autograd.grad` however they were
+    imported), or None in a torch without it."""
+    return getattr(torch.autograd, "_engine_run_backward", None)
+
+
+def set_engine_backward(fn: Callable[..., Any]) -> None:
+    """Replace `engine_backward()` (steady.py, for the time the recorder is off)."""
+    torch.autograd._engine_run_backward = fn  # type: ignore[attr-defined]
+
+
 def top_function_mode() -> Any:
     """The mode on top of this thread's torch-function stack, or None."""
     return current_function_mode() if function_mode_depth() else None

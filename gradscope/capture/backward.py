@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import operator
-import time
 import weakref
 from typing import Any
 
@@ -26,6 +25,7 @@ from ._torch import has_grad_hooks, input_metadata, version_of
 from .backward_call import BackwardCall
 from .created_grads import mark_made_by_backward, name_new_gradients
 from .deferred import Deferred, SameAs
+from .full_passes import cpu_time
 from .history import LeafHistory, history_of
 from .jacobians import local_jacobians
 from .leaf_norms import fill_value_norms, queue_value_norms, value_norms_due
@@ -50,10 +50,12 @@ class PassRecorder:
     (`ready()`), so tracing never makes the host wait for the device mid-training.
     """
 
-    def __init__(self, state: TraceState, call: BackwardCall, source: Source | None):
+    def __init__(self, state: TraceState, call: BackwardCall, source: Source | None, steady: bool = False):
         self.state = state
         self.call = call
         self.source = source
+        self.steady = steady  # its forward ran with the recorder off (steady.py)
+        self.repeated = False  # its graph repeated the last quiet pass's (repeat.py)
         self.options: GradientOptions = state.gradient_options
         self.batch = PendingBatch(state.summary_options)
         # (model object, attribute, pending value, unwrap to a number) to set once resolved
@@ -72,14 +74,16 @@ class PassRecorder:
         self._pending_values: list = []
         self.quiet = False  # the user's modes or profiler watch: hooks run under `unwatched()`
         self._budget = None  # the full-pass budget this pass is charged to (full_passes.py)
+        self._structure_key: int | None = None  # (big graphs: see `_due_in_full`)
         self._value_norms: list = []  # the leaves' value norms, on their way (leaf_norms.py)
-        self._started = time.process_time()  # (the budget counts CPU time: full_passes.py)
+        self._started = cpu_time()  # (the budget counts CPU time: full_passes.py)
         self._finishing = 0.0
 
     # -- before the call -------------------------------------------------------------
     def before(self) -> GraphIndex:
         with torch.no_grad():
-            index = self.index = walk(self.call.roots, self.state, self.batch, self.state.last_quiet)
+            index = self.index = walk(self.call.roots, self.state, self.batch, self.state.last_quiet, self.steady)
+            self.repeated = index.repeated
             histories = self.state.leaf_histories
             # (a repeated pass's leaves are its template's tensors, in order: so are their histories)
             self.histories = index.histories or [history_of(histories, leaf) for _, leaf in index.leaves]
@@ -101,7 +105,8 @@ class PassRecorder:
         if self.full:
             unshare(index)
         elif not index.shares_nodes:
-            self.state.last_quiet = QuietTemplate(index, list(index.node_of.values()), self.histories)
+            self.state.last_quiet = QuietTemplate(index, list(index.node_of.values()), self.histories, self.call.api,
+                                                 self._structure_key)
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
@@ -113,13 +118,12 @@ class PassRecorder:
         if _elements(graph) <= SMALL_GRAPH:
             self._budget = self.state.full_passes
             return self._budget.due(every)
-        nodes = graph.nodes
-        key = hash((  # the graph's structure: C-level loops, this runs on every pass
-            tuple(map(_GRAD_FN, nodes)),
-            tuple(map(id, map(_SOURCE, nodes))),
-            tuple(map(_NAME, nodes)),
-            tuple(map(_EDGE, graph.edges)),
-        ))
+        template = self.state.last_quiet
+        if index.repeated and template is not None and template.structure_key is not None:
+            key = template.structure_key  # (a repeat of its template: the same structure)
+        else:
+            key = _structure_key(graph)
+        self._structure_key = key
         seen = self.state.graphs_seen.get(key, 0)
         self.state.graphs_seen[key] = seen + 1
         # a big graph's full pass may cost several steps: past its first passes, the sampled
@@ -304,7 +308,7 @@ class PassRecorder:
         self.index = None
         self.batch.start_transfer()
         if self._budget is not None:
-            self._budget.ran(self.full, time.process_time() - self._started)
+            self._budget.ran(self.full, cpu_time() - self._started)
         return self.result
 
     def ready(self) -> bool:
@@ -313,7 +317,7 @@ class PassRecorder:
 
     def finish(self) -> Pass:
         """Fill the pass's numbers in (waiting for their copy only if it has not landed)."""
-        self._finishing = time.process_time()
+        self._finishing = cpu_time()
         self.batch.resolve()
         finish_leaf_values(self._pending_values)
         fill_value_norms(self._value_norms)
@@ -335,7 +339,7 @@ class PassRecorder:
         what a full pass costs (full_passes.py). Counted here in CPU time since `finish()`
         began, as the budget counts."""
         if self._budget is not None:
-            self._budget.finished(self.full, time.process_time() - self._finishing)
+            self._budget.finished(self.full, cpu_time() - self._finishing)
 
     def _later(self, obj: object, attr: str, pending: Any, scalar: bool = False) -> None:
         self._fill.append(Deferred(obj, attr, pending, scalar))
@@ -355,6 +359,17 @@ def _has_grad_hooks(leaf: torch.Tensor) -> bool:
         has_grad_hooks(leaf)
         or (torch.distributed.is_available() and torch.distributed.is_initialized())
     )
+
+
+def _structure_key(graph) -> int:
+    """A hash of the graph's structure (C-level loops: a big graph's pass computes it)."""
+    nodes = graph.nodes
+    return hash((
+        tuple(map(_GRAD_FN, nodes)),
+        tuple(map(id, map(_SOURCE, nodes))),
+        tuple(map(_NAME, nodes)),
+        tuple(map(_EDGE, graph.edges)),
+    ))
 
 
 def _elements(graph) -> int:

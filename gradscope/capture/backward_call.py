@@ -59,3 +59,45 @@ def _as_list(v) -> list:
     if isinstance(v, torch.Tensor) or not isinstance(v, (list, tuple, dict)):
         return [v]
     return list(v.values()) if isinstance(v, dict) else list(v)
+
+
+def _engine_signature(t_outputs, grad_tensors, keep_graph, create_graph, inputs=(), allow_unreachable=False,
+                      accumulate_grad=True):
+    """(The arguments of torch's `_engine_run_backward`, as its backward APIs pass them.)"""
+
+
+_ENGINE = inspect.signature(_engine_signature)
+_ACCUMULATING_APIS = ("Tensor.backward", "torch.autograd.backward")
+
+
+def engine_call(t_outputs: Any, args: tuple, kwargs: dict[str, Any], api: str = "") -> BackwardCall:
+    """The call one of torch's backward APIs made of the engine, as a `BackwardCall` (steady.py
+    catches backward there). The API is not known at that depth: `api` (the one the passes
+    before it called) names it when it accumulates into `.grad` as this one does.
+
+    A seed torch made for a scalar's `backward()` is recorded as the recorder records an
+    implicit seed (None) when it is visibly one: a one on the CPU, read without waiting."""
+    bound = _ENGINE.bind(t_outputs, *args, **kwargs).arguments
+    accumulates = bound.get("accumulate_grad", True)
+    if not accumulates:
+        api = "torch.autograd.grad"
+    elif api not in _ACCUMULATING_APIS:
+        api = "torch.autograd.backward"
+    roots = [r for r in _as_list(t_outputs) if isinstance(r, torch.Tensor)]
+    seeds = _as_list(bound.get("grad_tensors"))
+    seeds = [None if _implicit_one(root, seed) else seed for root, seed in zip(roots, seeds + [None] * len(roots))]
+    return BackwardCall(
+        api=api,
+        roots=roots,
+        seeds=seeds,
+        inputs=[t for t in _as_list(bound.get("inputs")) if isinstance(t, torch.Tensor)],
+        retain_graph=bool(bound["keep_graph"]),
+        create_graph=bool(bound["create_graph"]),
+    )
+
+
+def _implicit_one(root: torch.Tensor, seed: Any) -> bool:
+    if not isinstance(seed, torch.Tensor):
+        return seed is None
+    return (root.numel() == 1 and seed.numel() == 1 and seed.device.type == "cpu" and not seed.is_complex()
+            and seed.dtype == root.dtype and seed.item() == 1.0)

@@ -28,11 +28,15 @@ graph can cost several of its steps, so those are budgeted too, on their own
 full while that time is within the grace, then within the share of the run's time; the
 trace's meta says how many were left light.
 
-Times are the process's CPU time, not the wall clock: on a loaded machine the wall clock
-runs on while the process waits for a core, and a budget in wall seconds would record a
-short run's passes in full or not depending on the neighbours. (CPU time counts torch's
-own threads too, in the run's time as in the passes': the share stays a share.)
+Times are the tracing thread's CPU time, not the wall clock: on a loaded machine the wall
+clock runs on while the process waits for a core, and a budget in wall seconds would
+record a short run's passes in full or not depending on the neighbours. Not the process's
+CPU time either: reading it samples every thread's clock, which on a virtual machine can
+wait milliseconds for another CPU (measured: several times a small step, docs/benchmarks.md).
+(torch's own threads are then left out, of the run's time as of the passes': the share
+errs towards fewer full passes.)
 """
+
 
 from __future__ import annotations
 
@@ -45,11 +49,16 @@ FIRST = 10  # passes always recorded in full, whatever their cost
 FREE = 200  # full passes before they are also kept `every` passes apart
 
 
+def cpu_time() -> float:
+    """The clock of the full-pass budget: this thread's CPU time, in seconds."""
+    return time.thread_time()
+
+
 class FullPasses:
     """The full-recording budget of one trace (see the module's docstring)."""
 
     def __init__(self, grace: float | None = None, share: float | None = None, first: int | None = None,
-                 clock: Callable[[], float] = time.process_time) -> None:
+                 clock: Callable[[], float] = cpu_time) -> None:
         self.grace = GRACE if grace is None else grace
         self.share = SHARE if share is None else share
         self.first = FIRST if first is None else first

@@ -29,6 +29,7 @@ class GraphIndex:
     wiring: list[tuple[int, int, int]] = field(default_factory=list)  # (consumer, index, input) numbers, sorted
     edges_shared: bool = False  # graph.edges are another pass's Edge objects (see repeat.py)
     shares_nodes: bool = False  # graph.nodes holds another pass's op nodes (see repeat.py)
+    repeated: bool = False  # the graph repeats the last quiet pass's (see repeat.py)
     histories: list | None = None  # the leaves' LeafHistory, in order, when a template knew them
 
     def node_for(self, t: torch.Tensor) -> Node | None:

@@ -11,17 +11,21 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import BackwardError
 from ..model import Pass
 from .backward import PassRecorder
-from .backward_call import parse_call
+from .backward_call import BackwardCall, parse_call
 from .checks import LiveChecks
+from .guard import internal_error
 from .quiet import unwatched, user_watching
 from .recorder import BACKWARD_APIS
 from .source import user_source
 from .state import TraceState
+
+if TYPE_CHECKING:
+    from .steady import SteadyPasses
 
 log = logging.getLogger("gradscope")
 
@@ -35,16 +39,23 @@ class Passes:
         self.listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
         self._lock = threading.Lock()  # (threads: a pass's index is its place in the list)
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
+        self.steady: SteadyPasses | None = None  # told after each pass (the tracer sets it)
 
     def on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
         """The recorder's handler for the backward APIs: run the call, record it as a pass."""
+        return self.record(lambda: parse_call(func, args, kwargs), lambda: func(*args, **kwargs), BACKWARD_APIS[func])
+
+    def record(self, describe: Callable[[], BackwardCall], run: Callable[[], Any], api: str,
+               steady: bool = False) -> Any:
+        """Run a backward call (`run()`) and record it as a pass; `describe()` gives its
+        arguments, `api` names it. `steady`: its forward ran with the recorder off (steady.py)."""
         source = user_source()
         # gradscope's own tensor work is hidden from the user's modes and profiler (quiet.py)
         quiet = unwatched if user_watching() else contextlib.nullcontext
         recorder = None
         try:
             with quiet():
-                recorder = PassRecorder(self.state, parse_call(func, args, kwargs), source)
+                recorder = PassRecorder(self.state, describe(), source, steady=steady)
                 recorder.quiet = quiet is unwatched
                 index = recorder.before()
                 self.checks.before_pass(recorder, index)
@@ -54,16 +65,16 @@ class Passes:
             recorder = None
         result, error = None, None
         try:
-            result = func(*args, **kwargs)
+            result = run()
             return result
         except BaseException as exc:
             error = exc
             raise
         finally:
             with quiet():
-                self._after_backward(func, recorder, result, error, source)
+                self._after_backward(api, recorder, result, error, source)
 
-    def _after_backward(self, func, recorder: PassRecorder | None, result: Any, error: BaseException | None,
+    def _after_backward(self, api: str, recorder: PassRecorder | None, result: Any, error: BaseException | None,
                         source) -> None:
         state = self.state
         pass_index = state.next_pass_index
@@ -81,10 +92,12 @@ class Passes:
                 state.not_recorded(exc, source)
         self.checks.after_pass(pass_index, error)
         if error is not None and isinstance(error, Exception):
-            state.emit(
-                BackwardError(api=BACKWARD_APIS[func], type=type(error).__name__, message=str(error)),
-                source=source,
-            )
+            state.emit(BackwardError(api=api, type=type(error).__name__, message=str(error)), source=source)
+        if self.steady is not None:
+            try:
+                self.steady.after_pass(recorder, error)
+            except Exception:  # (guard.py: the recorder stays as it is)
+                internal_error("choosing how to record the next pass")
 
     def finish(self, wait: bool = True) -> None:
         """Fill in the numbers of recorded passes, in order: those whose copy to the host has

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 class QuietTemplate:
     """What a quiet pass's graph looked like, to recognise the next pass that repeats it."""
 
-    def __init__(self, index: "GraphIndex", fns: list, histories: list) -> None:
+    def __init__(self, index: "GraphIndex", fns: list, histories: list, api: str = "",
+                 structure_key: int | None = None) -> None:
         graph = index.graph
+        self.api = api  # the backward API its pass called (a steady pass's is this one's)
+        self.structure_key = structure_key  # (a big graph's hash, shared by its repeats: backward.py)
         self.histories = histories  # of the leaves, in order (the same tensors' when repeated)
         self.wiring = index.wiring
         self.edges: list[Edge] = graph.edges
@@ -53,7 +56,15 @@ class QuietTemplate:
         # op nodes that show their (small) forward value: each pass's is its own
         at = {id(node): k for k, node in enumerate(graph.nodes)}
         self.valued = [at[id(node)] for node, _ in index.pending_values if node.kind == "op" and id(node) in at]
+        # each node's autograd class: what a steady pass, whose ops no recorder saw, is
+        # compared on (see `replay`)
+        self.classes: list[type] = list(map(type, fns))
+        # can a steady pass repeat it? Not when an op's value is shown (only the recorder
+        # holds the op's output) or saved-tensor hooks ran (never call such a node)
+        self.replayable = all(k in self.roots for k in self.valued) and not any(
+            type(note) is OpInfo and note.saved_hooks for note in index.notes)
         if not _shareable(index, fns):
+            self.replayable = False
             return
         first = next(note for note in index.notes if note is not None)
         tensors = iter(index.leaves)
@@ -81,30 +92,60 @@ class QuietTemplate:
         if type(first) is not OpInfo:
             return False
         leaves = set(self.leaves)
-        found = []
         for k, note in enumerate(notes):
             if k in leaves:
-                leaf = getattr(fns[k], "variable", None)
-                ref, shape, dtype, device, requires_grad = keys[k]
-                if leaf is None or not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype
-                                        and leaf.device == device and leaf.requires_grad == requires_grad):
-                    return False
-                found.append(leaf)
-            elif note is None:
+                continue
+            if note is None:
                 if _untagged_key(fns[k]) != keys[k]:
                     return False
             elif type(note) is not OpInfo or _op_key(note, first) != keys[k]:
                 return False
-        # the graph repeats: share the op nodes and edges, make the roots and leaves anew
+        found = self._same_leaves(fns)
+        if found is None:
+            return False
+        self._share(index, fns, found, batch, max_values)
+        return True
+
+    def replay(self, index: "GraphIndex", fns: list, roots: list[int], batch: "PendingBatch",
+               max_values: int) -> bool:
+        """`fill` for a steady pass (steady.py): its ops ran with the recorder off, so no
+        notes say what made them. The graph repeats the template when it is wired alike
+        (compared already), its nodes are of the same classes, its roots at the same
+        places and its leaves the same tensors, unchanged: then it shares the template's
+        nodes and edges, as in `fill`."""
+        if not self.replayable or len(fns) != len(self.classes) or sorted(set(roots)) != self.roots \
+                or self.generation != names.generation() or list(map(type, fns)) != self.classes \
+                or names.any_named(fns):
+            return False
+        found = self._same_leaves(fns)
+        if found is None:
+            return False
+        self._share(index, fns, found, batch, max_values)
+        return True
+
+    def _same_leaves(self, fns: list) -> list | None:
+        """The pass's leaf tensors, when they are the template's, unchanged; else None."""
+        found = []
+        keys = self.keys
+        for k in self.leaves:
+            leaf = getattr(fns[k], "variable", None)
+            ref, shape, dtype, device, requires_grad = keys[k]
+            if leaf is None or not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype
+                                    and leaf.device == device and leaf.requires_grad == requires_grad):
+                return None
+            found.append(leaf)
+        return found
+
+    def _share(self, index: "GraphIndex", fns: list, found: list, batch: "PendingBatch", max_values: int) -> None:
+        """The graph repeats: share the op nodes and edges, make the roots and leaves anew."""
         nodes = list(self.nodes)
         for k in self.roots:
             nodes[k] = _fresh(nodes[k])
-
         for k in self.valued:  # an op's value is this pass's own: the node is too
             if k not in self.roots:
                 node = nodes[k] = copy.copy(nodes[k])
                 node.value = None
-                queue_op_value(index, node, notes[k], fns[k], batch)
+                queue_op_value(index, node, index.notes[k], fns[k], batch)
         for k, description, leaf in zip(self.leaves, self.descriptions, found):
             node = nodes[k] = _leaf_from(description)
             index.leaf_tensors[node.id] = leaf
@@ -113,9 +154,8 @@ class QuietTemplate:
                 index.pending_values.append((node, batch.keep(leaf)))
         index.graph.nodes = nodes
         index.graph.edges = list(self.edges)
-        index.edges_shared = index.shares_nodes = True
+        index.edges_shared = index.shares_nodes = index.repeated = True
         index.histories = self.histories
-        return True
 
 
 def unshare(index: "GraphIndex") -> None:

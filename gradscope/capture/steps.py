@@ -25,6 +25,7 @@ from .guard import internal_error
 from .source import user_source
 
 if TYPE_CHECKING:
+    from .recorder import RecordingMode
     from .state import TraceState
 
 
@@ -32,9 +33,12 @@ class OptimizerSteps:
     """The global optimizer-step hooks of one trace, while installed. `on_step(optimizer)`
     is told of each step that ended (the live checks: its parameters were updated)."""
 
-    def __init__(self, state: TraceState, on_step: Callable[[torch.optim.Optimizer], None]) -> None:
+    def __init__(self, state: TraceState, on_step: Callable[[torch.optim.Optimizer], None],
+                 stay_off: Callable[[RecordingMode], bool] | None = None) -> None:
         self.state = state
         self._on_step = on_step
+        # asked at a step's end, its recorder off the stack: keep it off? (steady.py)
+        self._stay_off = stay_off
         self._handles: list = []
         self._failed_at: Source | None = None  # the line of the last step that stepped aside
 
@@ -91,9 +95,10 @@ class OptimizerSteps:
         if torch.compiler.is_compiling() or mode is None:
             return
         if mode.stepped_aside:
-            push_function_mode(mode)
             mode.stepped_aside = False
             state.modules.on_enter = None
+            if self._stay_off is None or not self._stay_off(mode):
+                push_function_mode(mode)
         mode.in_optimizer_step = False
         state.optimizer_steps += 1
         state.emit(OptimizerStep(optimizer=type(optimizer).__name__, step=self.count))

@@ -29,6 +29,7 @@ from .passes import Passes
 from .recorder import BACKWARD_APIS, OpListeners, RecordingMode, prepare_for_dynamo
 from .source import user_source
 from .state import GradientOptions, TraceState
+from .steady import SteadyPasses
 from .steps import OptimizerSteps
 from .summaries import SummaryOptions
 from .updates import UpdateNorms
@@ -63,7 +64,10 @@ class Tracer:
         self.checks = LiveChecks(state)
         self.passes = Passes(state, self.checks)
         self.pass_listeners: list[Callable[[Pass], None]] = self.passes.listeners  # told of each finished pass
-        self.steps = OptimizerSteps(state, self.checks.on_optimizer_step)  # the recorder steps aside
+        # while passes repeat, the recorder steps off the mode stack (steady.py)
+        self.steady = self.passes.steady = SteadyPasses(state, self.passes.record)
+        self.steps = OptimizerSteps(state, self.checks.on_optimizer_step,  # the recorder steps aside
+                                    stay_off=self.steady.stay_off)
         self.updates = UpdateNorms(state)  # ‖Δw‖ of each step, in its event
         reports = OpReports(state)
         self._listeners = OpListeners(reports.on_new_leaf, self.checks.on_inplace, reports.on_op_error,
@@ -119,6 +123,7 @@ class Tracer:
         try:
             if threading.getprofile() == self._thread_started:
                 threading.setprofile(self._previous_thread_profile)
+            self.steady.step_back()
             mode = self.state.mode
             if mode is not None and mode.stepped_aside:  # a step raised: put it back
                 self.steps.back_after_failed_step(until="the trace ended")
@@ -149,6 +154,7 @@ class Tracer:
         """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
         runs it): record nothing until it ends; it records what this trace would."""
         self._paused_at = user_source()
+        self.steady.step_back()
         for mode in self._modes:  # (it may be anywhere on a mode stack: it passes calls through)
             mode.__class__ = PausedMode
         self.modules.remove()

@@ -52,14 +52,16 @@ def walk(
     state: TraceState | None = None,
     batch: PendingBatch | None = None,
     like: QuietTemplate | None = None,
+    steady: bool = False,
 ) -> GraphIndex:
     """Build the graph behind `roots` as it stands now.
 
     Leaf values (small leaves only) are queued on `batch` when given, so a pass brings them
     to the host together with its gradients; otherwise they are read at once. `like`: the
     last quiet pass's template; a graph that repeats it shares its op nodes and edges (see
-    repeat.py). (This runs before every recorded backward: it is written for few Python
-    operations per node.)
+    repeat.py). `steady`: the graph's ops ran with the recorder off (steady.py): no notes
+    say what made them, and a graph that repeats `like` is recognised by its classes. (This
+    runs before every recorded backward: it is written for few Python operations per node.)
     """
     graph = Graph()
     index = GraphIndex(graph)
@@ -104,10 +106,11 @@ def walk(
     index.node_of = dict(zip(ids, fns))
     raw_edges.sort()
     index.wiring = raw_edges
-    notes = state.nodes if state is not None else None
+    notes = state.nodes if state is not None and not steady else None
     index.notes = [None if type(fn) is _ACCUMULATE_GRAD or notes is None else notes.get(fn) for fn in fns]
     if like is not None and like.wiring == raw_edges:
-        if like.fill(index, fns, roots_found, batch, batch.options.max_values):
+        share = like.replay if steady else like.fill
+        if share(index, fns, roots_found, batch, batch.options.max_values):
             graph.module_calls = like.module_calls
             return index
         graph.edges = list(like.edges)  # wired alike: the edges are the same, the nodes are not
@@ -120,7 +123,7 @@ def walk(
     for k in roots_found:
         graph.nodes[k].is_root = True
     namer.name(graph, index, notes)
-    if state is not None:
+    if notes is not None:  # (a steady pass's changed graph: no op was seen, no module call either)
         attach_module_calls(graph, fns, index.notes, notes, state.modules.calls)
     if own_batch:
         batch.resolve()

@@ -1,0 +1,181 @@
+"""Steady passes: a training loop that repeats itself, recorded with the recorder off.
+
+The recorder is a TorchFunctionMode: while it is on the mode stack, every torch call of the
+user's code goes through torch's mode dispatch and the recorder's notes, a cost no faster
+recorder can remove (docs/benchmarks.md). Yet once a loop's passes repeat one graph
+(repeat.py: a pass shares the last quiet pass's nodes), what the recorder would note for
+the next forward is known already: the op names, lines and modules are the template's.
+
+So after `STEADY_AFTER` passes in a row that repeated the template, quietly, the recorder
+steps off the calling thread's mode stack: at the end of the optimizer step that follows
+(the step takes it off anyway, steps.py), or at the next module call. While it is off,
+backward calls are caught where all of torch's backward APIs meet,
+`torch.autograd._engine_run_backward` (wrapped for that time only; torch patches the same
+name for make_fx), and each is recorded as a steady pass: its graph recognised by wiring,
+node classes and leaf tensors (repeat.py `replay`), its numbers those of any pass (the
+loss, each leaf's `.grad`, value norms when due; edge gradients when the budget records it
+in full).
+
+The recorder comes back, for the next forward, after a pass whose graph did not repeat
+(that one is recorded as the walk finds it, its ops named from their autograd classes: no
+recorder saw them), a pass that raised, a diagnostic or other non-routine event, a
+non-finite gradient, a backward of another kind (`autograd.grad`, `retain_graph`,
+`create_graph`, `inputs=`), and for every `LOOK_EVERY`-th pass, so that what only the
+recorder sees (in-place edits of leaves and of saved tensors, `.data` edits, `.grad` reads
+of non-leaves, the line of an op that raises) is looked at regularly. In between, those
+checks are off: the trade that makes a long run cheap (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..events import LeafUpdate, OptimizerStep
+from ..model import Event
+from ._torch import compiling, engine_backward, pop_function_mode, push_function_mode, set_engine_backward, top_function_mode
+from .backward_call import BackwardCall, engine_call
+from .guard import internal_error
+
+if TYPE_CHECKING:
+    from .backward import PassRecorder
+    from .recorder import RecordingMode
+    from .state import TraceState
+
+STEADY_AFTER = 3  # passes in a row that repeated the template before the recorder steps off
+LOOK_EVERY = 100  # every this many passes, one is recorded with the recorder on
+
+# steady passes: record(describe the call, run it, api name, steady=True) -> the call's result
+Record = Callable[..., Any]
+
+
+class SteadyPasses:
+    """Takes the recorder of the thread that traces off its mode stack while passes repeat,
+    and records the backward calls made meanwhile (see the module's docstring)."""
+
+    def __init__(self, state: TraceState, record: Record) -> None:
+        self.state = state
+        self._record = record
+        self._thread = threading.get_ident()  # (the tracing thread: other threads keep recording)
+        self.active = False  # the recorder is off the stack, backward caught at the engine
+        self.wanted = False  # ... to be taken off at the next chance
+        self.count = 0  # steady passes recorded (the trace's meta says how many)
+        self._mode: RecordingMode | None = None
+        self._original: Callable | None = None  # torch's engine entry while ours replaces it
+        self._torch_engine: Callable = engine_backward() or _no_engine  # ... as it was at the start
+        self._repeats = 0  # passes in a row that repeated the template, quietly
+        self._noteworthy = False  # an event other than a routine one since the last pass
+        self._in_pass = False
+        state.event_listeners.append(self._on_event)
+
+    # -- deciding -------------------------------------------------------------------------
+    def after_pass(self, recorder: PassRecorder | None, error: BaseException | None) -> None:
+        """A pass ended (recorded with the recorder on, or steady): is the next forward
+        recorded, or steady?"""
+        repeated = recorder is not None and error is None and recorder.repeated and _plain(recorder.call)
+        quiet = not self._noteworthy and not self.state.nonfinite_seen
+        self._noteworthy = False
+        self._repeats = self._repeats + 1 if repeated and quiet else 0
+        template = self.state.last_quiet
+        steady_next = (
+            self._repeats >= STEADY_AFTER
+            and template is not None and template.replayable
+            and self.state.next_pass_index % LOOK_EVERY != 0
+            and threading.get_ident() == self._thread
+            and engine_backward() is not None
+        )
+        if self.active and not steady_next:
+            self.step_back()
+        elif not self.active:
+            self.wanted = steady_next
+            modules = self.state.modules
+            if steady_next and modules.on_enter is None:
+                modules.on_enter = self._at_module_call
+            elif not steady_next and modules.on_enter == self._at_module_call:
+                modules.on_enter = None
+
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event.data, (OptimizerStep, LeafUpdate)):
+            self._noteworthy = True
+
+    def describe(self, passes: int) -> str:
+        """How many of the trace's `passes` were steady, for its meta (empty when none)."""
+        if not self.count:
+            return ""
+        return (f"{self.count:,} of {passes:,} passes recorded steady, the recorder off the mode stack: each "
+                f"repeated the graph of the pass before it; what only the recorder sees (in-place edits of "
+                f"leaves and saved tensors, .data edits, the line of a failing op) was checked on the other "
+                f"passes, at least every {LOOK_EVERY}th")
+
+    # -- stepping off and back ------------------------------------------------------------
+    def stay_off(self, mode: RecordingMode) -> bool:
+        """(At the end of an optimizer step, its recorder off the stack.) Keep it off, the
+        passes steady? Else the step puts it back."""
+        if not self.wanted or threading.get_ident() != self._thread:
+            return False
+        self._begin(mode)
+        return True
+
+    def _at_module_call(self) -> None:
+        """(A module's forward starts.) Take the recorder off now, if it is on top."""
+        state = self.state
+        if state.modules.on_enter == self._at_module_call:
+            state.modules.on_enter = None
+        mode = state.mode
+        if not self.wanted or self.active or mode is None or mode.in_optimizer_step or compiling() \
+                or threading.get_ident() != self._thread or top_function_mode() is not mode:
+            return
+        pop_function_mode()
+        self._begin(mode)
+
+    def _begin(self, mode: RecordingMode) -> None:
+        self.wanted = False
+        self.active = True
+        self._mode = mode
+        self._original = engine_backward()
+        set_engine_backward(self._engine_backward)
+
+    def step_back(self) -> None:
+        """Put the recorder back on the stack and let backward calls reach it again."""
+        if not self.active:
+            self.wanted = False
+            return
+        self.active = False
+        if engine_backward() == self._engine_backward and self._original is not None:
+            set_engine_backward(self._original)
+        self._original = None
+        mode, self._mode = self._mode, None
+        if mode is not None:
+            push_function_mode(mode)
+
+    # -- steady passes --------------------------------------------------------------------
+    def _engine_backward(self, t_outputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """torch's `_engine_run_backward`, while the recorder is off: records the pass."""
+        # (None: our wrapper, called past its time by whoever kept it: torch's own then)
+        original = self._original or self._torch_engine
+        if not self.active or self._in_pass or threading.get_ident() != self._thread or compiling():
+            return original(t_outputs, *args, **kwargs)
+        template = self.state.last_quiet
+        try:
+            call: BackwardCall | None = engine_call(t_outputs, args, kwargs, template.api if template else "")
+        except Exception:  # (guard.py: the recorder comes back; this call runs unrecorded)
+            internal_error("reading a backward call")
+            call = None
+        if call is None:
+            self.step_back()
+            return original(t_outputs, *args, **kwargs)
+        self._in_pass = True
+        self.count += 1
+        try:
+            return self._record(lambda: call, lambda: original(t_outputs, *args, **kwargs), call.api, steady=True)
+        finally:
+            self._in_pass = False
+
+
+def _plain(call: BackwardCall) -> bool:
+    """A training step's backward: accumulates into `.grad`, frees its graph, all leaves."""
+    return call.api != "torch.autograd.grad" and not call.inputs and not call.retain_graph and not call.create_graph
+
+
+def _no_engine(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("this torch has no torch.autograd._engine_run_backward (steady passes are never used then)")

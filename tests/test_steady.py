@@ -1,0 +1,227 @@
+"""Steady passes (capture/steady.py): once a loop repeats itself, its passes are recorded
+with the recorder off the mode stack, and the trace says exactly what it said before."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+from test_numbers_unchanged import assert_bitwise_equal, assert_nothing_installed
+from torch.utils.checkpoint import checkpoint
+
+import gradscope
+from gradscope.capture import full_passes, steady
+from gradscope.capture._torch import engine_backward
+
+# A training loop whose graph repeats, except where a step changes something.
+LOOP = """\
+    import torch, torch.nn as nn, gradscope
+    from torch.autograd import grad  # bound before the trace: steady passes still see it
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(32, 4)  # (outputs of over 16 elements: no op value to show but the loss's)
+    for step in range(60):
+        opt.zero_grad()
+        h = model(x)
+        if step == 20:
+            h = h * 2.0  # one more op: a graph the steady pass has not seen
+        loss = h.pow(2).mean()
+        if step == 30:
+            loss.backward(torch.tensor(2.0))  # a seed of its own
+        elif step == 40:
+            grads = grad(loss, list(model.parameters()))  # autograd.grad, imported by name
+        else:
+            loss.backward()
+        opt.step()
+"""
+
+
+@pytest.fixture(autouse=True)
+def few_full_passes(monkeypatch):
+    """Short loops are recorded in full while that is cheap (full_passes.py), and full passes
+    make no template to repeat: here the first passes are full, then none, by count."""
+    monkeypatch.setattr(full_passes, "GRACE", 0.0)
+
+
+def _run(tmp_path, monkeypatch, steady_on: bool) -> gradscope.trace:
+    path = tmp_path / "loop.py"
+    path.write_text(textwrap.dedent(LOOP))
+    with monkeypatch.context() as m:
+        if not steady_on:
+            m.setattr(steady, "STEADY_AFTER", 10**9)
+        with gradscope.trace() as t:
+            exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__", "__file__": str(path)})
+    return t
+
+
+def test_steady_passes_record_what_the_recorder_would(tmp_path, monkeypatch):
+    on, off = _run(tmp_path, monkeypatch, True), _run(tmp_path, monkeypatch, False)
+    assert "steady_passes" not in off.trace.meta
+    steady_meta = on.trace.meta.pop("steady_passes")
+    count = int(steady_meta.split(" of ")[0])
+    assert count >= 30, steady_meta  # most of the loop ran with the recorder off
+    assert [_event(e) for e in on.trace.events] == [_event(e) for e in off.trace.events]
+    # pass by pass, graph and numbers, the same: but for pass 20, whose changed graph ran
+    # with the recorder off (see the next test)
+    differ = [k for k, (p, q) in enumerate(zip(on.passes, off.passes)) if _pass_json(p) != _pass_json(q)]
+    assert differ == [20] and len(on.passes) == len(off.passes) == 60
+    # the numbers a pass shows: the loss (root), each parameter's .grad
+    last = on.passes[-1].graph
+    assert last.roots[0].name == "loss" and last.roots[0].source.line == 12
+    assert [n.name for n in last.leaves] == ["2.bias", "2.weight", "0.bias", "0.weight"]
+    assert on.passes[30].graph.roots[0].seed.value == 2.0
+    assert on.passes[40].api == "torch.autograd.grad" and on.passes[39].api == "Tensor.backward"
+
+
+def _event(e) -> tuple:
+    return e.kind, e.pass_index, e.source.line if e.source else None, json.dumps(e.data.to_dict())
+
+
+def _pass_json(p) -> str:
+    """A pass as saved: its whole graph (structure and names) and its numbers."""
+    return json.dumps(gradscope.Trace(passes=[p]).to_dict())
+
+
+def test_a_changed_graph_in_a_steady_run_is_recorded_and_the_recorder_comes_back(tmp_path, monkeypatch):
+    t = _run(tmp_path, monkeypatch, True)
+    changed = t.passes[20].graph
+    # its ops ran with the recorder off: named from their autograd classes, without lines
+    assert [n.name for n in changed.nodes if n.kind == "op"][:3] == ["mean", "pow", "mul"]
+    assert all(n.source is None for n in changed.nodes if n.kind == "op")
+    # the recorder is back for the next forward: lines and names again
+    after = t.passes[21].graph
+    assert after.roots[0].name == "loss" and after.find("h").source.line == 9
+
+
+def test_steady_run_leaves_nothing_installed_and_numbers_unchanged():
+    original_engine = engine_backward()
+
+    def train():
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        x, y = torch.randn(32, 6), torch.randn(32, 2)
+        losses = []
+        for _ in range(50):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        out = {f"p{k}": p.detach().clone() for k, p in enumerate(model.parameters())}
+        out["losses"] = torch.stack(losses)
+        return out
+
+    plain = train()
+    with gradscope.trace() as t:
+        traced = train()
+    assert_bitwise_equal(plain, traced)
+    assert "steady" in t.trace.meta.get("steady_passes", "")
+    assert engine_backward() is original_engine
+    assert_nothing_installed()
+    losses = [p.graph.roots[0].value for p in t.passes]
+    assert losses == pytest.approx(plain["losses"].tolist())
+
+
+def test_steady_run_that_raises_mid_loop_restores_everything():
+    model = nn.Linear(3, 1)
+    x = torch.randn(4, 3)
+    original_engine = engine_backward()
+    with pytest.raises(KeyError):
+        with gradscope.trace() as t:
+            for step in range(30):
+                model.zero_grad()
+                model(x).sum().backward()
+                if step == 25:
+                    raise KeyError("the user's own error")
+    assert "steady" in t.trace.meta.get("steady_passes", "")
+    assert engine_backward() is original_engine
+    assert_nothing_installed()
+
+
+def test_in_place_error_in_a_steady_pass_is_reported_and_ends_steadiness():
+    model = nn.Linear(8, 8)
+    x = torch.randn(4, 8)  # (outputs of over 16 elements: see test_small_op_values_keep_the_recorder)
+    with gradscope.trace() as t:
+        for step in range(30):
+            model.zero_grad()
+            h = model(x)
+            y = torch.sigmoid(h)
+            if step == 20:
+                with torch.no_grad():
+                    y.mul_(2)  # sigmoid saved its output: backward must fail
+            try:
+                y.sum().backward()
+            except RuntimeError:
+                pass
+    assert int(t.trace.meta["steady_passes"].split(" of ")[0]) >= 10
+    errors = [e for e in t.trace.events if e.kind == "backward-error"]
+    assert len(errors) == 1 and t.passes[20].error and errors[0].source.line == t.passes[19].source.line
+    # explained from torch's message (the recorder did not see the edit, so no line of it)
+    diagnostic = next(d for d in t.trace.diagnostics if d.code == "saved-tensor-modified")
+    assert diagnostic.pass_index == 20 and "set_detect_anomaly" in diagnostic.hint
+    # the recorder is back on for the passes after it
+    assert t.passes[21].graph.roots[0].source is not None and t.passes[22].graph.find("h").source.line
+
+
+MODELS = {
+    "conv_bn_inplace": lambda: (nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                                              nn.Flatten(), nn.Linear(4 * 6 * 6, 8)), torch.randn(3, 2, 8, 8)),
+    "transformer_dropout": lambda: (nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True),
+                                    torch.randn(2, 5, 8)),
+    "gru": lambda: (nn.GRU(4, 6, batch_first=True), torch.randn(2, 7, 4)),
+}
+
+
+def _loss(model, x):
+    out = model(x)
+    return (out[0] if isinstance(out, tuple) else out).pow(2).mean()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_long_loops_are_bitwise_identical_and_go_steady(name):
+    def train():
+        torch.manual_seed(11)
+        model, x = MODELS[name]()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(25):
+            opt.zero_grad()
+            _loss(model, x).backward()
+            opt.step()
+        out = {n: p.detach().clone() for n, p in model.named_parameters()}
+        out["rng"] = torch.rand(4)  # dropout's random stream untouched
+        return out
+
+    plain = train()
+    with gradscope.trace() as t:
+        traced = train()
+    assert_bitwise_equal(plain, traced)
+    assert int(t.trace.meta["steady_passes"].split(" of ")[0]) >= 10
+
+
+def test_checkpointed_graphs_never_go_steady():
+    """A node whose saved tensors have hooks must never be called: such graphs keep the recorder."""
+    lin = nn.Linear(4, 4)
+    x = torch.randn(2, 4, requires_grad=True)
+    with gradscope.trace() as t:
+        for _ in range(20):
+            lin.zero_grad()
+            checkpoint(lambda a: torch.tanh(lin(a)), x, use_reentrant=False).sum().backward()
+    assert len(t.passes) == 20 and "steady_passes" not in t.trace.meta
+
+
+def test_small_op_values_keep_the_recorder():
+    """A graph that shows an op's value (outputs of at most `values` elements) keeps the
+    recorder on: only the recorder holds the op's output, and a steady pass would lose it."""
+    w = torch.randn(3, requires_grad=True)
+    with gradscope.trace() as t:
+        for step in range(20):
+            w.grad = None
+            h = w * 2.0  # three elements: shown on each pass
+            (h.tanh().sum()).backward()
+    assert "steady_passes" not in t.trace.meta
+    assert [p.graph.find("h").value for p in t.passes[-2:]] == [pytest.approx((w * 2.0).tolist())] * 2
