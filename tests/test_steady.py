@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from test_numbers_unchanged import assert_bitwise_equal, assert_nothing_installed
+from torch.overrides import TorchFunctionMode, _get_current_function_mode
 from torch.utils.checkpoint import checkpoint
 
 import gradscope
@@ -225,3 +226,51 @@ def test_small_op_values_keep_the_recorder():
             (h.tanh().sum()).backward()
     assert "steady_passes" not in t.trace.meta
     assert [p.graph.find("h").value for p in t.passes[-2:]] == [pytest.approx((w * 2.0).tolist())] * 2
+
+
+class Count(TorchFunctionMode):
+    calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        Count.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_users_mode_entered_while_steady_stays_theirs():
+    """The recorder goes back on the stack only as it left it: under a mode the user
+    entered meanwhile it waits, else the user's `__exit__` would pop the recorder."""
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    x = torch.randn(4, 8)
+    with gradscope.trace() as t:
+        for step in range(40):
+            model.zero_grad()
+            if step == 20:
+                with Count():  # entered while the recorder is off; the graph changes under it
+                    (model(x) * 2.0).sum().backward()
+                    assert isinstance(torch.overrides._get_current_function_mode(), Count)
+                # theirs popped, not ours (ours went back as backward ran, under theirs)
+                assert type(torch.overrides._get_current_function_mode()).__name__ == "RecordingMode"
+            else:
+                model(x).sum().backward()
+    assert Count.calls > 0
+    assert_nothing_installed()
+    assert t.passes[20].graph.roots[0].source is None  # recorded steady, its ops unseen
+    assert t.passes[22].graph.roots[0].source is not None  # the recorder back (at the next module call)
+    assert len(t.passes) == 40
+
+
+def test_going_back_waits_while_a_users_mode_is_on_top():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    x = torch.randn(4, 8)
+    with gradscope.trace() as t:
+        for _ in range(20):
+            model(x).sum().backward()
+        steady_passes = t._tracer.steady
+        assert steady_passes.active
+        with Count():
+            steady_passes.step_back()  # the user's mode is on top: not now
+            assert steady_passes.active and isinstance(_get_current_function_mode(), Count)
+        model(x)  # the next module call: the stack is as the recorder left it
+        assert not steady_passes.active and type(_get_current_function_mode()).__name__ == "RecordingMode"
+    assert_nothing_installed()

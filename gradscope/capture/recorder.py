@@ -137,6 +137,11 @@ class RecordingMode(TorchFunctionMode):
         self._next_first: int | None = next_sequence_nr()
         self._backward_apis = frozenset(BACKWARD_APIS)
 
+    def back_on_stack(self) -> None:
+        """The recorder was off the mode stack for a while (steady.py): the nodes its next
+        op call makes start at the sequence number autograd has reached since."""
+        self._next_first = next_sequence_nr()
+
     @property
     def op_count(self) -> int:
         """Ops recorded so far in this thread (orders in-place edits against nodes' ops)."""

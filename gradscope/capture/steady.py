@@ -31,9 +31,17 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..events import LeafUpdate, OptimizerStep
+from ..events import GradCarried, LeafUpdate, OptimizerStep
 from ..model import Event
-from ._torch import compiling, engine_backward, pop_function_mode, push_function_mode, set_engine_backward, top_function_mode
+from ._torch import (
+    compiling,
+    engine_backward,
+    function_mode_depth,
+    pop_function_mode,
+    push_function_mode,
+    set_engine_backward,
+    top_function_mode,
+)
 from .backward_call import BackwardCall, engine_call
 from .guard import internal_error
 
@@ -44,6 +52,10 @@ if TYPE_CHECKING:
 
 STEADY_AFTER = 3  # passes in a row that repeated the template before the recorder steps off
 LOOK_EVERY = 100  # every this many passes, one is recorded with the recorder on
+
+# events a steady pass records as a recorded one does (they keep a loop steady): a step,
+# the leaves it updated, gradients accumulating across passes
+_SEEN_ALIKE = (OptimizerStep, LeafUpdate, GradCarried)
 
 # steady passes: record(describe the call, run it, api name, steady=True) -> the call's result
 Record = Callable[..., Any]
@@ -66,6 +78,9 @@ class SteadyPasses:
         self._repeats = 0  # passes in a row that repeated the template, quietly
         self._noteworthy = False  # an event other than a routine one since the last pass
         self._in_pass = False
+        self._depth = 0  # the mode stack's depth once the recorder stepped off
+        self._back_wanted = False  # the recorder waits to go back (a user's mode is on top)
+        self.paused = False  # (a nested trace runs: its passes are its own)
         state.event_listeners.append(self._on_event)
 
     # -- deciding -------------------------------------------------------------------------
@@ -95,7 +110,7 @@ class SteadyPasses:
                 modules.on_enter = None
 
     def _on_event(self, event: Event) -> None:
-        if not isinstance(event.data, (OptimizerStep, LeafUpdate)):
+        if not isinstance(event.data, _SEEN_ALIKE):
             self._noteworthy = True
 
     def describe(self, passes: int) -> str:
@@ -117,13 +132,19 @@ class SteadyPasses:
         return True
 
     def _at_module_call(self) -> None:
-        """(A module's forward starts.) Take the recorder off now, if it is on top."""
+        """(A module's forward starts.) Take the recorder off now, if it is on top; or put
+        it back, if that had to wait."""
         state = self.state
         if state.modules.on_enter == self._at_module_call:
             state.modules.on_enter = None
+        if threading.get_ident() != self._thread:
+            return
+        if self._back_wanted:
+            self.step_back()
+            return
         mode = state.mode
         if not self.wanted or self.active or mode is None or mode.in_optimizer_step or compiling() \
-                or threading.get_ident() != self._thread or top_function_mode() is not mode:
+                or top_function_mode() is not mode:
             return
         pop_function_mode()
         self._begin(mode)
@@ -132,28 +153,54 @@ class SteadyPasses:
         self.wanted = False
         self.active = True
         self._mode = mode
+        self._depth = function_mode_depth()  # (the stack as the recorder left it)
         self._original = engine_backward()
         set_engine_backward(self._engine_backward)
 
     def step_back(self) -> None:
-        """Put the recorder back on the stack and let backward calls reach it again."""
+        """Put the recorder back on the stack and let backward calls reach it again.
+
+        Only onto the stack as the recorder left it: a mode the user entered meanwhile
+        would otherwise be under the recorder, and its `__exit__` would pop the recorder.
+        Until that mode is gone, passes stay steady (each is recorded all the same)."""
+        self.wanted = False
         if not self.active:
-            self.wanted = False
             return
-        self.active = False
-        if engine_backward() == self._engine_backward and self._original is not None:
-            set_engine_backward(self._original)
-        self._original = None
-        mode, self._mode = self._mode, None
+        if function_mode_depth() != self._depth:
+            self._back_wanted = True
+            if self.state.modules.on_enter is None:
+                self.state.modules.on_enter = self._at_module_call
+            return
+        mode = self._mode
+        self._stop_catching()
         if mode is not None:
             push_function_mode(mode)
+            mode.back_on_stack()
+
+    def end(self) -> bool:
+        """The trace ends: stop catching backward calls. Is the recorder off the stack (so
+        that the tracer must not pop it)?"""
+        self.wanted = False
+        if self.state.modules.on_enter == self._at_module_call:
+            self.state.modules.on_enter = None
+        if not self.active:
+            return False
+        self._stop_catching()
+        return True
+
+    def _stop_catching(self) -> None:
+        self.active = self._back_wanted = False
+        if engine_backward() == self._engine_backward and self._original is not None:
+            set_engine_backward(self._original)
+        self._original = self._mode = None
 
     # -- steady passes --------------------------------------------------------------------
     def _engine_backward(self, t_outputs: Any, *args: Any, **kwargs: Any) -> Any:
         """torch's `_engine_run_backward`, while the recorder is off: records the pass."""
         # (None: our wrapper, called past its time by whoever kept it: torch's own then)
         original = self._original or self._torch_engine
-        if not self.active or self._in_pass or threading.get_ident() != self._thread or compiling():
+        if not self.active or self.paused or self._in_pass or threading.get_ident() != self._thread \
+                or compiling():
             return original(t_outputs, *args, **kwargs)
         template = self.state.last_quiet
         try:

@@ -123,11 +123,11 @@ class Tracer:
         try:
             if threading.getprofile() == self._thread_started:
                 threading.setprofile(self._previous_thread_profile)
-            self.steady.step_back()
+            off_stack = self.steady.end()  # (steady passes: the recorder is off the stack already)
             mode = self.state.mode
             if mode is not None and mode.stepped_aside:  # a step raised: put it back
                 self.steps.back_after_failed_step(until="the trace ended")
-            if mode is not None:
+            if mode is not None and not off_stack:
                 mode.__exit__(None, None, None)
             for other in self._modes:  # other threads' recorders stay on their stacks: inert
                 other.__class__ = PausedMode
@@ -154,7 +154,7 @@ class Tracer:
         """The script's own `gradscope.trace()` starts inside this one (`gradscope trace`
         runs it): record nothing until it ends; it records what this trace would."""
         self._paused_at = user_source()
-        self.steady.step_back()
+        self.steady.paused = True
         for mode in self._modes:  # (it may be anywhere on a mode stack: it passes calls through)
             mode.__class__ = PausedMode
         self.modules.remove()
@@ -162,6 +162,7 @@ class Tracer:
         self.updates.remove()
 
     def _resume(self, inner: "Tracer") -> None:
+        self.steady.paused = False
         for mode in self._modes:
             mode.__class__ = RecordingMode
         self.modules.install()
