@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import operator
 from dataclasses import MISSING, asdict, fields
-from typing import Any
+from itertools import compress
+from typing import Any, Iterable
 
 from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
 
@@ -59,12 +60,14 @@ class Encoder:
         self._seen: dict[int, tuple] = {}
         # the last graph's (module calls, their number, edges, node keys, structure position)
         self._last: tuple | None = None
+        # the last graph's (nodes, their structure keys, whether each carries numbers)
+        self._last_nodes: tuple[list, list[int], list[bool]] | None = None
 
     def forget_objects(self) -> None:
         """Drop the per-object shortcuts (they hold the run's model objects); the tables of
         sources and structures written stay."""
         self._seen = {}
-        self._last = None
+        self._last = self._last_nodes = None
 
     # sources
     def source(self, src: Source | None) -> int | None:
@@ -80,17 +83,27 @@ class Encoder:
     # graphs
     def graph(self, graph: Graph) -> tuple[int, list, list]:
         """(structure position, node numbers, edge numbers) of a graph."""
-        node_keys, numbered = [], []
+        nodes = graph.nodes
         seen = self._seen
-        for k, node in enumerate(graph.nodes):
+        last = self._last_nodes
+        if last is not None and len(last[0]) == len(nodes):
+            # a repeated pass holds the last graph's node objects but for its leaves and roots:
+            # only the nodes that differ are looked up
+            node_keys, flags = list(last[1]), list(last[2])
+            todo: Iterable[int] = [k for k, same in enumerate(map(operator.is_, nodes, last[0])) if not same]
+        else:
+            node_keys, flags = [0] * len(nodes), [False] * len(nodes)
+            todo = range(len(nodes))
+        for k in todo:
+            node = nodes[k]
             entry = seen.get(id(node))
             if entry is None or entry[0] is not node:
                 entry = (node, self._node_key(node), _has_numbers(node))
                 if not entry[2]:  # (a node with numbers is its pass's own: never met again)
                     seen[id(node)] = entry
-            node_keys.append(entry[1])
-            if entry[2]:
-                numbered.append(k)
+            node_keys[k], flags[k] = entry[1], entry[2]
+        numbered = list(compress(range(len(nodes)), flags))
+        self._last_nodes = (list(nodes), node_keys, flags)
         edges, calls_list = graph.edges, graph.module_calls
         positions: dict[str, int] | None = None
         memo = self._last
