@@ -274,3 +274,15 @@ def test_going_back_waits_while_a_users_mode_is_on_top():
         model(x)  # the next module call: the stack is as the recorder left it
         assert not steady_passes.active and type(_get_current_function_mode()).__name__ == "RecordingMode"
     assert_nothing_installed()
+
+
+def test_without_torchs_engine_entry_every_pass_keeps_the_recorder(monkeypatch):
+    assert engine_backward() is not None  # (this torch has it: steady passes are used)
+    monkeypatch.setattr(steady, "engine_backward", lambda: None)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    x = torch.randn(4, 8)
+    with gradscope.trace() as t:
+        for _ in range(30):
+            model(x).sum().backward()
+    assert len(t.passes) == 30 and "steady_passes" not in t.trace.meta
+    assert all(p.graph.roots[0].source is not None for p in t.passes)
