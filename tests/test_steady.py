@@ -286,3 +286,31 @@ def test_without_torchs_engine_entry_every_pass_keeps_the_recorder(monkeypatch):
             model(x).sum().backward()
     assert len(t.passes) == 30 and "steady_passes" not in t.trace.meta
     assert all(p.graph.roots[0].source is not None for p in t.passes)
+
+
+def test_the_recorder_looks_every_hundredth_pass(monkeypatch):
+    """What only the recorder sees is checked at least every `LOOK_EVERY` passes: a `.grad`
+    read of a non-leaf that starts while the passes are steady is seen at the next
+    hundredth pass, and from then on the recorder stays."""
+    with_recorder = []
+    original_record = gradscope.capture.passes.Passes.record
+
+    def record(self, describe, run, api, steady=False):
+        if not steady:
+            with_recorder.append(self.state.next_pass_index)
+        return original_record(self, describe, run, api, steady)
+
+    monkeypatch.setattr(gradscope.capture.passes.Passes, "record", record)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    x = torch.randn(4, 8)
+    with gradscope.trace() as t:
+        for step in range(250):
+            out = model(x)
+            out.sum().backward()
+            if step >= 120:
+                out.grad  # a non-leaf's .grad (None): seen by the recorder only
+    # the first passes (full, then the template and its repeats), the hundredth, and from
+    # the two-hundredth on (the edit seen there, then on every pass)
+    assert with_recorder == list(range(14)) + [100] + list(range(200, 250))
+    seen = [e for e in t.trace.events if e.kind not in ("optimizer-step", "leaf-update", "grad-carried")]
+    assert {e.kind for e in seen} == {"nonleaf-grad-read"} and [e.pass_index for e in seen][:2] == [200, 201]
