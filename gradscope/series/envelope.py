@@ -62,7 +62,9 @@ class Points:
             self._into_bucket(x, y)
 
     def _into_bucket(self, x: float, y: float | None) -> None:
-        x0, x1, lo, xlo, hi, xhi, bad, xbad = cols = self.cols  # type: ignore[misc]
+        cols = self.cols
+        assert cols is not None
+        x0, x1, lo, xlo, hi, xhi, bad, xbad = cols
         n = len(x0)
         if n == 0 or self.count - (n - 1) * self.width > self.width:  # the last bucket is full
             for col, v in zip(cols, (x, x, NAN, NAN, NAN, NAN, NAN, NAN)):
@@ -86,7 +88,8 @@ class Points:
     def _merge(self) -> None:
         """Neighbouring buckets into one: half as many, each twice as wide."""
         merged = tuple(array("d") for _ in range(8))
-        x0, x1, lo, xlo, hi, xhi, bad, xbad = self.cols  # type: ignore[misc]
+        assert self.cols is not None
+        x0, x1, lo, xlo, hi, xhi, bad, xbad = self.cols
         for i in range(0, len(x0), 2):
             j = min(i + 1, len(x0) - 1)
             a_lo, b_lo = lo[i], lo[j]
