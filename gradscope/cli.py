@@ -36,8 +36,9 @@ EXIT_BAD_INPUT = 2
 EXIT_STRICT = 3
 OUT_ROOT = Path("gradscope-out")
 # passes a run holds in memory for its report's pictures (about twice this while it runs);
-# trace.json gets every pass from the stream, the charts over time every pass's numbers
-HOLD_PASSES = 100
+# trace.json gets every pass from the stream, the charts over time every pass's numbers.
+# A run this short (the showcases: logistic regression takes 141 steps) holds them all.
+HOLD_PASSES = 200
 
 EPILOG = """\b
 Examples:

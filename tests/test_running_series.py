@@ -129,7 +129,7 @@ def test_a_run_holding_a_sample_saves_every_pass_and_event(tmp_path):
     held = t.trace
     assert 8 <= len(held.passes) <= 20 and held.passes[0].index == 0 and held.passes[-1].index == LONG - 1
     most = int(re.search(r"at most (\d+) at once", held.meta[HELD_KEY]).group(1))
-    assert most <= 2 * 20 + 2  # what memory held while the run went
+    assert most <= 2 * 20 + 20 // 8 + 2  # what memory held while the run went
     assert len(held.events) < 2 * 20 + 2 * 256  # routine events thinned with their passes
     held.save(tmp_path / "trace.json")
     saved = json.loads((tmp_path / "trace.json").read_text())
@@ -179,7 +179,8 @@ def test_gradscope_trace_writes_every_pass_and_charts_them_all_from_a_sample_in_
     held_text = re.search(rf"<th>{HELD_KEY}</th><td>([^<]*)</td>", dom).group(1)
     held = int(re.search(r"drawn from (\d+) of", held_text).group(1))
     assert held <= HOLD_PASSES + 2 and f"of {steps:,} passes held in memory" in held_text
-    assert int(re.search(r"at most (\d+) at once", held_text).group(1)) <= 2 * HOLD_PASSES + 2
+    # (while it runs: 2 × the bound, and the few let go that wait to be dropped together)
+    assert int(re.search(r"at most (\d+) at once", held_text).group(1)) <= 2 * HOLD_PASSES + HOLD_PASSES // 8 + 2
     section = dom[dom.index('<section id="over-time">'):]
     section = section[:section.index("</section>")]
     assert f"These charts cover all {steps:,} passes of the run" in section

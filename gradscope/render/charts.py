@@ -190,7 +190,7 @@ def over_time_section(trace: Trace) -> str:
         parts.append(f'<p class="gs-note gs-drawn-from" data-passes="{passes}">These charts cover all '
                      f"{passes:,} passes of the run (their numbers gathered pass by pass as it ran); the graphs "
                      f"and tables elsewhere in this report are drawn from the {len(trace.passes):,} passes held "
-                     "in memory (see sampling above).</p>")
+                     "in memory (the header above says which).</p>")
     for s in losses:
         curve = chart(s.name, s.passes, s.values, kind="loss", log=_spans_decades(s.values), x_range=x_range,
                       size=(LOSS_WIDTH, LOSS_HEIGHT), counts=s.counts)

@@ -92,6 +92,9 @@ class RunningKeep:
             raise ValueError(f"keep must be at least 1, not {keep}")
         self.trace, self.keep, self._drop, self.held = trace, keep, drop, held
         self._routine = 0  # routine events recorded since the event list was last thinned
+        # passes let go, handed to `drop` a few at a time (each drop rebuilds the pass list)
+        self._gone: list[Pass] = []
+        self._batch = max(1, min(32, keep // 8)) if held else 1
         self._last_seen = -1  # the index of the last pass added
         self.ends = max(1, keep // 4)
         self.room = max(2 * keep - 2 * self.ends, 1)  # middle passes held while running
@@ -144,14 +147,18 @@ class RunningKeep:
             self._standouts.add(p.index)
             return
         if ordinal % self.stride:
-            self.drop([p])
+            self._gone.append(p)
+            if len(self._gone) >= self._batch:
+                self.drop(self._gone)
+                self._gone = []
             return
         self._middle.append((ordinal, p))
         if len(self._middle) > self.room:
             self.stride *= 2
             gone = [q for o, q in self._middle if o % self.stride]
             self._middle = [(o, q) for o, q in self._middle if o % self.stride == 0]
-            self.drop(gone)
+            self.drop(gone + self._gone)
+            self._gone = []
 
     def _stands_out(self, p: Pass) -> bool:
         """An error, a non-finite gradient, or an event of its own (not a routine one)."""
@@ -161,6 +168,9 @@ class RunningKeep:
 
     def finish(self) -> None:
         """Thin what is left to about `keep` passes and state the sampling."""
+        if self._gone:
+            self.drop(self._gone)
+            self._gone = []
         regular = {q.index for _, q in self._middle} if self.seen > len(self.trace.passes) else None
         thin(self.trace, self.keep, seen=self.seen, stride=self.stride, regular=regular,
              standouts=self._standouts, held=self.held, most_held=self.most_held)

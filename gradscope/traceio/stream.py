@@ -95,9 +95,10 @@ class StreamWriter:
         due, self._queue = queue[:upto], queue[upto:]
         numbers = self._numbers
         for e in due:
-            numbers[id(e)] = (self._events_written, weakref.ref(e))
+            if self.holds:  # (only a writer that holds saves events from its numbers)
+                numbers[id(e)] = (self._events_written, weakref.ref(e))
             self._events_written += 1
-            if not self._events_written % 1024:  # the events let go from memory: forget them
+            if self.holds and not self._events_written % 1024:  # events let go from memory: forget them
                 for key in [key for key, (_, ref) in numbers.items() if ref() is None]:
                     del numbers[key]
         return due
