@@ -20,23 +20,31 @@ from array import array
 from statistics import median
 
 CAP = 256  # points held exactly per series; then at most this many buckets
+CHUNK = 32  # points buffered, past the cap, before they are folded into buckets
 BINS_PER_OCTAVE = 32
 NAN = math.nan
 
 
 class Points:
-    """A series of (x, y) in ascending x (y None: missing), in bounded memory."""
+    """A series of (x, y) in ascending x (y None: missing), in bounded memory.
 
-    __slots__ = ("cap", "count", "xs", "ys", "width", "cols")
+    Points are buffered (`xs`, `ys`) and folded into buckets a few at a time (at most
+    `CHUNK`), so that adding one costs two appends: while exact, the buffer is the series.
+    """
+
+    __slots__ = ("cap", "count", "xs", "ys", "width", "cols", "limit", "folded")
 
     def __init__(self, cap: int = CAP) -> None:
         self.cap = cap
         self.count = 0  # points added, missing ones included
-        self.xs: list[float] = []  # exact, while cols is None
+        self.xs: list[float] = []  # the points not folded into buckets yet (all, while exact)
         self.ys: list[float | None] = []
         self.width = 1  # points per bucket, once compacted
         # buckets: first x, last x, finite min, its x, finite max, its x, first non-finite y, its x
+        # (the last one open: `folded` of its `width` points in it so far)
         self.cols: tuple[array, ...] | None = None
+        self.folded = 0
+        self.limit = cap + 1  # buffered points that set off a fold
 
     @property
     def exact(self) -> bool:
@@ -44,54 +52,64 @@ class Points:
 
     def add(self, x: float, y: float | None) -> None:
         self.count += 1
-        if self.cols is None:
-            self.xs.append(x)
-            self.ys.append(y)
-            if len(self.xs) > self.cap:
-                self._compact()
-            return
-        self._into_bucket(x, y)
+        xs = self.xs
+        xs.append(x)
+        self.ys.append(y)
+        if len(xs) >= self.limit:
+            self._fold()
 
-    def _compact(self) -> None:
+    def _fold(self) -> None:
+        """Fold the buffered points into buckets (the first time: compact the exact series)."""
+        if self.cols is None:  # (a quarter of the cap's buckets: four points each)
+            self.cols = tuple(array("d") for _ in range(8))
+            self.width = 4
         xs, ys = self.xs, self.ys
+        start = 0
+        while start < len(xs):
+            room = self.width - self.folded
+            self._into_open(xs[start:start + room], ys[start:start + room])
+            start += room
         self.xs, self.ys = [], []
-        self.cols = tuple(array("d") for _ in range(8))
-        self.width, self.count = 2, 0
-        for x, y in zip(xs, ys):
-            self.count += 1
-            self._into_bucket(x, y)
+        self.limit = CHUNK
 
-    def _into_bucket(self, x: float, y: float | None) -> None:
+    def _into_open(self, xs: list[float], ys: list[float | None]) -> None:
+        """Points into the open bucket (a new one when none is open); merge when full."""
         cols = self.cols
         assert cols is not None
         x0, x1, lo, xlo, hi, xhi, bad, xbad = cols
-        n = len(x0)
-        if n == 0 or self.count - (n - 1) * self.width > self.width:  # the last bucket is full
-            for col, v in zip(cols, (x, x, NAN, NAN, NAN, NAN, NAN, NAN)):
-                col.append(v)
-            n += 1
-            if n > self.cap:
+        if self.folded == 0:
+            for col in cols:
+                col.append(NAN)
+            x0[-1] = xs[0]
+            if len(x0) > self.cap:
                 self._merge()
-                n = len(x0)
-        k = n - 1
-        x1[k] = x
-        if y is None:
-            return
-        if math.isfinite(y):
-            if not lo[k] <= y:  # (NaN: none yet)
-                lo[k], xlo[k] = y, x
-            if not hi[k] >= y:
-                hi[k], xhi[k] = y, x
-        elif xbad[k] != xbad[k]:
-            bad[k], xbad[k] = y, x
+                cols = self.cols
+                assert cols is not None
+                x0, x1, lo, xlo, hi, xhi, bad, xbad = cols
+        x1[-1] = xs[-1]
+        finite = [y for y in ys if y is not None and y - y == 0]  # (NaN and ±Inf give NaN)
+        if finite:
+            least, most = min(finite), max(finite)
+            if not lo[-1] <= least:  # (NaN: none yet)
+                lo[-1], xlo[-1] = least, xs[ys.index(least)]
+            if not hi[-1] >= most:
+                hi[-1], xhi[-1] = most, xs[ys.index(most)]
+        if xbad[-1] != xbad[-1] and len(finite) < len(ys) - ys.count(None):
+            x, y = next((x, y) for x, y in zip(xs, ys) if y is not None and not math.isfinite(y))
+            bad[-1], xbad[-1] = y, x
+        self.folded += len(xs)
+        if self.folded >= self.width:
+            self.folded = 0
 
     def _merge(self) -> None:
-        """Neighbouring buckets into one: half as many, each twice as wide."""
+        """Neighbouring closed buckets into one: half as many, each twice as wide (a new,
+        still empty, bucket stays last and open)."""
         merged = tuple(array("d") for _ in range(8))
         assert self.cols is not None
         x0, x1, lo, xlo, hi, xhi, bad, xbad = self.cols
-        for i in range(0, len(x0), 2):
-            j = min(i + 1, len(x0) - 1)
+        closed = len(x0) - 1
+        for i in range(0, closed, 2):
+            j = min(i + 1, closed - 1)
             a_lo, b_lo = lo[i], lo[j]
             low = (a_lo, xlo[i]) if not b_lo < a_lo else (b_lo, xlo[j])  # (NaN never wins)
             if low[0] != low[0]:
@@ -103,12 +121,14 @@ class Points:
             worse = (bad[i], xbad[i]) if xbad[i] == xbad[i] else (bad[j], xbad[j])
             for col, v in zip(merged, (x0[i], x1[j], *low, *high, *worse)):
                 col.append(v)
+        for col, old in zip(merged, self.cols):
+            col.append(old[-1])
         self.cols = merged
         self.width *= 2
 
     def points(self) -> tuple[list[float], list[float | None]]:
         """Every point while exact; else each bucket's extremes (and first non-finite point)
-        at their own x, in x order."""
+        at their own x, in x order, then the points not folded yet."""
         if self.cols is None:
             return list(self.xs), list(self.ys)
         xs: list[float] = []
@@ -124,13 +144,11 @@ class Points:
             for x in sorted(found):
                 xs.append(x)
                 ys.append(found[x])
-        return xs, ys
+        return xs + self.xs, ys + self.ys
 
-    def finite_count(self) -> int | None:
-        """How many points held a finite y, while exact (None once compacted)."""
-        if self.cols is not None:
-            return None
-        return sum(1 for y in self.ys if y is not None and math.isfinite(y))
+    def buckets(self) -> int:
+        """How many buckets are held (0 while exact)."""
+        return len(self.cols[0]) if self.cols is not None else 0
 
 
 class GradStats:
