@@ -4,6 +4,7 @@
     python bench/bench_longrun.py e2e --model small --steps 2000 --rounds 3 --against /tmp/base
     python bench/bench_longrun.py memory --model small --steps 2000
     python bench/bench_longrun.py memory --model transformer --steps 1000
+    python bench/bench_longrun.py memory --model small --steps 10000 --hold 100
 
 `e2e` writes the model's training loop as a script and runs `python script.py` and
 `gradscope trace script.py` alternately (`--rounds` pairs, interleaved so both see the same
@@ -16,7 +17,9 @@ archive <commit> | tar -x -C DIR`) in the same rounds, for before/after in one r
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
 (format 2), timing each by the clock and by this process's CPU time. Both print the
 load average (`uptime`) before and after: the ratios are what
-to compare, the seconds depend on the machine's load.
+to compare, the seconds depend on the machine's load. `memory --hold N` traces as `gradscope
+trace` does: streaming to a file, about N passes held in memory (the report's sample), the
+series over time gathered as the run goes; the save then writes every pass.
 
 Models: `small` (5 layers: Linear 32→64, ReLU, Linear 64→64, ReLU, Linear 64→1, batch 64,
 SGD), `mlp` (10 × Linear(512), batch 256, SGD with momentum) and `transformer` (a 6-layer
@@ -152,7 +155,7 @@ def _rss_line(rss: list, steps: int) -> str:
             f"after warm-up {growth / 1024:+.2f} KiB/step")
 
 
-def memory(model: str, steps: int, keep: int | None) -> None:
+def memory(model: str, steps: int, keep: int | None, hold: int | None = None) -> None:
     """The loop in this process under trace(), heap and RSS sampled; then save and load."""
     import torch
 
@@ -160,11 +163,13 @@ def memory(model: str, steps: int, keep: int | None) -> None:
 
     namespace: dict = {"__name__": "bench"}
     exec(script(model), namespace)  # the same loop as `e2e`'s script
-    print(f"# memory {model}, {steps} steps, keep={keep} · {uptime()}")
+    print(f"# memory {model}, {steps} steps, keep={keep}, hold={hold} · {uptime()}")
+    stream_dir = tempfile.TemporaryDirectory()
+    options = {"stream": Path(stream_dir.name) / "stream.json", "_hold": hold} if hold else {}
     gc.collect()
     tracemalloc.start()
     start = time.perf_counter()
-    with gradscope.trace(keep=keep) as t:
+    with gradscope.trace(keep=keep, **options) as t:
         namespace["train"](steps, lambda: [tracemalloc.get_traced_memory()[0]])
     run_s = time.perf_counter() - start
     samples = namespace["samples"]
@@ -189,6 +194,7 @@ def memory(model: str, steps: int, keep: int | None) -> None:
         loaded = gradscope.load(path)
         load_s, load_cpu = time.perf_counter() - start, time.process_time() - cpu
         passes = len(loaded.passes)
+        assert passes == steps or keep is not None, (passes, steps)
         del loaded
         gc.collect()
         tracemalloc.start()
@@ -209,12 +215,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep", type=int, default=None, help="memory: trace(keep=N)")
+    parser.add_argument("--hold", type=int, default=None,
+                        help="memory: stream and hold about N passes in memory, as `gradscope trace` does")
     parser.add_argument("--against", default=None, help="e2e: also another checkout's gradscope (a folder)")
     args = parser.parse_args()
     if args.mode == "e2e":
         e2e(args.model, args.steps, args.rounds, args.against)
     else:
-        memory(args.model, args.steps, args.keep)
+        memory(args.model, args.steps, args.keep, args.hold)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import torch
 from .capture import Tracer, active_tracer, set_name, walk
 from .model import Diagnostic, Graph, Pass, Trace
 from .render.select import graph_groups, graphs_text
+from .series import attach
+from .series.running import RunningSeries
 from .traceio.keep import RunningKeep
 from .traceio.stream import StreamWriter
 
@@ -52,6 +54,10 @@ class trace:
       stream:    write passes as they finish to this path without saving at the end
                  (`gradscope trace` does, then saves itself); default: `save`.
 
+    With `keep=` (or `gradscope trace`'s sample, below) the per-parameter series over time
+    (`gradscope.series.leaf_series`, the report's charts) are gathered pass by pass as the
+    run goes and cover every pass, also those let go.
+
     On exit every hook and mode gradscope installed is removed, also when the block raises
     (the exception propagates unchanged). A decorated function is traced on every call;
     the object keeps the record of the most recent one.
@@ -67,6 +73,7 @@ class trace:
         keep: int | None = None,
         stream: str | Path | None = None,
         _yields: bool = False,
+        _hold: int | None = None,
     ) -> None:
         if gradients not in _GRADIENT_MODES:
             raise ValueError(f"gradients must be one of {_GRADIENT_MODES}, not {gradients!r}")
@@ -82,6 +89,9 @@ class trace:
         self.stream_path = Path(stream) if stream is not None else self.save_path
         self._stream: StreamWriter | None = None
         self._keeping: RunningKeep | None = None  # keep=: thins passes as the run goes
+        # `gradscope trace`: hold about this many passes in memory (a sample for the report)
+        # while the stream, and the file saved from it, gets every one (ignored with keep=)
+        self._hold = _hold
         # `gradscope trace`'s own trace: a gradscope.trace() in the script pauses it (else nesting is an error)
         self._yields = _yields
         self.trace: Trace = Trace()
@@ -100,15 +110,23 @@ class trace:
         self._tracer = tracer
         self.trace = tracer.trace
         self.trace.meta.update(_meta(self.options))
+        holding = self.keep is None and self._hold is not None and self.stream_path is not None
         if self.stream_path is not None:
             if stream_path_for_rank := self._rank_stream_path():
                 self.stream_path = stream_path_for_rank
-            self._stream = StreamWriter(self.trace, self.stream_path)
+            self._stream = StreamWriter(self.trace, self.stream_path, holds=holding)
             tracer.pass_listeners.append(self._stream.write_pass)
             tracer.event_listeners.append(self._stream.write_event)
-        if self.keep is not None:  # (after the stream: it gets every pass)
-            self._keeping = RunningKeep(self.trace, self.keep, tracer.drop_passes)
+        if self.keep is not None or holding:  # (after the stream: it gets every pass)
+            series = RunningSeries()  # every pass's numbers, for the charts over time
+            tracer.pass_listeners.append(series.add_pass)
+            tracer.event_listeners.append(series.add_event)
+            attach(self.trace, series)
+            bound = self.keep if self.keep is not None else self._hold
+            assert bound is not None
+            self._keeping = RunningKeep(self.trace, bound, tracer.drop_passes, held=holding)
             tracer.pass_listeners.append(self._keeping.add)
+            tracer.event_listeners.append(self._keeping.on_event)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

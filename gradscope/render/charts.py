@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..model import Trace
-from ..series import FLAGS, LeafSeries, by_module, leaf_series, loss_series
+from ..series import FLAGS, LeafSeries, by_module, leaf_series, loss_series, running_of, span
 from . import fmt
 
 BUCKETS = 60  # bands per chart: the page's size no longer grows with the number of passes
@@ -61,12 +61,15 @@ def _bucket(x0: float, x1: float, ys: list[float]) -> Bucket:
 
 
 def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: str, log: bool,
-          x_range: tuple[float, float] | None = None, size: tuple[int, int] = (WIDTH, HEIGHT)) -> str:
+          x_range: tuple[float, float] | None = None, size: tuple[int, int] = (WIDTH, HEIGHT),
+          counts: tuple[int, int] | None = None) -> str:
     """One compact SVG chart of a series as its min/max envelope; NaN/Inf as red ticks on top.
 
     `log`: a log y axis (norms and ratios span decades; values ≤ 0 sit on the bottom edge).
     `x_range`: the passes the axis spans (the whole run, so charts line up). `data-min` and
     `data-max` hold the series' true finite extremes, which the band reaches.
+    `counts`: (finite, all) points of a series held as its buckets' extremes (a long run's
+    running series), for `data-points` and the tooltip; else counted from `ys`.
     """
     width, height = size
     plot_w, plot_h = width - PAD_LEFT - PAD_RIGHT, height - PAD_TOP - PAD_BOTTOM
@@ -90,10 +93,11 @@ def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: 
     color = COLORS[kind]
     bands = envelope(xs, ys)
     extremes = f' data-min="{min(finite)!r}" data-max="{max(finite)!r}"' if finite else ""
+    finite_count, total = counts if counts is not None else (len(finite), len(ys))
     parts = [
-        f'<svg class="gs-chart" data-series="{kind}"{extremes} data-points="{len(ys)}" '
+        f'<svg class="gs-chart" data-series="{kind}"{extremes} data-points="{total}" '
         f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img"><title>{fmt.esc(_tooltip(title, ys, finite))}</title>',
+        f'role="img"><title>{fmt.esc(_tooltip(title, ys, finite, finite_count, total))}</title>',
         f'<rect x="{PAD_LEFT}" y="{PAD_TOP}" width="{plot_w}" height="{plot_h}" fill="#fafaf9" stroke="#e7e5e4"/>',
         _text(PAD_LEFT - 3, PAD_TOP + 8, _tick(y1) if shown else "", "end"),
         # a log axis with nothing above 0 to show: its one value, 0, on the bottom edge
@@ -121,11 +125,11 @@ def chart(title: str, xs: Sequence[float], ys: Sequence[float | None], *, kind: 
     return "".join(parts) + "</svg>"
 
 
-def _tooltip(title: str, ys: Sequence[float | None], finite: list[float]) -> str:
+def _tooltip(title: str, ys: Sequence[float | None], finite: list[float], finite_count: int, total: int) -> str:
     last = next((y for y in reversed(ys) if y is not None), None)
     lo, hi = (fmt.num(min(finite)), fmt.num(max(finite))) if finite else ("–", "–")
     return (f"{title}: min {lo}, max {hi}, last {fmt.num(last) if last is not None else '–'} "
-            f"({len(finite)} of {len(ys)} finite)")
+            f"({finite_count} of {total} finite)")
 
 
 def _runs(bands: list[Bucket]) -> list[list[tuple[float, float, float]]]:
@@ -155,11 +159,17 @@ def _text(x: float, y: float, text: str, anchor: str) -> str:
 # -- the section -----------------------------------------------------------------------------
 def wants_charts(trace: Trace, small_plots: int) -> bool:
     """Whether `trace` is a long run: more passes than `MANY_PASSES`, or more named leaves
-    than the report's small per-leaf plots (`small_plots`) draw."""
-    if len(trace.passes) > MANY_PASSES:
+    than the report's small per-leaf plots (`small_plots`) draw. (A run whose passes were
+    thinned in memory counts all of its passes and leaves, from its running series.)"""
+    passes = (span(trace) or (0, 0, 0))[0]
+    if passes > MANY_PASSES:
         return True
-    names = {n.name for p in trace.passes for n in p.graph.leaves if n.name}
-    return len(names) > small_plots and len(trace.passes) > 1
+    running = running_of(trace)
+    if running is not None:
+        names = {s.name for s in running.leaf_series()}
+    else:
+        names = {n.name for p in trace.passes for n in p.graph.leaves if n.name}
+    return len(names) > small_plots and passes > 1
 
 
 def over_time_section(trace: Trace) -> str:
@@ -167,17 +177,23 @@ def over_time_section(trace: Trace) -> str:
     modules holding the worst leaves first."""
     series = leaf_series(trace)
     losses = loss_series(trace)
-    if not series and not losses:
+    covered = span(trace)
+    if (not series and not losses) or covered is None:
         return ""
-    indexes = [p.index for p in trace.passes]
-    x_range = (min(indexes), max(indexes))
-    parts = [f'<p class="gs-note">{len(series)} leaves over {len(trace.passes)} passes, on log axes (the '
+    passes, first, last = covered
+    x_range = (first, last)
+    parts = [f'<p class="gs-note">{len(series)} leaves over {passes} passes, on log axes (the '
              "loss too when it spans decades). Each band spans the least and greatest value in its slice of "
              f"passes (at most {BUCKETS} slices a chart); red ticks mark NaN/Inf. ‖w‖ and ‖Δw‖/‖w‖ are shown "
              "where values were recorded (small tensors, see <code>trace(values=...)</code>).</p>"]
+    if passes != len(trace.passes):
+        parts.append(f'<p class="gs-note gs-drawn-from" data-passes="{passes}">These charts cover all '
+                     f"{passes:,} passes of the run (their numbers gathered pass by pass as it ran); the graphs "
+                     f"and tables elsewhere in this report are drawn from the {len(trace.passes):,} passes held "
+                     "in memory (the header above says which).</p>")
     for s in losses:
         curve = chart(s.name, s.passes, s.values, kind="loss", log=_spans_decades(s.values), x_range=x_range,
-                      size=(LOSS_WIDTH, LOSS_HEIGHT))
+                      size=(LOSS_WIDTH, LOSS_HEIGHT), counts=s.counts)
         parts.append(f'<figure class="gs-loss"><figcaption>loss curve: {fmt.esc(s.name, 60)}</figcaption>'
                      f"{curve}</figure>")
     flagged = [s for s in series if s.flags]
@@ -201,12 +217,16 @@ def _spans_decades(values: list[float]) -> bool:
 
 def _card(s: LeafSeries, x_range: tuple[float, float]) -> str:
     flags = "".join(f' <span class="gs-flag gs-flag-{FLAGS.index(f)}">{fmt.esc(f)}</span>' for f in s.flags)
-    charts = [chart(f"‖{s.name}.grad‖", s.passes, s.grad_norm, kind="grad", log=True, x_range=x_range)]
+    charts = [chart(f"‖{s.name}.grad‖", s.passes, s.grad_norm, kind="grad", log=True, x_range=x_range,
+                    counts=s.counts("grad"))]
     if any(v is not None for v in s.value_norm):
-        charts.append(chart(f"‖{s.name}‖", s.passes, s.value_norm, kind="value", log=True, x_range=x_range))
+        value_xs, value_ys = s.value_points()
+        charts.append(chart(f"‖{s.name}‖", value_xs, value_ys, kind="value", log=True, x_range=x_range,
+                            counts=s.counts("value")))
     if s.update_ratio:
         xs, ys = zip(*s.update_ratio)
-        charts.append(chart(f"{s.name}: ‖Δw‖/‖w‖", xs, ys, kind="update", log=True, x_range=x_range))
+        charts.append(chart(f"{s.name}: ‖Δw‖/‖w‖", xs, ys, kind="update", log=True, x_range=x_range,
+                            counts=s.counts("update")))
     shape = f' <span class="gs-shape">{fmt.esc(fmt.shape(s.shape))}</span>' if s.shape is not None else ""
     return (f'<div class="gs-param" data-param="{fmt.esc(s.name)}" data-flags="{fmt.esc(" ".join(s.flags))}">'
             f'<div class="gs-param-head"><b>{fmt.esc(s.name, 60)}</b>{shape}{flags}</div>{"".join(charts)}</div>')

@@ -39,19 +39,18 @@ def parameter_stats(trace: Trace) -> list[ParameterStats]:
 
 
 def _row(s: LeafSeries) -> ParameterStats:
-    grads = s.finite_grads()
-    row = ParameterStats(s.name, s.shape, passes=len(s.passes),
-                         with_grad=sum(g is not None for g in s.grad_norm), nonfinite=s.nonfinite)
-    if grads:
-        row.first, row.last, row.min, row.max = grads[0], grads[-1], min(grads), max(grads)
-    row.verdict = _verdict(s, grads)
+    extremes = s.grad_extremes()
+    row = ParameterStats(s.name, s.shape, passes=s.taken_part, with_grad=s.with_grad, nonfinite=s.nonfinite)
+    if extremes:
+        row.first, row.last, row.min, row.max = extremes
+    row.verdict = _verdict(s, extremes)
     return row
 
 
-def _verdict(s: LeafSeries, grads: list[float]) -> str:
+def _verdict(s: LeafSeries, extremes: tuple[float, float, float, float] | None) -> str:
     if NAN in s.flags:
         return "non-finite"
-    if not grads or not max(grads):  # never a gradient, or only zeros
+    if not extremes or not extremes[3]:  # never a gradient, or only zeros
         return "no gradient"
     if EXPLODING in s.flags:
         return "exploding"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..model import Trace
+from ..series import span
 from .fmt import lines_of
 from .select import family_text, graph_groups, graphs_text
 
@@ -27,8 +28,10 @@ def summary(trace: Trace, written: Sequence[Path] = (), name: str = "") -> str:
     """A few lines for stderr: passes and graphs, files written, diagnostics with file:line."""
     groups = graph_groups(trace)
     of = f" of {name}" if name else ""
-    lines = [f"gradscope: traced {_plural(len(trace.passes), 'pass', 'passes')}"
-             f" ({graphs_text(groups)}){of}"]
+    run = (span(trace) or (len(trace.passes),))[0]  # a long run's sample in memory: say so
+    held = f", {len(trace.passes):,} held for the pictures" if run != len(trace.passes) else ""
+    lines = [f"gradscope: traced {_plural(run, 'pass', 'passes')}"
+             f" ({graphs_text(groups)}{held}){of}"]
     lines += [f"  graph {g.number}: {family_text(g)}" for g in groups if g.graphs > 1][:5]
     for i, path in enumerate(written):
         lines.append(("  wrote " if i == 0 else "        ") + _rel(path))

@@ -7,9 +7,11 @@ happened, each on its own line and flushed to the operating system as it is writ
     {"sources": [...]}       sources first used by the records that follow
     {"structures": [...]}    graph structures first used by the records that follow
     {"pass": {...}}          a finished pass (version-2 pass record)
-    {"events": [...]}        events recorded since the last record: written with each pass,
-                             and at once for an event that is not routine (a diagnostic's
-                             cause after the last pass survives a kill too)
+    {"events": [...]}        events recorded since the last record, in order: written with
+                             each pass (those up to it: a routine event numbered after it,
+                             still being completed, waits for the next record), all of them
+                             at once for an event that is not routine (a diagnostic's cause
+                             after the last pass survives a kill too), and the rest at the end
 
 When the run ends, the whole trace replaces the stream (`traceio.save`). A run killed
 before that (SIGKILL, power loss) leaves the stream: `load` reads every complete line,
@@ -20,6 +22,11 @@ encoder: saving a streamed trace (`assembled`) copies them from the file instead
 encoding every pass again (most of a long run's save), and encodes only what the run's end
 changes (meta, events, diagnostics). Passes are records, never edited once finished: the
 one a stream wrote is the one saved.
+
+A writer that `holds` (`gradscope trace`: the run's trace keeps only a sample of its passes
+and routine events in memory, `keep.RunningKeep(held=True)`) saves every pass and event
+it wrote instead: the events read back from the stream (those still held encoded anew),
+the diagnostics' event numbers turned into the file's.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from ..model import FORMAT, Event, Pass, Trace
 from . import v2, v2_read
 from .decode import Malformed, free_form, malformed
 from .jsonio import dumps
-from .keep import ROUTINE_EVENTS
+from .keep import HELD_KEY, ROUTINE_EVENTS
 
 STREAM_KEY = "stream"
 log = logging.getLogger("gradscope")
@@ -47,12 +54,19 @@ class StreamWriter:
     stream that cannot be written (disk full, folder deleted) stops, and the trace is
     still saved whole at the end."""
 
-    def __init__(self, trace: Trace, path: str | Path) -> None:
+    def __init__(self, trace: Trace, path: str | Path, holds: bool = False) -> None:
         self.trace = trace
         self.path = Path(path)
+        self.holds = holds  # save every pass and event written, not only those `trace` holds
         self._encoder = v2.Encoder()
         self._file: IO[str] | None = None
-        self._sources = self._structures = self._events = 0
+        self._sources = self._structures = 0
+        self._queue: list[Event] = []  # events recorded, not yet written
+        self._events_written = 0
+        self._last_pass = -1  # the index of the last pass written
+        self._event_lines = array("q")  # offset and length of each events line
+        # id() of each event written that is still alive -> (its place among all, the event, weakly)
+        self._numbers: dict[int, tuple[int, weakref.ref]] = {}
         self._failed = False
         self._lock = threading.Lock()  # (passes and events may come from the user's threads)
         self._size = 0  # characters (ASCII: bytes) written so far
@@ -60,16 +74,36 @@ class StreamWriter:
         self._written = array("q")
 
     def write_pass(self, p: Pass) -> None:
-        """Append a finished pass, and the events recorded since the last record."""
+        """Append a finished pass, and the events recorded up to it."""
         self._append(p)
 
     def write_event(self, event: Event) -> None:
         """(A tracer's event listener.) Append the events so far, unless this one is routine
         (an optimizer step): those wait for the next record."""
+        with self._lock:
+            self._queue.append(event)
         if event.kind not in ROUTINE_EVENTS:
-            self._append(None)
+            self._append(None, everything=True)
 
-    def _append(self, p: Pass | None) -> None:
+    def _due(self, everything: bool) -> list[Event]:
+        """The queued events to write now, in order: up to the first routine one numbered
+        after the last pass written (capture may still add to it), or all."""
+        queue, upto = self._queue, len(self._queue)
+        if not everything:
+            upto = next((k for k, e in enumerate(queue) if e.kind in ROUTINE_EVENTS and e.pass_index is not None
+                         and e.pass_index > self._last_pass), upto)
+        due, self._queue = queue[:upto], queue[upto:]
+        numbers = self._numbers
+        for e in due:
+            if self.holds:  # (only a writer that holds saves events from its numbers)
+                numbers[id(e)] = (self._events_written, weakref.ref(e))
+            self._events_written += 1
+            if self.holds and not self._events_written % 1024:  # events let go from memory: forget them
+                for key in [key for key, (_, ref) in numbers.items() if ref() is None]:
+                    del numbers[key]
+        return due
+
+    def _append(self, p: Pass | None, everything: bool = False) -> None:
         if self._failed:
             return
         try:
@@ -79,9 +113,9 @@ class StreamWriter:
                     self._write({"format": FORMAT, "version": v2.VERSION, STREAM_KEY: True,
                                  "meta": self.trace.meta})
                 record = self._encoder.pass_record(p) if p is not None else None
-                end = len(self.trace.events)
-                events = [self._encoder.event_record(e) for e in self.trace.events[self._events:end]]
-                self._events = end
+                if p is not None:
+                    self._last_pass = max(self._last_pass, p.index)
+                events = [self._encoder.event_record(e) for e in self._due(everything)]
                 self._write_new_tables()
                 text = ""
                 if record is not None:
@@ -89,7 +123,9 @@ class StreamWriter:
                     assert p is not None
                     self._written.extend((p.index, id(p), self._size, len(text) - 1))
                 if events:
-                    text += dumps({"events": events}) + "\n"
+                    line = dumps({"events": events})
+                    self._event_lines.extend((self._size + len(text), len(line)))
+                    text += line + "\n"
                 self._file.write(text)
                 self._size += len(text)
                 self._file.flush()
@@ -116,6 +152,8 @@ class StreamWriter:
             self._file.flush()
 
     def close(self) -> None:
+        if self._file is not None and self._queue:
+            self._append(None, everything=True)  # (the events after the last pass)
         if self._file is not None:
             try:
                 self._file.close()
@@ -130,9 +168,14 @@ class StreamWriter:
                 self.trace = Trace()  # (held weakly from now on: the stream outlives no trace)
 
     def pass_lines(self, trace: Trace) -> list[str] | None:
-        """The stream's record of each of `trace`'s passes (the JSON of each, as written),
-        or None when the stream does not hold them all as they are (a pass it never
-        wrote, a file changed since)."""
+        """The stream's record of each of `trace`'s passes (the JSON of each, as written;
+        of a writer that `holds`, of every pass it wrote), or None when the stream does not
+        hold them all as they are (a pass it never wrote, a file changed since)."""
+        found = self._read(trace)
+        return found[0] if found is not None else None
+
+    def _read(self, trace: Trace) -> tuple[list[str], str] | None:
+        """`pass_lines`, and the stream's text."""
         written = self._written
         where = {written[k]: (written[k + 1], written[k + 2], written[k + 3]) for k in range(0, len(written), 4)}
         places = []
@@ -141,6 +184,8 @@ class StreamWriter:
             if found is None or found[0] != id(p):
                 return None
             places.append(found[1:])
+        if self.holds:
+            places = [(written[k + 2], written[k + 3]) for k in range(0, len(written), 4)]
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
@@ -152,7 +197,38 @@ class StreamWriter:
         start = len('{"pass":')
         if not all(text.startswith('{"pass":', offset) for offset, _ in places):
             return None
-        return [text[offset + start:offset + length - 1] for offset, length in places]
+        return [text[offset + start:offset + length - 1] for offset, length in places], text
+
+    def event_records(self, trace: Trace, text: str) -> list[dict] | None:
+        """Every event the stream wrote, in order, as records: those `trace` still holds
+        encoded anew (capture may have completed one since: a step's "leaf-update" written
+        early with an event that is not routine); None when the stream lacks one `trace`
+        holds (it stopped early)."""
+        records: list[dict] = []
+        lines = self._event_lines
+        for k in range(0, len(lines), 2):
+            line = text[lines[k]:lines[k] + lines[k + 1]]
+            if not line.startswith('{"events":'):
+                return None
+            records.extend(json.loads(line)["events"])
+        if len(records) != self._events_written:
+            return None
+        for e in trace.events:
+            number = self._number(e)
+            if number is None:
+                return None
+            records[number] = self._encoder.event_record(e)
+        return records
+
+    def _number(self, e: Event) -> int | None:
+        found = self._numbers.get(id(e))
+        return found[0] if found is not None and found[1]() is e else None
+
+    def event_number(self, trace: Trace, index: int | None) -> int | None:
+        """The place among all the stream's events of `trace.events[index]`."""
+        if index is None or not 0 <= index < len(trace.events):
+            return None
+        return self._number(trace.events[index])
 
 
 # streams closed whole, by id() of their trace (while the trace lives): `assembled` reads them
@@ -167,13 +243,30 @@ def assembled(trace: Trace, header: dict) -> str | None:
     if found is None or found[0]() is not trace:
         return None
     writer = found[1]
-    passes = writer.pass_lines(trace)
-    if passes is None:
+    read = writer._read(trace)
+    if read is None:
         return None
+    passes, text = read
     enc = writer._encoder
-    events = [enc.event_record(e) for e in trace.events]
-    diagnostics = [enc.diagnostic_record(d) for d in trace.diagnostics]
-    head = dumps({**header, "meta": trace.meta, "sources": enc.sources, "structures": enc.structures})
+    meta = trace.meta
+    if writer.holds:
+        events = writer.event_records(trace, text)
+        if events is None:
+            return None
+        diagnostics = []
+        for d in trace.diagnostics:
+            record = enc.diagnostic_record(d)
+            if d.event_index is not None:
+                record["event_index"] = writer.event_number(trace, d.event_index)
+                if record["event_index"] is None:
+                    return None
+            diagnostics.append(record)
+        meta = {k: v for k, v in meta.items() if k != HELD_KEY}
+    else:
+        events = [enc.event_record(e) for e in trace.events]
+        diagnostics = [enc.diagnostic_record(d) for d in trace.diagnostics]
+    del text
+    head = dumps({**header, "meta": meta, "sources": enc.sources, "structures": enc.structures})
     return (f'{head[:-1]},"passes":[{",".join(passes)}],"events":{dumps(events)},'
             f'"diagnostics":{dumps(diagnostics)}}}')
 

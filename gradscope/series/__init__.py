@@ -10,17 +10,25 @@ followed across passes by its name: node ids are numbered per pass.
 
 Flags, worst first: "nan" (a non-finite gradient), "exploding", "vanishing" (including a
 gradient that is always zero), "never updated" (other leaves were updated, this one never).
+
+A trace recorded live with its passes thinned in memory (`gradscope trace`, `keep=`)
+carries running series (`running.RunningSeries`, accumulated pass by pass as the run
+went, over every pass): `leaf_series`/`loss_series` give those for it (`attach`). A trace
+loaded from disk, or holding all its passes, gets them computed from its passes.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
-from .events import LeafUpdate, OptimizerStep
-from .model import Node, Trace, single_number
+from ..events import LeafUpdate, OptimizerStep
+from ..model import Node, Trace, single_number
+from .envelope import GradStats
 
 NAN, EXPLODING, VANISHING, NEVER_UPDATED = "nan", "exploding", "vanishing", "never updated"
 FLAGS = (NAN, EXPLODING, VANISHING, NEVER_UPDATED)  # worst first
@@ -53,6 +61,8 @@ class LeafSeries:
     updates: int = 0  # passes after which the leaf was updated in place
     nonfinite: int = 0  # passes whose gradient held NaN or Inf
     flags: list[str] = field(default_factory=list)
+    # a long run's running series: the lists hold each bucket's extremes, this the true counts
+    thinned: Thinned | None = None
 
     @property
     def worst(self) -> int:
@@ -60,7 +70,70 @@ class LeafSeries:
         return min((FLAGS.index(f) for f in self.flags), default=len(FLAGS))
 
     def finite_grads(self) -> list[float]:
+        """The finite gradient norms held (of a thinned series: its buckets' extremes)."""
         return [g for g in self.grad_norm if g is not None and math.isfinite(g)]
+
+    @property
+    def taken_part(self) -> int:
+        """How many passes the leaf took part in."""
+        return self.thinned.passes if self.thinned is not None else len(self.passes)
+
+    @property
+    def with_grad(self) -> int:
+        """Passes after which it had a `.grad` (NaN/Inf included)."""
+        if self.thinned is not None:
+            return self.thinned.grads.with_grad
+        return sum(g is not None for g in self.grad_norm)
+
+    def grad_extremes(self) -> tuple[float, float, float, float] | None:
+        """(first, last, least, greatest) finite gradient norm; None when there was none."""
+        if self.thinned is not None:
+            g = self.thinned.grads
+            if g.first is None or g.last is None or g.lo is None or g.hi is None:
+                return None
+            return g.first, g.last, g.lo, g.hi
+        grads = self.finite_grads()
+        return (grads[0], grads[-1], min(grads), max(grads)) if grads else None
+
+    def grad_median(self, positive: bool = False) -> float | None:
+        """The median finite gradient norm (`positive`: of those above 0); None when none."""
+        if self.thinned is not None:
+            return self.thinned.grads.median(positive)
+        grads = [g for g in self.finite_grads() if g > 0 or not positive]
+        return median(grads) if grads else None
+
+    def value_points(self) -> tuple[list[int], list[float | None]]:
+        """(pass, value norm) of the value series."""
+        if self.thinned is not None:
+            return self.thinned.value_passes, self.value_norm
+        return self.passes, self.value_norm
+
+    def counts(self, kind: str) -> tuple[int, int]:
+        """(finite, all) points of the "grad", "value" or "update" series."""
+        t = self.thinned
+        if kind == "grad":
+            if t is not None:
+                return t.grads.with_grad - t.grads.nonfinite, t.passes
+            return len(self.finite_grads()), len(self.grad_norm)
+        if kind == "value":
+            if t is not None:
+                return t.values_finite, t.passes
+            return sum(v is not None and math.isfinite(v) for v in self.value_norm), len(self.value_norm)
+        if t is not None:
+            return t.ratios, t.ratios
+        return len(self.update_ratio), len(self.update_ratio)
+
+
+@dataclass
+class Thinned:
+    """What a running series of a long run knows beyond the points it holds (each bucket's
+    extremes): the true counts, extremes and medians (see `envelope`)."""
+
+    passes: int  # passes the leaf took part in
+    grads: GradStats
+    value_passes: list[int]  # the pass of each point of `value_norm`
+    values_finite: int  # finite value norms
+    ratios: int  # update ratios
 
 
 @dataclass
@@ -70,11 +143,49 @@ class LossSeries:
     name: str
     passes: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    counts: tuple[int, int] | None = None  # a running series': (finite, all) values; else from `values`
+
+
+# running series of traces recorded live, by id() of their trace (while the trace lives)
+_running: dict[int, tuple[weakref.ref, Any]] = {}
+
+
+def attach(trace: Trace, running: Any) -> None:
+    """`running` (a `running.RunningSeries`, fed every pass of `trace`'s run) stands for
+    `trace`'s passes in `leaf_series`, `loss_series` and `span`."""
+    _running[id(trace)] = (weakref.ref(trace), running)
+    weakref.finalize(trace, _running.pop, id(trace), None)
+
+
+def running_of(trace: Trace) -> Any:
+    """The running series attached to `trace`, or None."""
+    found = _running.get(id(trace))
+    return found[1] if found is not None and found[0]() is trace else None
+
+
+def span(trace: Trace) -> tuple[int, int, int] | None:
+    """(passes, first index, last index) the series cover: every pass of the run for a trace
+    with running series, else its passes. None when there is none."""
+    running = running_of(trace)
+    if running is not None:
+        return running.span()
+    if not trace.passes:
+        return None
+    indexes = [p.index for p in trace.passes]
+    return len(indexes), min(indexes), max(indexes)
 
 
 def leaf_series(trace: Trace) -> list[LeafSeries]:
     """Every named leaf's series, flagged, worst first (ties in name order, `layers.2` before
-    `layers.10`)."""
+    `layers.10`): the running series' when the trace has them, else from its passes."""
+    running = running_of(trace)
+    if running is not None:
+        return running.leaf_series()
+    return leaf_series_of_passes(trace)
+
+
+def leaf_series_of_passes(trace: Trace) -> list[LeafSeries]:
+    """`leaf_series` computed from the trace's passes and events."""
     updated = _updated_keys(trace)
     steps = _update_norms(trace)
     by_name: dict[str, LeafSeries] = {}
@@ -112,12 +223,20 @@ def leaf_series(trace: Trace) -> list[LeafSeries]:
         if (q, node_id) in updated:
             by_name[name].updates += 1
     series = list(by_name.values())
-    _flag(series, any_update=bool(updated))
+    return flagged(series, any_update=bool(updated))
+
+
+def flagged(series: list[LeafSeries], any_update: bool) -> list[LeafSeries]:
+    """`series` with their flags, worst first."""
+    _flag(series, any_update)
     return sorted(series, key=lambda s: (s.worst, _natural(s.name)))
 
 
 def loss_series(trace: Trace) -> list[LossSeries]:
     """Each scalar root's value across passes (the loss curve), by the root's name."""
+    running = running_of(trace)
+    if running is not None:
+        return running.loss_series()
     found: dict[str, LossSeries] = {}
     for p in trace.passes:
         for n in p.graph.roots:
@@ -225,18 +344,18 @@ def _ratio(before: list[float] | None, after: list[float] | None) -> float | Non
 
 
 def _flag(series: list[LeafSeries], any_update: bool) -> None:
-    typical_each = [median(g) for s in series if (g := [x for x in s.finite_grads() if x > 0])]
+    typical_each = [m for s in series if (m := s.grad_median(positive=True)) is not None]
     typical = median(typical_each) if typical_each else None
     for s in series:
-        grads = s.finite_grads()
+        extremes = s.grad_extremes()
         if s.nonfinite:
             s.flags.append(NAN)
-        if grads and typical and max(grads) >= EXPLODING_FACTOR * typical:
+        if extremes and typical and extremes[3] >= EXPLODING_FACTOR * typical:
             s.flags.append(EXPLODING)
-        if not grads and not s.nonfinite and typical is not None:  # others got gradients, it never did
+        if not extremes and not s.nonfinite and typical is not None:  # others got gradients, it never did
             s.flags.append(VANISHING)
-        elif grads and (median(grads) <= VANISHING_ABSOLUTE
-                      or (typical and median(grads) <= VANISHING_FACTOR * typical)):
+        elif extremes and ((middle := s.grad_median()) is not None) and (
+                middle <= VANISHING_ABSOLUTE or (typical and middle <= VANISHING_FACTOR * typical)):
             s.flags.append(VANISHING)
         if any_update and s.updates == 0:
             s.flags.append(NEVER_UPDATED)

@@ -1,0 +1,188 @@
+"""Per-leaf and loss series accumulated as a run goes, in bounded memory.
+
+`RunningSeries` is told of every pass as it finishes (`add_pass`, a tracer's pass listener)
+and of every event (`add_event`, an event listener), and keeps what `leaf_series` and
+`loss_series` compute from a trace's passes, without holding the passes: each series in a
+`envelope.Points` (exact up to `envelope.CAP` points, then min/max buckets), the gradient
+norms' counts, extremes and medians in a `GradStats`. So a long run's trace may drop its
+passes from memory (`gradscope trace` keeps a sample for its pictures) while its charts
+still cover every pass; for a run whose series fit, the result equals `leaf_series` of the
+whole trace, field for field.
+
+Events are applied when the pass they come before arrives (an optimizer step's ‖Δw‖ and
+its "leaf-update" are complete by then), in the order they were recorded.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..events import LeafUpdate, OptimizerStep
+from ..model import Event, Pass, single_number
+from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio, flagged, module_of
+from .envelope import CAP, GradStats, Points
+
+MOST_MOVES = 4 * CAP  # ‖Δw‖ held per leaf while it is absent from the passes
+
+
+class _Leaf:
+    __slots__ = ("name", "module", "shape", "is_parameter", "grad", "value", "ratio", "stats",
+                 "updates", "nonfinite", "values_finite", "last")
+
+    def __init__(self, name: str, module: str, shape: list[int] | None, is_parameter: bool) -> None:
+        self.name, self.module, self.shape, self.is_parameter = name, module, shape, is_parameter
+        self.grad, self.value, self.ratio = Points(), Points(), Points()
+        self.stats = GradStats()
+        self.updates = self.nonfinite = self.values_finite = 0
+        # its previous pass: (index, node id, values, value norm)
+        self.last: tuple[int, str, list[float] | None, float | None] | None = None
+
+
+class RunningSeries:
+    """The series of every pass of a run, fed as it goes (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._leaves: dict[str, _Leaf] = {}
+        self._losses: dict[str, tuple[Points, list[int]]] = {}  # name -> values, [finite count]
+        self._pending: list[Event] = []  # events whose pass has not come yet
+        self._moves: dict[str, list[tuple[int, float]]] = {}  # leaf name -> (pass index, ‖Δw‖)
+        self._updated: dict[int, set[str]] = {}  # pass index -> node ids updated after it
+        self._any_update = False
+        self.passes = 0
+        self._first: int | None = None
+        self._last: int | None = None
+
+    # -- listeners ---------------------------------------------------------------------
+    def add_event(self, event: Event) -> None:
+        """(An event listener.) Held until the pass it comes before arrives."""
+        if isinstance(event.data, (LeafUpdate, OptimizerStep)):
+            self._pending.append(event)
+
+    def add_pass(self, p: Pass) -> None:
+        """(A pass listener.) Add a finished pass to every series."""
+        self._apply_events(p.index)
+        self.passes += 1
+        self._first = p.index if self._first is None else self._first
+        self._last = p.index
+        seen: set[str] = set()
+        for n in p.graph.leaves:
+            if not n.name or n.name in seen:  # a name twice in one pass: the first one stands
+                continue
+            seen.add(n.name)
+            self._add_leaf(p.index, n)
+        for n in p.graph.roots:
+            value = single_number(n.value)
+            if n.kind != "op" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            points, finite = self._losses.setdefault(n.label, (Points(), [0]))
+            points.add(p.index, float(value))
+            finite[0] += math.isfinite(value)
+        self._forget(p.index)
+
+    def _add_leaf(self, index: int, n) -> None:
+        s = self._leaves.get(n.name)
+        if s is None:
+            s = self._leaves[n.name] = _Leaf(n.name, module_of(n), n.shape, n.is_parameter)
+        values = _flat(n.value)
+        norm = n.value_norm if n.value_norm is not None else _norm(values) if values is not None else None
+        grad = _grad_norm(n)
+        s.grad.add(index, grad)
+        s.stats.add(grad)
+        s.value.add(index, norm)
+        s.values_finite += norm is not None and math.isfinite(norm)
+        if grad is not None and not math.isfinite(grad):
+            s.nonfinite += 1
+        before = s.last
+        moves = self._moves.get(n.name)
+        if before is not None:
+            # ‖Δw‖ measured at the steps between the two passes, else from recorded values
+            moved = [m for k, m in moves if before[0] < k <= index] if moves else []
+            if moved and before[3]:
+                for m in moved:
+                    if math.isfinite(m / before[3]):
+                        s.ratio.add(index, m / before[3])
+            if before[1] in self._updated.get(before[0], ()):
+                s.updates += 1
+                ratio = None if moved else _ratio(before[2], values)
+                if ratio is not None:
+                    s.ratio.add(index, ratio)
+        if moves:
+            self._moves[n.name] = [(k, m) for k, m in moves if k > index]
+        s.last = (index, n.id, values, norm)
+
+    def _apply_events(self, upto: int | None) -> None:
+        """Apply, in order, the held events numbered up to pass `upto` (None: all)."""
+        pending, self._pending = self._pending, []
+        for k, e in enumerate(pending):
+            if upto is not None and e.pass_index is not None and e.pass_index > upto:
+                self._pending = pending[k:]
+                return
+            if isinstance(e.data, LeafUpdate):
+                for item in e.data.leaves:  # [pass, node id]
+                    if len(item) == 2 and isinstance(item[0], int) and isinstance(item[1], str):
+                        self._updated.setdefault(item[0], set()).add(item[1])
+                        self._any_update = True
+            elif isinstance(e.data, OptimizerStep):
+                norms = e.data.update_norms
+                if isinstance(norms, dict) and e.pass_index is not None:
+                    for name, v in norms.items():
+                        if isinstance(v, (int, float)) and not isinstance(v, bool):
+                            into = self._moves.setdefault(name, [])
+                            if into and into[-1][0] == e.pass_index:  # (two steps between passes: both moves)
+                                into[-1] = (e.pass_index, into[-1][1] + float(v))
+                            else:
+                                into.append((e.pass_index, 0.0 + float(v)))
+
+    def _forget(self, index: int) -> None:
+        """Drop what no later pass can use: updates after passes that are no leaf's last,
+        steps before `index` of names that are no leaf's, the oldest steps of a long-absent leaf."""
+        lasts = {s.last[0] for s in self._leaves.values() if s.last is not None}
+        for q in [q for q in self._updated if q not in lasts]:
+            del self._updated[q]
+        for name, moves in list(self._moves.items()):
+            if name not in self._leaves:
+                moves = [(k, m) for k, m in moves if k > index]
+            if len(moves) > MOST_MOVES:
+                moves = moves[-MOST_MOVES:]
+            if moves:
+                self._moves[name] = moves
+            else:
+                del self._moves[name]
+
+    # -- results -----------------------------------------------------------------------
+    def span(self) -> tuple[int, int, int] | None:
+        """(passes, first index, last index) seen; None before any."""
+        if self._first is None or self._last is None:
+            return None
+        return self.passes, self._first, self._last
+
+    def leaf_series(self) -> list[LeafSeries]:
+        """`series.leaf_series` of every pass seen (and every event), flagged, worst first."""
+        self._apply_events(None)
+        out = []
+        for s in self._leaves.values():
+            updates = s.updates
+            if s.last is not None and s.last[1] in self._updated.get(s.last[0], ()):
+                updates += 1  # an update after a leaf's last pass counts too
+            series = LeafSeries(s.name, s.module, s.shape, s.is_parameter, updates=updates, nonfinite=s.nonfinite)
+            xs, series.grad_norm = s.grad.points()
+            series.passes = [int(x) for x in xs]
+            value_xs, series.value_norm = s.value.points()
+            ratio_xs, ratios = s.ratio.points()
+            series.update_ratio = [(int(x), y) for x, y in zip(ratio_xs, ratios) if y is not None]
+            if not (s.grad.exact and s.value.exact and s.ratio.exact):
+                series.thinned = Thinned(s.grad.count, s.stats, [int(x) for x in value_xs], s.values_finite,
+                                         s.ratio.count)
+            out.append(series)
+        return flagged(out, any_update=self._any_update)
+
+    def loss_series(self) -> list[LossSeries]:
+        """`series.loss_series` of every pass seen."""
+        out = []
+        for name, (points, finite) in self._losses.items():
+            xs, ys = points.points()
+            s = LossSeries(name, [int(x) for x in xs], [y for y in ys if y is not None])
+            if not points.exact:
+                s.counts = (finite[0], points.count)
+            out.append(s)
+        return out
