@@ -314,3 +314,32 @@ def test_the_recorder_looks_every_hundredth_pass(monkeypatch):
     assert with_recorder == list(range(14)) + [100] + list(range(200, 250))
     seen = [e for e in t.trace.events if e.kind not in ("optimizer-step", "leaf-update", "grad-carried")]
     assert {e.kind for e in seen} == {"nonleaf-grad-read"} and [e.pass_index for e in seen][:2] == [200, 201]
+
+
+def test_full_passes_of_a_steady_big_graph_match_the_recorders(tmp_path, monkeypatch):
+    """A big graph's sampled passes record edge gradients with the recorder off too, and
+    record the same as with it on (and the tiny Jacobians of its small edges)."""
+    monkeypatch.setattr(full_passes, "GRACE", 100.0)  # every sampled pass within the budget: by count
+
+    def run(steady_on: bool):
+        with monkeypatch.context() as m:
+            if not steady_on:
+                m.setattr(steady, "STEADY_AFTER", 10**9)
+            torch.manual_seed(5)
+            model = nn.Sequential(nn.Linear(64, 1100), nn.ReLU(), nn.Linear(1100, 1))  # 70,400 outputs
+            x = torch.randn(64, 64)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+            with gradscope.trace(every=5) as t:
+                for _ in range(31):
+                    opt.zero_grad()
+                    model(x).pow(2).mean().backward()
+                    opt.step()
+        return t
+
+    on, off = run(True), run(False)
+    assert on._tracer is None and int(on.trace.meta["steady_passes"].split(" of ")[0]) >= 15
+    full = [p.index for p in on.passes if p.edge_gradients]
+    assert full == [0, 1, 2, 5, 10, 15, 20, 25, 30] == [p.index for p in off.passes if p.edge_gradients]
+    assert [_pass_json(p) for p in on.passes] == [_pass_json(p) for p in off.passes]
+    last = on.passes[30].graph
+    assert all(e.grad is not None for e in last.edges) and last.roots[0].grad.norm == 1.0
