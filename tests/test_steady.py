@@ -343,3 +343,25 @@ def test_full_passes_of_a_steady_big_graph_match_the_recorders(tmp_path, monkeyp
     assert [_pass_json(p) for p in on.passes] == [_pass_json(p) for p in off.passes]
     last = on.passes[30].graph
     assert all(e.grad is not None for e in last.edges) and last.roots[0].grad.norm == 1.0
+
+
+def test_another_threads_passes_keep_their_recorder_while_the_main_thread_is_steady():
+    import threading
+
+    def train(model, x, steps):
+        for _ in range(steps):
+            model.zero_grad()
+            model(x).sum().backward()
+
+    main, other = nn.Sequential(nn.Linear(8, 8), nn.Tanh()), nn.Sequential(nn.Linear(6, 6), nn.Sigmoid())
+    with gradscope.trace() as t:
+        train(main, torch.randn(4, 8), 20)  # steady by now
+        worker = threading.Thread(target=train, args=(other, torch.randn(4, 6), 10))
+        worker.start()
+        train(main, torch.randn(4, 8), 20)
+        worker.join()
+    assert_nothing_installed()
+    assert engine_backward() is torch.autograd.graph._engine_run_backward
+    theirs = [p for p in t.passes if p.graph.leaves[0].shape == [6]]
+    assert len(theirs) == 10 and all(p.graph.roots[0].source is not None for p in theirs)
+    assert len(t.passes) == 50 and t._tracer is None

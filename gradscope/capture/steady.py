@@ -86,7 +86,10 @@ class SteadyPasses:
     # -- deciding -------------------------------------------------------------------------
     def after_pass(self, recorder: PassRecorder | None, error: BaseException | None) -> None:
         """A pass ended (recorded with the recorder on, or steady): is the next forward
-        recorded, or steady?"""
+        recorded, or steady? (Only the tracing thread's passes count: another thread's
+        recorder stays on its own stack.)"""
+        if threading.get_ident() != self._thread:
+            return
         repeated = recorder is not None and error is None and recorder.repeated and _plain(recorder.call)
         quiet = not self._noteworthy and not self.state.nonfinite_seen
         self._noteworthy = False
@@ -96,7 +99,6 @@ class SteadyPasses:
             self._repeats >= STEADY_AFTER
             and template is not None and template.replayable
             and self.state.next_pass_index % LOOK_EVERY != 0
-            and threading.get_ident() == self._thread
             and engine_backward() is not None
         )
         if self.active and not steady_next:
