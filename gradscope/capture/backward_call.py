@@ -61,12 +61,13 @@ def _as_list(v) -> list:
     return list(v.values()) if isinstance(v, dict) else list(v)
 
 
-def _engine_signature(t_outputs, grad_tensors, keep_graph, create_graph, inputs=(), allow_unreachable=False,
-                      accumulate_grad=True):
-    """(The arguments of torch's `_engine_run_backward`, as its backward APIs pass them.)"""
+def _engine_arguments(t_outputs, grad_tensors, keep_graph, create_graph, inputs=(), allow_unreachable=False,
+                      accumulate_grad=True) -> tuple:
+    """(The arguments of torch's `_engine_run_backward`, as its backward APIs pass them:
+    Python binds them, as cheaply as a call.)"""
+    return t_outputs, grad_tensors, keep_graph, create_graph, inputs, accumulate_grad
 
 
-_ENGINE = inspect.signature(_engine_signature)
 _ACCUMULATING_APIS = ("Tensor.backward", "torch.autograd.backward")
 
 
@@ -77,22 +78,22 @@ def engine_call(t_outputs: Any, args: tuple, kwargs: dict[str, Any], api: str = 
 
     A seed torch made for a scalar's `backward()` is recorded as the recorder records an
     implicit seed (None) when it is visibly one: a one on the CPU, read without waiting."""
-    bound = _ENGINE.bind(t_outputs, *args, **kwargs).arguments
-    accumulates = bound.get("accumulate_grad", True)
+    t_outputs, grad_tensors, keep_graph, create_graph, inputs, accumulates = _engine_arguments(
+        t_outputs, *args, **kwargs)
     if not accumulates:
         api = "torch.autograd.grad"
     elif api not in _ACCUMULATING_APIS:
         api = "torch.autograd.backward"
     roots = [r for r in _as_list(t_outputs) if isinstance(r, torch.Tensor)]
-    seeds = _as_list(bound.get("grad_tensors"))
+    seeds = _as_list(grad_tensors)
     seeds = [None if _implicit_one(root, seed) else seed for root, seed in zip(roots, seeds + [None] * len(roots))]
     return BackwardCall(
         api=api,
         roots=roots,
         seeds=seeds,
-        inputs=[t for t in _as_list(bound.get("inputs")) if isinstance(t, torch.Tensor)],
-        retain_graph=bool(bound["keep_graph"]),
-        create_graph=bool(bound["create_graph"]),
+        inputs=[t for t in _as_list(inputs) if isinstance(t, torch.Tensor)],
+        retain_graph=bool(keep_graph),
+        create_graph=bool(create_graph),
     )
 
 
