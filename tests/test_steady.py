@@ -48,9 +48,27 @@ def few_full_passes(monkeypatch):
     monkeypatch.setattr(full_passes, "GRACE", 0.0)
 
 
-def _run(tmp_path, monkeypatch, steady_on: bool) -> gradscope.trace:
+# Gradient accumulation (gradients carried across passes on purpose) with a GradScaler.
+ACCUMULATING_LOOP = """\
+    import torch, torch.nn as nn
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 12), nn.GELU(), nn.Linear(12, 3))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    for step in range(80):
+        loss = nn.functional.cross_entropy(model(x), y) / 4
+        scaler.scale(loss).backward()
+        if step % 4 == 3:
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+"""
+
+
+def _run(tmp_path, monkeypatch, steady_on: bool, loop: str = LOOP) -> gradscope.trace:
     path = tmp_path / "loop.py"
-    path.write_text(textwrap.dedent(LOOP))
+    path.write_text(textwrap.dedent(loop))
     with monkeypatch.context() as m:
         if not steady_on:
             m.setattr(steady, "STEADY_AFTER", 10**9)
@@ -76,6 +94,22 @@ def test_steady_passes_record_what_the_recorder_would(tmp_path, monkeypatch):
     assert [n.name for n in last.leaves] == ["2.bias", "2.weight", "0.bias", "0.weight"]
     assert on.passes[30].graph.roots[0].seed.value == 2.0
     assert on.passes[40].api == "torch.autograd.grad" and on.passes[39].api == "Tensor.backward"
+
+
+def test_an_accumulating_scaled_loop_goes_steady_and_records_the_same(tmp_path, monkeypatch):
+    on, off = (_run(tmp_path, monkeypatch, steady_on, ACCUMULATING_LOOP) for steady_on in (True, False))
+    assert int(on.trace.meta.pop("steady_passes").split(" of ")[0]) >= 50
+    # the same but for the small values of ops other than the roots (the loss before it is
+    # scaled): steady passes do not read them
+    for p in off.passes:
+        for n in p.graph.nodes:
+            if n.kind == "op" and not n.is_root and n.value is not None and on.passes[p.index].graph.find(n.name).value is None:
+                n.value = None
+    assert [_pass_json(p) for p in on.passes] == [_pass_json(p) for p in off.passes]
+    assert [_event(e) for e in on.trace.events] == [_event(e) for e in off.trace.events]
+    # three of every four passes found the .grad the one before left (accumulation)
+    carried = [p.index for p in on.passes if p.graph.find("0.weight").grad_carried_over]
+    assert carried[:6] == [1, 2, 3, 5, 6, 7] and len(carried) == 60
 
 
 def _event(e) -> tuple:
@@ -146,7 +180,7 @@ def test_steady_run_that_raises_mid_loop_restores_everything():
 
 def test_in_place_error_in_a_steady_pass_is_reported_and_ends_steadiness():
     model = nn.Linear(8, 8)
-    x = torch.randn(4, 8)  # (outputs of over 16 elements: see test_small_op_values_keep_the_recorder)
+    x = torch.randn(4, 8)
     with gradscope.trace() as t:
         for step in range(30):
             model.zero_grad()
@@ -215,17 +249,24 @@ def test_checkpointed_graphs_never_go_steady():
     assert len(t.passes) == 20 and "steady_passes" not in t.trace.meta
 
 
-def test_small_op_values_keep_the_recorder():
-    """A graph that shows an op's value (outputs of at most `values` elements) keeps the
-    recorder on: only the recorder holds the op's output, and a steady pass would lose it."""
-    w = torch.randn(3, requires_grad=True)
+def test_small_op_values_are_read_on_the_recorders_passes_only():
+    """An op's small forward value (outputs of at most `values` elements) is read from the
+    op's output, which only the recorder holds: steady passes show the roots' values (the
+    loss) and none for other ops; the passes recorded with the recorder show them all."""
+    model, x = nn.Linear(3, 3), torch.randn(3)
     with gradscope.trace() as t:
-        for step in range(20):
-            w.grad = None
-            h = w * 2.0  # three elements: shown on each pass
-            (h.tanh().sum()).backward()
-    assert "steady_passes" not in t.trace.meta
-    assert [p.graph.find("h").value for p in t.passes[-2:]] == [pytest.approx((w * 2.0).tolist())] * 2
+        for step in range(120):
+            model.zero_grad()
+            h = model(x)  # three elements: shown on recorded passes
+            loss = h.tanh().sum()
+            loss.backward()
+    assert int(t.trace.meta["steady_passes"].split(" of ")[0]) >= 100
+    assert "small values of ops other than the roots" in t.trace.meta["steady_passes"]
+    with torch.no_grad():
+        h = model(x)
+    assert t.passes[100].graph.find("h").value == pytest.approx(h.tolist())  # the hundredth: recorded
+    assert t.passes[99].graph.find("h").value is None and t.passes[101].graph.find("h").value is None
+    assert t.passes[99].graph.find("loss").value == pytest.approx(h.tanh().sum().item())
 
 
 class Count(TorchFunctionMode):

@@ -59,10 +59,9 @@ class QuietTemplate:
         # each node's autograd class: what a steady pass, whose ops no recorder saw, is
         # compared on (see `replay`)
         self.classes: list[type] = list(map(type, fns))
-        # can a steady pass repeat it? Not when an op's value is shown (only the recorder
-        # holds the op's output) or saved-tensor hooks ran (never call such a node)
-        self.replayable = all(k in self.roots for k in self.valued) and not any(
-            type(note) is OpInfo and note.saved_hooks for note in index.notes)
+        # can a steady pass repeat it? Not when saved-tensor hooks ran (such a node is never
+        # called, and only the recorder knows)
+        self.replayable = not any(type(note) is OpInfo and note.saved_hooks for note in index.notes)
         if not _shareable(index, fns):
             self.replayable = False
             return
@@ -112,7 +111,8 @@ class QuietTemplate:
         notes say what made them. The graph repeats the template when it is wired alike
         (compared already), its nodes are of the same classes, its roots at the same
         places and its leaves the same tensors, unchanged: then it shares the template's
-        nodes and edges, as in `fill`."""
+        nodes and edges, as in `fill`. The small forward values of its ops but the roots'
+        are not read (only the recorder holds an op's output): those nodes show none."""
         if not self.replayable or len(fns) != len(self.classes) or sorted(set(roots)) != self.roots \
                 or self.generation != names.generation() or list(map(type, fns)) != self.classes \
                 or names.any_named(fns):
@@ -145,7 +145,9 @@ class QuietTemplate:
             if k not in self.roots:
                 node = nodes[k] = copy.copy(nodes[k])
                 node.value = None
-                queue_op_value(index, node, index.notes[k], fns[k], batch)
+                note = index.notes[k]
+                if note is not None:  # (None: a steady pass, see `replay`)
+                    queue_op_value(index, node, note, fns[k], batch)
         for k, description, leaf in zip(self.leaves, self.descriptions, found):
             node = nodes[k] = _leaf_from(description)
             index.leaf_tensors[node.id] = leaf

@@ -14,7 +14,8 @@ backward calls are caught where all of torch's backward APIs meet,
 name for make_fx), and each is recorded as a steady pass: its graph recognised by wiring,
 node classes and leaf tensors (repeat.py `replay`), its numbers those of any pass (the
 loss, each leaf's `.grad`, value norms when due; edge gradients when the budget records it
-in full).
+in full). Only the small forward values of ops other than the roots (the loss) are not read
+on a steady pass: the recorder alone holds an op's output.
 
 The recorder comes back, for the next forward, after a pass whose graph did not repeat
 (that one is recorded as the walk finds it, its ops named from their autograd classes: no
@@ -121,8 +122,8 @@ class SteadyPasses:
             return ""
         return (f"{self.count:,} of {passes:,} passes recorded steady, the recorder off the mode stack: each "
                 f"repeated the graph of the pass before it; what only the recorder sees (in-place edits of "
-                f"leaves and saved tensors, .data edits, the line of a failing op) was checked on the other "
-                f"passes, at least every {LOOK_EVERY}th")
+                f"leaves and saved tensors, .data edits, the line of a failing op, the small values of ops "
+                f"other than the roots) was read on the other passes, at least every {LOOK_EVERY}th")
 
     # -- stepping off and back ------------------------------------------------------------
     def stay_off(self, mode: RecordingMode) -> bool:
