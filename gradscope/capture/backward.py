@@ -346,10 +346,19 @@ class PassRecorder:
 
 
 def _ones_summary(root: torch.Tensor) -> TensorSummary:
-    """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor."""
-    shape = list(root.shape)
-    return TensorSummary(shape=shape, dtype=_dtype_name(root.dtype), device=_device_name(root.device), norm=1.0,
-                         max_abs=1.0, mean=1.0, value=_nest([1.0], shape))
+    """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor
+    (one object for every pass alike: model records are never edited)."""
+    key = (root.shape, root.dtype, root.device)
+    found = _ONES.get(key)
+    if found is None:
+        shape = list(root.shape)
+        found = _ONES[key] = TensorSummary(shape=shape, dtype=_dtype_name(root.dtype),
+                                           device=_device_name(root.device), norm=1.0, max_abs=1.0, mean=1.0,
+                                           value=_nest([1.0], shape))
+    return found
+
+
+_ONES: dict[tuple, TensorSummary] = {}  # (a loss's seed: a handful of shapes and dtypes in a process)
 
 
 def _has_grad_hooks(leaf: torch.Tensor) -> bool:
