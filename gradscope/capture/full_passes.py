@@ -43,7 +43,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-GRACE = 0.75  # CPU seconds of full recording any run gets before passes are sampled
+GRACE = 0.3  # CPU seconds of full recording any run gets before passes are sampled
 SHARE = 0.05  # after that, full passes may take this share of the run's (CPU) time
 FIRST = 10  # passes always recorded in full, whatever their cost
 FREE = 200  # full passes before they are also kept `every` passes apart
