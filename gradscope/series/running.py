@@ -16,6 +16,7 @@ its "leaf-update" are complete by then), in the order they were recorded.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..events import LeafUpdate, OptimizerStep
 from ..model import Event, Pass, single_number
@@ -23,6 +24,7 @@ from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio,
 from .envelope import CAP, GradStats, Points
 
 MOST_MOVES = 4 * CAP  # ‖Δw‖ held per leaf while it is absent from the passes
+FORGET_EVERY = 16  # passes between two clean-ups of what no later pass can use
 
 
 class _Leaf:
@@ -34,8 +36,8 @@ class _Leaf:
         self.grad, self.value, self.ratio = Points(), Points(), Points()
         self.stats = GradStats()
         self.updates = self.nonfinite = self.values_finite = 0
-        # its previous pass: (index, node id, values, value norm)
-        self.last: tuple[int, str, list[float] | None, float | None] | None = None
+        # its previous pass: (index, node id, value as recorded, value norm)
+        self.last: tuple[int, str, Any, float | None] | None = None
 
 
 class RunningSeries:
@@ -77,14 +79,17 @@ class RunningSeries:
             points, finite = self._losses.setdefault(n.label, (Points(), [0]))
             points.add(p.index, float(value))
             finite[0] += math.isfinite(value)
-        self._forget(p.index)
+        if not self.passes % FORGET_EVERY:
+            self._forget(p.index)
 
     def _add_leaf(self, index: int, n) -> None:
         s = self._leaves.get(n.name)
         if s is None:
             s = self._leaves[n.name] = _Leaf(n.name, module_of(n), n.shape, n.is_parameter)
-        values = _flat(n.value)
-        norm = n.value_norm if n.value_norm is not None else _norm(values) if values is not None else None
+        # (a leaf's values are flattened only when they are needed: no norm, or a ratio from them)
+        norm = n.value_norm
+        if norm is None and (values := _flat(n.value)) is not None:
+            norm = _norm(values)
         grad = _grad_norm(n)
         s.grad.add(index, grad)
         s.stats.add(grad)
@@ -103,12 +108,12 @@ class RunningSeries:
                         s.ratio.add(index, m / before[3])
             if before[1] in self._updated.get(before[0], ()):
                 s.updates += 1
-                ratio = None if moved else _ratio(before[2], values)
+                ratio = None if moved else _ratio(_flat(before[2]), _flat(n.value))
                 if ratio is not None:
                     s.ratio.add(index, ratio)
-        if moves:
+        if moves and moves[0][0] <= index:
             self._moves[n.name] = [(k, m) for k, m in moves if k > index]
-        s.last = (index, n.id, values, norm)
+        s.last = (index, n.id, n.value, norm)
 
     def _apply_events(self, upto: int | None) -> None:
         """Apply, in order, the held events numbered up to pass `upto` (None: all)."""
