@@ -29,7 +29,7 @@ from ..model import Event, Pass, Trace
 # events every training step has: they single no pass out
 ROUTINE_EVENTS = frozenset({"optimizer-step", "leaf-update"})
 HELD_KEY = "in_memory"  # meta: the passes a run held in memory, when its file has them all
-THIN_EVENTS_EVERY = 256  # routine events recorded between two thinnings of the event list
+THIN_EVENTS_EVERY = 1024  # routine events recorded between two thinnings of the event list
 
 
 def thin(trace: Trace, keep: int, seen: int | None = None, stride: int = 1,
@@ -164,7 +164,11 @@ class RunningKeep:
         """An error, a non-finite gradient, or an event of its own (not a routine one)."""
         if p.error is not None or p.index in self._with_events:
             return True
-        return any(n.grad_after is not None and not n.grad_after.finite for n in p.graph.leaves)
+        for n in p.graph.nodes:  # (not `Graph.leaves`: a list made on each call)
+            g = n.grad_after
+            if g is not None and not g.finite and n.kind == "leaf":
+                return True
+        return False
 
     def finish(self) -> None:
         """Thin what is left to about `keep` passes and state the sampling."""
