@@ -127,9 +127,16 @@ class RunningKeep:
         self._routine = 0
         held = {p.index for p in self.trace.passes}
         until = self._last_seen
-        self.trace.events[:] = [e for e in self.trace.events
-                                if e.kind not in ROUTINE_EVENTS or e.pass_index is None or e.pass_index >= until
-                                or e.pass_index in held or e.pass_index - 1 in held]
+        events = self.trace.events
+        kept = [k for k, e in enumerate(events)
+                if e.kind not in ROUTINE_EVENTS or e.pass_index is None or e.pass_index >= until
+                or e.pass_index in held or e.pass_index - 1 in held]
+        events[:] = [events[k] for k in kept]
+        pointed = [d for d in self.trace.diagnostics if d.event_index is not None]
+        if pointed:  # (found before the last thinning: their events' places move)
+            place = {k: new for new, k in enumerate(kept)}
+            for d in pointed:
+                d.event_index = place.get(d.event_index)  # type: ignore[arg-type]
 
     def add(self, p: Pass) -> None:
         self.seen += 1
