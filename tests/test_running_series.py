@@ -195,3 +195,34 @@ def test_gradscope_trace_writes_every_pass_and_charts_them_all_from_a_sample_in_
     drawn = re.search(r'data-param="0.weight".*?data-series="grad" data-min="([^"]*)" data-max="([^"]*)"',
                       section, flags=re.S)
     assert (float(drawn.group(1)), float(drawn.group(2))) == (min(grad0), max(grad0))
+
+
+def test_a_held_run_saves_diagnostics_pointing_at_the_files_own_events(tmp_path):
+    """A diagnostic that points at an event (its graph) still points at it in trace.json,
+    though memory let go of the routine events before it."""
+    torch.manual_seed(0)
+    w = torch.ones(3, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=0.01)
+    with gradscope.trace(stream=tmp_path / "stream.json", _hold=8) as t:
+        for step in range(1200):
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+            if step == 1100:
+                pending = (w * 2).sum()  # a graph that read w: the event holds it
+                try:
+                    w.add_(1)  # a leaf that requires grad, edited in place: refused
+                except RuntimeError:
+                    pass
+                del pending
+    [held] = [d for d in t.trace.diagnostics if d.code == "leaf-inplace"]
+    assert held.event_index is not None and t.trace.events[held.event_index].kind == "leaf-inplace-error"
+    assert len(t.trace.events) < 1200  # routine events let go with their passes
+    t.trace.save(tmp_path / "trace.json")
+    loaded = gradscope.load(tmp_path / "trace.json")
+    assert len(loaded.passes) == 1200 and sum(e.kind == "optimizer-step" for e in loaded.events) == 1200
+    [saved] = [d for d in loaded.diagnostics if d.code == "leaf-inplace"]
+    event = loaded.events[saved.event_index]
+    assert event.kind == "leaf-inplace-error" and event.graph is not None
+    assert saved.event_index > held.event_index  # the file's number, not memory's
+    assert event.pass_index == 1101

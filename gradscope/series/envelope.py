@@ -32,10 +32,12 @@ class Points:
     `CHUNK`), so that adding one costs two appends: while exact, the buffer is the series.
     """
 
-    __slots__ = ("cap", "count", "xs", "ys", "width", "cols", "limit", "folded")
+    __slots__ = ("cap", "count", "xs", "ys", "width", "cols", "limit", "folded", "stats", "finite_folded")
 
-    def __init__(self, cap: int = CAP) -> None:
+    def __init__(self, cap: int = CAP, stats: GradStats | None = None) -> None:
         self.cap = cap
+        self.stats = stats  # told of the points as they are folded (`grad_stats`)
+        self.finite_folded = 0  # finite points folded into buckets
         self.count = 0  # points added, missing ones included
         self.xs: list[float] = []  # the points not folded into buckets yet (all, while exact)
         self.ys: list[float | None] = []
@@ -64,6 +66,8 @@ class Points:
             self.cols = tuple(array("d") for _ in range(8))
             self.width = 4
         xs, ys = self.xs, self.ys
+        if self.stats is not None:
+            self.stats.add_many(ys)
         start = 0
         while start < len(xs):
             room = self.width - self.folded
@@ -88,6 +92,7 @@ class Points:
                 x0, x1, lo, xlo, hi, xhi, bad, xbad = cols
         x1[-1] = xs[-1]
         finite = [y for y in ys if y is not None and y - y == 0]  # (NaN and ±Inf give NaN)
+        self.finite_folded += len(finite)
         if finite:
             least, most = min(finite), max(finite)
             if not lo[-1] <= least:  # (NaN: none yet)
@@ -146,6 +151,18 @@ class Points:
                 ys.append(found[x])
         return xs + self.xs, ys + self.ys
 
+    def finite(self) -> int:
+        """How many points held a finite y."""
+        return self.finite_folded + sum(1 for y in self.ys if y is not None and y - y == 0)
+
+    def grad_stats(self) -> GradStats | None:
+        """The `GradStats` of every point (the buffered ones too); None without one."""
+        if self.stats is None:
+            return None
+        whole = self.stats.copy()
+        whole.add_many(self.ys)
+        return whole
+
     def buckets(self) -> int:
         """How many buckets are held (0 while exact)."""
         return len(self.cols[0]) if self.cols is not None else 0
@@ -167,22 +184,37 @@ class GradStats:
         self.bins: dict[int, int] = {}  # log2-spaced bins of the positive finite norms
 
     def add(self, g: float | None) -> None:
-        if g is None:
-            return
-        self.with_grad += 1
-        if not math.isfinite(g):
-            self.nonfinite += 1
-            return
-        if self.first is None:
-            self.first = g
-        self.last = g
-        self.lo = g if self.lo is None or g < self.lo else self.lo
-        self.hi = g if self.hi is None or g > self.hi else self.hi
-        if g > 0:
-            k = math.floor(math.log2(g) * BINS_PER_OCTAVE)
-            self.bins[k] = self.bins.get(k, 0) + 1
-        else:
-            self.zeros += 1
+        self.add_many([g])
+
+    def add_many(self, gs: list[float | None]) -> None:
+        """Norms in order (None: no gradient)."""
+        bins, log2, floor = self.bins, math.log2, math.floor
+        for g in gs:
+            if g is None:
+                continue
+            self.with_grad += 1
+            if not g - g == 0:  # NaN or ±Inf
+                self.nonfinite += 1
+                continue
+            if self.first is None:
+                self.first = g
+            self.last = g
+            if self.lo is None or g < self.lo:
+                self.lo = g
+            if self.hi is None or g > self.hi:
+                self.hi = g
+            if g > 0:
+                k = floor(log2(g) * BINS_PER_OCTAVE)
+                bins[k] = bins.get(k, 0) + 1
+            else:
+                self.zeros += 1
+
+    def copy(self) -> GradStats:
+        other = GradStats()
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.bins = dict(self.bins)
+        return other
 
     def median(self, positive: bool) -> float | None:
         """The median of the finite norms (`positive`: of those above 0), from the bins."""

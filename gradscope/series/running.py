@@ -16,6 +16,7 @@ its "leaf-update" are complete by then), in the order they were recorded.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..events import LeafUpdate, OptimizerStep
 from ..model import Event, Pass, single_number
@@ -23,19 +24,19 @@ from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio,
 from .envelope import CAP, GradStats, Points
 
 MOST_MOVES = 4 * CAP  # ‖Δw‖ held per leaf while it is absent from the passes
+FORGET_EVERY = 16  # passes between two clean-ups of what no later pass can use
 
 
 class _Leaf:
-    __slots__ = ("name", "module", "shape", "is_parameter", "grad", "value", "ratio", "stats",
-                 "updates", "nonfinite", "values_finite", "last")
+    __slots__ = ("name", "module", "shape", "is_parameter", "grad", "value", "ratio", "updates", "nonfinite",
+                 "last")
 
     def __init__(self, name: str, module: str, shape: list[int] | None, is_parameter: bool) -> None:
         self.name, self.module, self.shape, self.is_parameter = name, module, shape, is_parameter
-        self.grad, self.value, self.ratio = Points(), Points(), Points()
-        self.stats = GradStats()
-        self.updates = self.nonfinite = self.values_finite = 0
-        # its previous pass: (index, node id, values, value norm)
-        self.last: tuple[int, str, list[float] | None, float | None] | None = None
+        self.grad, self.value, self.ratio = Points(stats=GradStats()), Points(), Points()
+        self.updates = self.nonfinite = 0
+        # its previous pass: (index, node id, value as recorded, value norm)
+        self.last: tuple[int, str, Any, float | None] | None = None
 
 
 class RunningSeries:
@@ -43,7 +44,7 @@ class RunningSeries:
 
     def __init__(self) -> None:
         self._leaves: dict[str, _Leaf] = {}
-        self._losses: dict[str, tuple[Points, list[int]]] = {}  # name -> values, [finite count]
+        self._losses: dict[str, Points] = {}  # a scalar root's name -> its values
         self._pending: list[Event] = []  # events whose pass has not come yet
         self._moves: dict[str, list[tuple[int, float]]] = {}  # leaf name -> (pass index, ‖Δw‖)
         self._updated: dict[int, set[str]] = {}  # pass index -> node ids updated after it
@@ -65,32 +66,33 @@ class RunningSeries:
         self._first = p.index if self._first is None else self._first
         self._last = p.index
         seen: set[str] = set()
-        for n in p.graph.leaves:
-            if not n.name or n.name in seen:  # a name twice in one pass: the first one stands
-                continue
-            seen.add(n.name)
-            self._add_leaf(p.index, n)
-        for n in p.graph.roots:
-            value = single_number(n.value)
-            if n.kind != "op" or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            points, finite = self._losses.setdefault(n.label, (Points(), [0]))
-            points.add(p.index, float(value))
-            finite[0] += math.isfinite(value)
-        self._forget(p.index)
+        for n in p.graph.nodes:  # (leaves and roots in one walk: `Graph.leaves` is a scan)
+            if n.kind == "leaf":
+                if n.name and n.name not in seen:  # a name twice in one pass: the first one stands
+                    seen.add(n.name)
+                    self._add_leaf(p.index, n)
+            elif n.is_root and n.kind == "op":
+                value = single_number(n.value)
+                if not isinstance(value, bool) and isinstance(value, (int, float)):
+                    points = self._losses.get(n.label)
+                    if points is None:
+                        points = self._losses[n.label] = Points()
+                    points.add(p.index, float(value))
+        if not self.passes % FORGET_EVERY:
+            self._forget(p.index)
 
     def _add_leaf(self, index: int, n) -> None:
         s = self._leaves.get(n.name)
         if s is None:
             s = self._leaves[n.name] = _Leaf(n.name, module_of(n), n.shape, n.is_parameter)
-        values = _flat(n.value)
-        norm = n.value_norm if n.value_norm is not None else _norm(values) if values is not None else None
+        # (a leaf's values are flattened only when they are needed: no norm, or a ratio from them)
+        norm = n.value_norm
+        if norm is None and (values := _flat(n.value)) is not None:
+            norm = _norm(values)
         grad = _grad_norm(n)
         s.grad.add(index, grad)
-        s.stats.add(grad)
         s.value.add(index, norm)
-        s.values_finite += norm is not None and math.isfinite(norm)
-        if grad is not None and not math.isfinite(grad):
+        if grad is not None and not grad - grad == 0:  # NaN or ±Inf
             s.nonfinite += 1
         before = s.last
         moves = self._moves.get(n.name)
@@ -103,12 +105,12 @@ class RunningSeries:
                         s.ratio.add(index, m / before[3])
             if before[1] in self._updated.get(before[0], ()):
                 s.updates += 1
-                ratio = None if moved else _ratio(before[2], values)
+                ratio = None if moved else _ratio(_flat(before[2]), _flat(n.value))
                 if ratio is not None:
                     s.ratio.add(index, ratio)
-        if moves:
+        if moves and moves[0][0] <= index:
             self._moves[n.name] = [(k, m) for k, m in moves if k > index]
-        s.last = (index, n.id, values, norm)
+        s.last = (index, n.id, n.value, norm)
 
     def _apply_events(self, upto: int | None) -> None:
         """Apply, in order, the held events numbered up to pass `upto` (None: all)."""
@@ -171,7 +173,9 @@ class RunningSeries:
             ratio_xs, ratios = s.ratio.points()
             series.update_ratio = [(int(x), y) for x, y in zip(ratio_xs, ratios) if y is not None]
             if not (s.grad.exact and s.value.exact and s.ratio.exact):
-                series.thinned = Thinned(s.grad.count, s.stats, [int(x) for x in value_xs], s.values_finite,
+                stats = s.grad.grad_stats()
+                assert stats is not None
+                series.thinned = Thinned(s.grad.count, stats, [int(x) for x in value_xs], s.value.finite(),
                                          s.ratio.count)
             out.append(series)
         return flagged(out, any_update=self._any_update)
@@ -179,10 +183,10 @@ class RunningSeries:
     def loss_series(self) -> list[LossSeries]:
         """`series.loss_series` of every pass seen."""
         out = []
-        for name, (points, finite) in self._losses.items():
+        for name, points in self._losses.items():
             xs, ys = points.points()
             s = LossSeries(name, [int(x) for x in xs], [y for y in ys if y is not None])
             if not points.exact:
-                s.counts = (finite[0], points.count)
+                s.counts = (points.finite(), points.count)
             out.append(s)
         return out

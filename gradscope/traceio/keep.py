@@ -29,7 +29,7 @@ from ..model import Event, Pass, Trace
 # events every training step has: they single no pass out
 ROUTINE_EVENTS = frozenset({"optimizer-step", "leaf-update"})
 HELD_KEY = "in_memory"  # meta: the passes a run held in memory, when its file has them all
-THIN_EVENTS_EVERY = 256  # routine events recorded between two thinnings of the event list
+THIN_EVENTS_EVERY = 1024  # routine events recorded between two thinnings of the event list
 
 
 def thin(trace: Trace, keep: int, seen: int | None = None, stride: int = 1,
@@ -127,9 +127,16 @@ class RunningKeep:
         self._routine = 0
         held = {p.index for p in self.trace.passes}
         until = self._last_seen
-        self.trace.events[:] = [e for e in self.trace.events
-                                if e.kind not in ROUTINE_EVENTS or e.pass_index is None or e.pass_index >= until
-                                or e.pass_index in held or e.pass_index - 1 in held]
+        events = self.trace.events
+        kept = [k for k, e in enumerate(events)
+                if e.kind not in ROUTINE_EVENTS or e.pass_index is None or e.pass_index >= until
+                or e.pass_index in held or e.pass_index - 1 in held]
+        events[:] = [events[k] for k in kept]
+        pointed = [d for d in self.trace.diagnostics if d.event_index is not None]
+        if pointed:  # (found before the last thinning: their events' places move)
+            place = {k: new for new, k in enumerate(kept)}
+            for d in pointed:
+                d.event_index = place.get(d.event_index)  # type: ignore[arg-type]
 
     def add(self, p: Pass) -> None:
         self.seen += 1
@@ -164,7 +171,11 @@ class RunningKeep:
         """An error, a non-finite gradient, or an event of its own (not a routine one)."""
         if p.error is not None or p.index in self._with_events:
             return True
-        return any(n.grad_after is not None and not n.grad_after.finite for n in p.graph.leaves)
+        for n in p.graph.nodes:  # (not `Graph.leaves`: a list made on each call)
+            g = n.grad_after
+            if g is not None and not g.finite and n.kind == "leaf":
+                return True
+        return False
 
     def finish(self) -> None:
         """Thin what is left to about `keep` passes and state the sampling."""

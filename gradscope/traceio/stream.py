@@ -89,10 +89,12 @@ class StreamWriter:
         """The queued events to write now, in order: up to the first routine one numbered
         after the last pass written (capture may still add to it), or all."""
         queue, upto = self._queue, len(self._queue)
+        if not queue:
+            return []
         if not everything:
             upto = next((k for k, e in enumerate(queue) if e.kind in ROUTINE_EVENTS and e.pass_index is not None
                          and e.pass_index > self._last_pass), upto)
-        due, self._queue = queue[:upto], queue[upto:]
+        due, self._queue = (queue, []) if upto == len(queue) else (queue[:upto], queue[upto:])
         numbers = self._numbers
         for e in due:
             if self.holds:  # (only a writer that holds saves events from its numbers)
