@@ -133,6 +133,8 @@ class trace:
                  tb: TracebackType | None) -> Literal[False]:
         tracer, self._tracer = self._tracer, None
         if tracer is not None:
+            if exc is not None:
+                tracer.uncaught(exc)
             tracer.stop()
             if how := tracer.full_passes.describe():
                 self.trace.meta["full_passes"] = how
@@ -148,6 +150,11 @@ class trace:
             if self.save_path is not None:
                 self._save_on_exit(exc)
         return False
+
+    def _script_failed(self, exc: BaseException) -> None:
+        """(`gradscope trace`: the script raised `exc`, caught by the runner inside the block.)"""
+        if self._tracer is not None:
+            self._tracer.uncaught(exc)
 
     def _rank_stream_path(self) -> Path | None:
         """Under a distributed launch, `save=` streams into this rank's own folder (where

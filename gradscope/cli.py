@@ -276,6 +276,8 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
                              _hold=HOLD_PASSES) as recorder, \
                 output_folder_env(out_dir):
             outcome = runner.run(target)
+            if outcome.exception is not None:
+                recorder._script_failed(outcome.exception)
         if os.getpid() != pid:  # a child the script forked came back here: the parent writes
             sys.exit(outcome.exit_code)
 

@@ -43,6 +43,7 @@ class Outcome:
     exit_code: int = 0
     traceback: str = ""  # empty when the script ended normally, by sys.exit(int), or its excepthook showed it
     interrupted: bool = False  # KeyboardInterrupt or SIGTERM
+    exception: BaseException | None = None  # what the script raised, if it raised
 
 
 @dataclass
@@ -132,6 +133,7 @@ def run(target: Target) -> Outcome:
             outcome, exc = _run_caught(target)
             flush_stdout()
             if exc is not None:
+                outcome.exception = exc
                 outcome.traceback = show_exception(exc, sys.excepthook, saved[2])
             elif outcome.traceback:  # sys.exit("message")
                 write_stderr(outcome.traceback)

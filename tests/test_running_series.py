@@ -19,6 +19,7 @@ from test_charts import LAYERS, Deep
 from test_report_browser import chromium, console_errors
 
 import gradscope
+from gradscope.capture import steady
 from gradscope.cli import HOLD_PASSES
 from gradscope.render.charts import envelope
 from gradscope.render.stats import parameter_stats
@@ -197,9 +198,11 @@ def test_gradscope_trace_writes_every_pass_and_charts_them_all_from_a_sample_in_
     assert (float(drawn.group(1)), float(drawn.group(2))) == (min(grad0), max(grad0))
 
 
-def test_a_held_run_saves_diagnostics_pointing_at_the_files_own_events(tmp_path):
+def test_a_held_run_saves_diagnostics_pointing_at_the_files_own_events(tmp_path, monkeypatch):
     """A diagnostic that points at an event (its graph) still points at it in trace.json,
     though memory let go of the routine events before it."""
+    # (the recorder stays on: the refused in-place edit is what only the recorder sees)
+    monkeypatch.setattr(steady, "STEADY_AFTER", 10**9)
     torch.manual_seed(0)
     w = torch.ones(3, requires_grad=True)
     opt = torch.optim.SGD([w], lr=0.01)

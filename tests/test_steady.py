@@ -406,3 +406,42 @@ def test_another_threads_passes_keep_their_recorder_while_the_main_thread_is_ste
     theirs = [p for p in t.passes if p.graph.leaves[0].shape == [6]]
     assert len(theirs) == 10 and all(p.graph.roots[0].source is not None for p in theirs)
     assert len(t.passes) == 50 and t._tracer is None
+
+
+def test_a_leaf_edit_refused_while_steady_is_still_diagnosed_at_its_line():
+    """PyTorch refuses an in-place edit of a leaf that requires grad; with the recorder off
+    the stack, the error that ends the block is reported from its traceback instead."""
+    model = nn.Linear(8, 8)
+    x = torch.randn(4, 8)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        with gradscope.trace() as t:
+            for step in range(40):
+                model(x).sum().backward()
+                if step == 30:
+                    model.weight.add_(1)  # refused by PyTorch
+    line = test_a_leaf_edit_refused_while_steady_is_still_diagnosed_at_its_line.__code__.co_firstlineno + 10
+    assert "steady" in t.trace.meta["steady_passes"]
+    [found] = [d for d in t.trace.diagnostics if d.code == "leaf-inplace"]
+    assert found.title == "In-place add_ on `model.weight`, a leaf that requires grad"
+    assert found.sources[0].line == line and found.sources[0].code == "model.weight.add_(1)  # refused by PyTorch"
+
+
+def test_gradscope_trace_diagnoses_a_leaf_edit_that_ends_a_steady_script(tmp_path, gradscope_cmd):
+    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+        import torch
+        from torch import nn
+        model = nn.Linear(8, 8)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        x = torch.randn(16, 8)
+        for step in range(600):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+            if step == 550:
+                model.weight.add_(1)
+        """))
+    r = gradscope_cmd("trace", "-o", "out", "train.py")
+    assert r.returncode == 1 and "RuntimeError: a leaf Variable that requires grad" in r.stderr
+    assert "leaf-inplace In-place add_ on `model.weight`, a leaf that requires grad  train.py:11" in r.stderr
+    saved = gradscope.load(tmp_path / "out" / "trace.json")
+    assert len(saved.passes) == 551 and "steady" in saved.meta["steady_passes"]

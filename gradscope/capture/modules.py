@@ -54,6 +54,7 @@ class ModuleTracker:
         # called at the next module call when set (the tracer, after an optimizer step raised)
         self.on_enter: Callable[[], None] | None = None
         self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
+        self.log_calls = True  # (off while the recorder is off the stack: steady.py)
 
     def here(self) -> ModuleStack:
         """The running modules of the calling thread."""
@@ -115,7 +116,8 @@ class ModuleTracker:
         here.current = path or None
         here.ran[id(module)] = module
         here.call_stack.append(here.call)
-        here.call = self.calls.enter(module, path, here.call)
+        # (steady passes: no op is tagged with its call, so none is logged: steady.py)
+        here.call = self.calls.enter(module, path, here.call) if self.log_calls else 0
         return None
 
     def _exit(self, module: torch.nn.Module, args, output) -> None:

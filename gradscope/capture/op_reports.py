@@ -8,6 +8,7 @@ stood), the `.grad` of a non-leaf read ("nonleaf-grad-read": it is None).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from ._torch import base_of
 from .graph_snapshots import graph_as_it_stands
 from .names import leaf_names_changed, node_name
 from .recorder import OpInfo, assigned_name
-from .source import assignment_target, user_source
+from .source import assignment_target, user_source, user_source_of
 from .state import TraceState
 
 log = logging.getLogger("gradscope")
@@ -58,6 +59,24 @@ class OpReports:
         except Exception:
             log.debug("gradscope: recording an op error failed", exc_info=True)
 
+    def on_uncaught(self, exc: BaseException) -> None:
+        """The traced code ended with `exc`. A leaf edited in place that the recorder did not
+        see refuse (it was off the stack: steady.py) is reported from the traceback: its
+        line, and the leaf and op as that line writes them."""
+        try:
+            if not isinstance(exc, RuntimeError) or not leaf_inplace(str(exc)):
+                return
+            message = str(exc).splitlines()[0]
+            if any(isinstance(e.data, LeafInplaceError) for e in self.state.trace.events[-16:]):
+                return  # (the recorder saw it raise)
+            source = user_source_of(exc.__traceback__)
+            written = _INPLACE_CALL.search(source.code) if source is not None else None
+            self.state.emit(LeafInplaceError(op=written.group(2) if written else "",
+                                             leaf=written.group(1) if written else "", message=message),
+                            source=source)
+        except Exception:
+            log.debug("gradscope: reporting an uncaught error failed", exc_info=True)
+
     def on_grad_read(self, func, args: tuple, kwargs: dict) -> Any:
         result = func(*args, **kwargs)
         t = args[0] if args else None
@@ -71,6 +90,10 @@ class OpReports:
                 defined_at=cast(SourceDict, asdict(info.source)) if info is not None and info.source is not None else None,
             ))
         return result
+
+
+# `model.weight.add_(1)`: the tensor as the line names it, and the in-place method
+_INPLACE_CALL = re.compile(r"([A-Za-z_][\w.]*)\.([a-z]\w*_)\(")
 
 
 def _modified_leaf(tensors: list[torch.Tensor]) -> torch.Tensor:

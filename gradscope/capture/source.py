@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import sysconfig
-from types import CodeType, FrameType
+from types import CodeType, FrameType, TracebackType
 
 import torch
 
@@ -95,6 +95,22 @@ def user_frame(depth: int = 1) -> FrameType | None:
             else:
                 user_codes.add(key)
     return library
+
+
+def user_source_of(tb: TracebackType | None) -> Source | None:
+    """The line of a traceback's innermost frame outside torch, gradscope and installed
+    libraries (else outside torch and gradscope), or None."""
+    user = library = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not _is_internal(code.co_filename):
+            if _is_library(code.co_filename):
+                library = (code, tb.tb_lineno)
+            else:
+                user = (code, tb.tb_lineno)
+        tb = tb.tb_next
+    found = user or library
+    return None if found is None else source_at(*found)
 
 
 def source_of(frame: FrameType | None) -> Source | None:

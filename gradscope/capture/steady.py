@@ -159,6 +159,7 @@ class SteadyPasses:
         self._depth = function_mode_depth()  # (the stack as the recorder left it)
         self._original = engine_backward()
         set_engine_backward(self._engine_backward)
+        self.state.modules.log_calls = False  # (no op is tagged with a module call meanwhile)
 
     def step_back(self) -> None:
         """Put the recorder back on the stack and let backward calls reach it again.
@@ -193,6 +194,7 @@ class SteadyPasses:
 
     def _stop_catching(self) -> None:
         self.active = self._back_wanted = False
+        self.state.modules.log_calls = True
         if engine_backward() == self._engine_backward and self._original is not None:
             set_engine_backward(self._original)
         self._original = self._mode = None

@@ -69,7 +69,7 @@ class Tracer:
         self.steps = OptimizerSteps(state, self.checks.on_optimizer_step,  # the recorder steps aside
                                     stay_off=self.steady.stay_off)
         self.updates = UpdateNorms(state)  # ‖Δw‖ of each step, in its event
-        reports = OpReports(state)
+        reports = self._reports = OpReports(state)
         self._listeners = OpListeners(reports.on_new_leaf, self.checks.on_inplace, reports.on_op_error,
                                       self.checks.on_no_grad_output)
         # calls the recorder hands over instead of recording as ops
@@ -169,6 +169,10 @@ class Tracer:
         self.steps.install()
         self.updates.install()
         self.state.emit(NestedTrace(passes=len(inner.trace.passes)), source=self._paused_at)
+
+    def uncaught(self, exc: BaseException) -> None:
+        """The traced code ended with `exc`: report what the recorder did not see it raise."""
+        self._reports.on_uncaught(exc)
 
     @property
     def next_pass_index(self) -> int:
