@@ -229,3 +229,18 @@ def test_a_held_run_saves_diagnostics_pointing_at_the_files_own_events(tmp_path,
     assert event.kind == "leaf-inplace-error" and event.graph is not None
     assert saved.event_index > held.event_index  # the file's number, not memory's
     assert event.pass_index == 1101
+
+
+def test_a_held_run_whose_stream_is_gone_saves_its_sample_and_says_so(tmp_path):
+    w = torch.ones(3, requires_grad=True)
+    stream = tmp_path / "stream.json"
+    with gradscope.trace(stream=stream, _hold=8) as t:
+        for _ in range(300):
+            w.grad = None
+            (w * w).sum().backward()
+    assert "in_memory" in t.trace.meta
+    stream.write_text(stream.read_text()[:200])  # (a disk that lost it)
+    saved = gradscope.load(t.trace.save(tmp_path / "trace.json"))
+    assert len(saved.passes) == len(t.passes) < 300 and "in_memory" not in saved.meta
+    assert saved.meta["sampling"] == (f"only the {len(t.passes)} passes held in memory were saved, of the "
+                                      "run's 300: its stream could not be read back")

@@ -18,6 +18,7 @@ from ..model import FORMAT, Trace, TraceFormatError
 from . import v2, v2_read
 from .decode import Malformed, check_trace, decode, malformed
 from .jsonio import dumps, write_atomically
+from .keep import HELD_KEY
 
 VERSION = v2.VERSION
 HEADER = {"format": FORMAT, "version": VERSION}
@@ -36,7 +37,16 @@ def save(trace: Trace, path: str | Path) -> Path:
 
     path = Path(path)
     text = assembled(trace, HEADER)
-    write_atomically(path, text if text is not None else dumps(to_dict(trace)))
+    if text is None:
+        data = to_dict(trace)
+        if HELD_KEY in data["meta"]:  # a held run whose stream failed: the file is the sample
+            meta = data["meta"] = dict(data["meta"])
+            del meta[HELD_KEY]  # (it says the file has every pass)
+            meta["sampling"] = (f"only the {len(trace.passes):,} passes held in memory were saved, of the run's "
+                                f"{trace.passes[-1].index + 1 if trace.passes else 0:,}: its stream could not be "
+                                f"read back")
+        text = dumps(data)
+    write_atomically(path, text)
     return path
 
 
