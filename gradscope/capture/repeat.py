@@ -100,11 +100,7 @@ class QuietTemplate:
                     return False
             elif type(note) is not OpInfo or _op_key(note, first) != keys[k]:
                 return False
-        found = self._same_leaves(fns)
-        if found is None:
-            return False
-        self._share(index, fns, found, batch, max_values)
-        return True
+        return self._share_if_same_leaves(index, fns, batch, max_values)
 
     def replay(self, index: "GraphIndex", fns: list, roots: list[int], batch: "PendingBatch",
                max_values: int) -> bool:
@@ -118,14 +114,11 @@ class QuietTemplate:
                 or self.generation != names.generation() or list(map(type, fns)) != self.classes \
                 or names.any_named(fns):
             return False
-        found = self._same_leaves(fns)
-        if found is None:
-            return False
-        self._share(index, fns, found, batch, max_values)
-        return True
+        return self._share_if_same_leaves(index, fns, batch, max_values)
 
-    def _same_leaves(self, fns: list) -> list | None:
-        """The pass's leaf tensors, when they are the template's, unchanged; else None."""
+    def _share_if_same_leaves(self, index: "GraphIndex", fns: list, batch: "PendingBatch", max_values: int) -> bool:
+        """Share the template with `index` when the pass's leaves are the template's tensors,
+        unchanged (the rest compared already)."""
         found = []
         keys = self.keys
         for k in self.leaves:
@@ -133,9 +126,10 @@ class QuietTemplate:
             ref, shape, dtype, device, requires_grad = keys[k]
             if leaf is None or not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype
                                     and leaf.device == device and leaf.requires_grad == requires_grad):
-                return None
+                return False
             found.append(leaf)
-        return found
+        self._share(index, fns, found, batch, max_values)
+        return True
 
     def _share(self, index: "GraphIndex", fns: list, found: list, batch: "PendingBatch", max_values: int) -> None:
         """The graph repeats: share the op nodes and edges, make the roots and leaves anew."""
