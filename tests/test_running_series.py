@@ -179,6 +179,8 @@ def test_gradscope_trace_writes_every_pass_and_charts_them_all_from_a_sample_in_
     dom = out.stdout
     held_text = re.search(rf"<th>{HELD_KEY}</th><td>([^<]*)</td>", dom).group(1)
     held = int(re.search(r"drawn from (\d+) of", held_text).group(1))
+    # the header counts the run's passes, and says how many the pictures come from
+    assert f'<p class="gs-summary">{steps} passes · 1 distinct graph, {held} held for the pictures' in dom
     assert held <= HOLD_PASSES + 2 and f"of {steps:,} passes held in memory" in held_text
     # (while it runs: 2 × the bound, and the few let go that wait to be dropped together)
     assert int(re.search(r"at most (\d+) at once", held_text).group(1)) <= 2 * HOLD_PASSES + HOLD_PASSES // 8 + 2

@@ -34,6 +34,7 @@ from .select import (
     graphs_text,
     pass_dot,
     pass_title,
+    run_passes,
     svg_name,
     torch_error,
 )
@@ -143,9 +144,10 @@ def _header(trace: Trace, groups: list[GraphGroup]) -> str:
     found = ", ".join(f"{n} {fmt.esc(sev)}{'s' if n != 1 else ''}" for sev, n in counts.items()) or "no diagnostics"
     meta = "".join(f"<tr><th>{fmt.esc(k)}</th><td>{fmt.esc(_meta_value(v), 300)}</td></tr>"
                    for k, v in trace.meta.items())
+    run, held = run_passes(trace)
     return (f"<header><h1>{fmt.esc(_title(trace))}</h1>"
-            f'<p class="gs-summary">{len(trace.passes)} pass{"es" if len(trace.passes) != 1 else ""} · '
-            f"{fmt.esc(graphs_text(groups))} · {found}</p>"
+            f'<p class="gs-summary">{run} pass{"es" if run != 1 else ""} · '
+            f"{fmt.esc(graphs_text(groups) + held)} · {found}</p>"
             + (f'<table class="gs-meta">{meta}</table>' if meta else "") + "</header>")
 
 

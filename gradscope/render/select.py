@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 from ..model import Diagnostic, Event, Pass, Trace
+from ..series import span
 from .dot import diagnostics_for, graph_to_dot
 from .loops import family_key, main_count
 from .memo import Memo
@@ -168,3 +169,11 @@ def event_dot(trace: Trace, event_index: int) -> str:
     diagnostics = [d for d in trace.diagnostics if d.event_index == event_index]
     return graph_to_dot(e.graph, diagnostics, title=event_title(e), graph_id=f"e{event_index}",
                         requires_grad=e.kind == REQUIRES_GRAD_READ)
+
+
+def run_passes(trace: Trace) -> tuple[int, str]:
+    """How many passes the run had, and for a run that held only a sample of them in
+    memory (`gradscope trace`) what the pictures are drawn from: ", 180 held for the
+    pictures" (else "")."""
+    run = (span(trace) or (len(trace.passes),))[0]
+    return run, f", {len(trace.passes):,} held for the pictures" if run != len(trace.passes) else ""

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..model import Trace
-from ..series import span
 from .fmt import lines_of
-from .select import family_text, graph_groups, graphs_text
+from .select import family_text, graph_groups, graphs_text, run_passes
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -28,10 +27,8 @@ def summary(trace: Trace, written: Sequence[Path] = (), name: str = "") -> str:
     """A few lines for stderr: passes and graphs, files written, diagnostics with file:line."""
     groups = graph_groups(trace)
     of = f" of {name}" if name else ""
-    run = (span(trace) or (len(trace.passes),))[0]  # a long run's sample in memory: say so
-    held = f", {len(trace.passes):,} held for the pictures" if run != len(trace.passes) else ""
-    lines = [f"gradscope: traced {_plural(run, 'pass', 'passes')}"
-             f" ({graphs_text(groups)}{held}){of}"]
+    run, held = run_passes(trace)
+    lines = [f"gradscope: traced {_plural(run, 'pass', 'passes')} ({graphs_text(groups)}{held}){of}"]
     lines += [f"  graph {g.number}: {family_text(g)}" for g in groups if g.graphs > 1][:5]
     for i, path in enumerate(written):
         lines.append(("  wrote " if i == 0 else "        ") + _rel(path))
