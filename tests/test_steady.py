@@ -445,3 +445,27 @@ def test_gradscope_trace_diagnoses_a_leaf_edit_that_ends_a_steady_script(tmp_pat
     assert "leaf-inplace In-place add_ on `model.weight`, a leaf that requires grad  train.py:11" in r.stderr
     saved = gradscope.load(tmp_path / "out" / "trace.json")
     assert len(saved.passes) == 551 and "steady" in saved.meta["steady_passes"]
+
+
+def test_a_nested_trace_inside_a_steady_run_records_its_own_passes():
+    """`gradscope trace`'s tracer yields to the script's own gradscope.trace(): while that runs,
+    steady passes are the inner trace's, and the outer run goes on steady after it."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+    x = torch.randn(4, 8)
+
+    def train(steps):
+        for _ in range(steps):
+            model.zero_grad()
+            model(x).sum().backward()
+
+    with gradscope.trace(_yields=True) as outer:
+        train(30)
+        assert outer._tracer.steady.active
+        with gradscope.trace() as inner:
+            train(5)
+        train(30)
+    assert len(inner.passes) == 5 and len(outer.passes) == 60
+    assert all(p.graph.roots[0].source is not None for p in inner.passes[:1])
+    assert [e.kind for e in outer.trace.events if e.kind == "nested-trace"] == ["nested-trace"]
+    assert int(outer.trace.meta["steady_passes"].split(" of ")[0]) >= 40
+    assert_nothing_installed()
