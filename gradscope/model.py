@@ -303,6 +303,21 @@ class Pass:
         return f"Pass({self.index}, {self.api}, {self.graph!r})"
 
 
+@dataclass(frozen=True)
+class Repeat:
+    """How a finished pass repeats an earlier graph: what capture tells the trace's pass
+    listeners (no part of the trace) so that they can skip what they worked out before.
+
+    Every pass told with the same `template` number has the same graph structure (nodes'
+    descriptions, edges, module calls) and shares all its `Node` and `Edge` objects but
+    the nodes at the places `own` (its roots, leaves and valued ops, which carry its
+    numbers); only those nodes carry numbers, and no edge does.
+    """
+
+    template: int  # unique in the process
+    own: tuple[int, ...]  # places in graph.nodes, ascending
+
+
 @dataclass
 class Event:
     """Something capture saw between passes that diagnostics may need.

@@ -96,6 +96,32 @@ def test_steady_passes_record_what_the_recorder_would(tmp_path, monkeypatch):
     assert on.passes[40].api == "torch.autograd.grad" and on.passes[39].api == "Tensor.backward"
 
 
+def test_light_passes_record_and_stream_what_the_recorder_would(tmp_path, monkeypatch):
+    """Steady passes recorded from their numbers alone (light.py) are the same passes, in
+    memory and in the stream a killed run would leave."""
+    records = {}
+    for steady_on in (True, False):
+        stream = tmp_path / f"stream-{steady_on}.json"
+        path = tmp_path / "loop.py"
+        path.write_text(textwrap.dedent(LOOP))
+        with monkeypatch.context() as m:
+            if not steady_on:
+                m.setattr(steady, "STEADY_AFTER", 10**9)
+            with gradscope.trace(stream=stream) as t:
+                exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__", "__file__": str(path)})
+        assert [_pass_json(p) for p in gradscope.load(stream).passes] == [_pass_json(p) for p in t.passes]
+        records[steady_on] = [_pass_json(p) for p in t.passes]
+        if steady_on:
+            light = int(t.trace.meta["steady_passes"].split("(")[1].split(" of them")[0])
+            assert light >= 25, t.trace.meta["steady_passes"]  # most steady passes were light
+        lines = stream.read_text().splitlines()
+        # a light pass's line: its loss, its parameters' .grad norms, and nothing else
+        last = json.loads(next(line for line in reversed(lines) if line.startswith('{"pass"')))["pass"]
+        assert last["index"] == 59 and not last["edge_gradients"] and len(last["nodes"]) == 5
+    differ = [k for k, (p, q) in enumerate(zip(records[True], records[False])) if p != q]
+    assert differ == [20]
+
+
 def test_an_accumulating_scaled_loop_goes_steady_and_records_the_same(tmp_path, monkeypatch):
     on, off = (_run(tmp_path, monkeypatch, steady_on, ACCUMULATING_LOOP) for steady_on in (True, False))
     assert int(on.trace.meta.pop("steady_passes").split(" of ")[0]) >= 50
@@ -336,10 +362,10 @@ def test_the_recorder_looks_every_hundredth_pass(monkeypatch):
     with_recorder = []
     original_record = gradscope.capture.passes.Passes.record
 
-    def record(self, describe, run, api, steady=False):
+    def record(self, describe, run, api, steady=False, **kwargs):
         if not steady:
             with_recorder.append(self.state.next_pass_index)
-        return original_record(self, describe, run, api, steady)
+        return original_record(self, describe, run, api, steady, **kwargs)
 
     monkeypatch.setattr(gradscope.capture.passes.Passes, "record", record)
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh())

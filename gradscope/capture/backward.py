@@ -20,12 +20,12 @@ from typing import Any
 
 import torch
 
-from ..model import Edge, Pass, Source, TensorSummary
+from ..model import Edge, Graph, Pass, Source, TensorSummary
 from ._torch import has_grad_hooks, input_metadata, version_of
 from .backward_call import BackwardCall
 from .created_grads import mark_made_by_backward, name_new_gradients
 from .deferred import Deferred, SameAs
-from .full_passes import cpu_time
+from .full_passes import FullPasses, cpu_time
 from .history import LeafHistory, history_of
 from .jacobians import local_jacobians
 from .leaf_norms import fill_value_norms, queue_value_norms, value_norms_due
@@ -50,8 +50,10 @@ class PassRecorder:
     (`ready()`), so tracing never makes the host wait for the device mid-training.
     """
 
-    def __init__(self, state: TraceState, call: BackwardCall, source: Source | None, steady: bool = False):
+    def __init__(self, state: TraceState, call: BackwardCall, source: Source | None, steady: bool = False,
+                 decided: FullDecision | None = None):
         self.state = state
+        self.decided = decided  # `due_in_full` as asked for this pass already (light.py)
         self.call = call
         self.source = source
         self.steady = steady  # its forward ran with the recorder off (steady.py)
@@ -110,26 +112,12 @@ class PassRecorder:
 
     def _due_in_full(self, index: GraphIndex) -> bool:
         """Record this pass's edge gradients? (See `GradientOptions`.)"""
-        every = self.options.every
-        graph = index.graph
-        if every <= 1 or self.state.nonfinite_seen:
-            self.state.nonfinite_seen = False
-            return True
-        if _elements(graph) <= SMALL_GRAPH:
-            self._budget = self.state.full_passes
-            return self._budget.due(every)
-        template = self.state.last_quiet
-        if index.repeated and template is not None and template.structure_key is not None:
-            key = template.structure_key  # (a repeat of its template: the same structure)
-        else:
-            key = _structure_key(graph)
-        self._structure_key = key
-        seen = self.state.graphs_seen.get(key, 0)
-        self.state.graphs_seen[key] = seen + 1
-        # a big graph's full pass may cost several steps: past its first passes, the sampled
-        # ones are budgeted (full_passes.py)
-        self._budget = self.state.full_passes.for_big()
-        return self._budget.sampled_due(seen < FIRST_FULL, sampled(seen, every))
+        if self.decided is not None:  # (asked already: light.py)
+            full, self._budget, self._structure_key = self.decided
+            return full
+        template = self.state.last_quiet if index.repeated else None
+        full, self._budget, self._structure_key = due_in_full(self.state, index.graph, template)
+        return full
 
     def _record_seeds(self, index: GraphIndex) -> None:
         """Each root's seed gradient, and its value when small (a loss, per pass)."""
@@ -141,7 +129,7 @@ class PassRecorder:
                 self._later(node, "value", self.batch.keep(root))
             if seed is None and root.numel() == 1 and not root.is_complex():
                 # the implicit gradient of a scalar's backward(): a one, known without a tensor
-                node.seed = _ones_summary(root)
+                node.seed = ones_summary(root)
             elif isinstance(seed, torch.Tensor):
                 self._later(node, "seed", self.batch.summarize(seed))
 
@@ -345,7 +333,33 @@ class PassRecorder:
         self._fill.append(Deferred(obj, attr, pending, scalar))
 
 
-def _ones_summary(root: torch.Tensor) -> TensorSummary:
+# (full?, the budget it is charged to, a big graph's structure key)
+FullDecision = tuple[bool, "FullPasses | None", "int | None"]
+
+
+def due_in_full(state: TraceState, graph: Graph, template: QuietTemplate | None) -> FullDecision:
+    """Record the pass that starts now, over `graph`, in full (edge gradients)? `template`:
+    the quiet pass it repeats, if it does. (Counts the pass in the budget: ask once.)"""
+    every = state.gradient_options.every
+    if every <= 1 or state.nonfinite_seen:
+        state.nonfinite_seen = False
+        return True, None, None
+    if _elements(graph) <= SMALL_GRAPH:
+        budget = state.full_passes
+        return budget.due(every), budget, None
+    if template is not None and template.structure_key is not None:
+        key = template.structure_key  # (a repeat of its template: the same structure)
+    else:
+        key = _structure_key(graph)
+    seen = state.graphs_seen.get(key, 0)
+    state.graphs_seen[key] = seen + 1
+    # a big graph's full pass may cost several steps: past its first passes, the sampled
+    # ones are budgeted (full_passes.py)
+    big = state.full_passes.for_big()
+    return big.sampled_due(seen < FIRST_FULL, sampled(seen, every)), big, key
+
+
+def ones_summary(root: torch.Tensor) -> TensorSummary:
     """The summary of `torch.ones_like(root)` for a one-element root, made without a tensor
     (one object for every pass alike: model records are never edited)."""
     key = (root.shape, root.dtype, root.device)

@@ -25,6 +25,12 @@ class BackwardCall:
     retain_graph: bool = False
     create_graph: bool = False
 
+    @property
+    def plain(self) -> bool:
+        """A training step's backward: accumulates into `.grad`, frees its graph, all leaves."""
+        return self.api != "torch.autograd.grad" and not self.inputs and not self.retain_graph \
+            and not self.create_graph
+
 
 def parse_call(func: Callable, args: tuple, kwargs: dict[str, Any]) -> BackwardCall:
     if func is _TENSOR_BACKWARD and len(args) == 1 and all(v is None or v is False for v in kwargs.values()):

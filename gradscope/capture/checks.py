@@ -248,6 +248,23 @@ class LiveChecks(SavedTensorChecks):
         self._walked = set()
 
 
+    def before_repeat(self, p: int, leaves: list[torch.Tensor], histories: list, node_ids: list[str]) -> bool:
+        """`before_pass` for a light pass (light.py) over `leaves`, none of which holds a
+        `.grad`: nothing to look at but parameters cut off, which none of its graph's
+        nodes saved for. False, having touched nothing, when this pass is no such pass
+        (a module that ran since the last pass holds a parameter outside the graph, an op
+        cut a leaf off): the general way then looks at it."""
+        ran = self.state.modules.ran
+        if len(self._cuts) or ran and not _all_in_graph(ran.values(), leaves):
+            return False
+        ran.clear()
+        self._missing = self._update_event = None
+        self._updated = set()
+        self._walked = set()
+        for history, node_id in zip(histories, node_ids):
+            history.last_pass = (p, node_id)
+        return True
+
     def _link_leaves(self, recorder, index: "GraphIndex", p: int) -> None:
         call = recorder.call
         if call.api == "torch.autograd.grad":  # returns gradients, leaves .grad alone
@@ -334,6 +351,12 @@ class LiveChecks(SavedTensorChecks):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _all_in_graph(modules, leaves: list[torch.Tensor]) -> bool:
+    """Is every parameter (that requires grad) of these modules one of the graph's leaves,
+    or none is? (`_check_missing` finds nothing then.)"""
+    in_graph = {id(t) for t in leaves}
+    found = [id(t) in in_graph for m in modules for t in m._parameters.values() if t is not None and t.requires_grad]
+    return all(found) or not any(found)
 
 
 

@@ -14,8 +14,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..events import BackwardError
-from ..model import Pass
-from .backward import PassRecorder
+from ..model import Pass, Repeat, Source
+from .backward import FullDecision, PassRecorder
 from .backward_call import BackwardCall, parse_call
 from .checks import LiveChecks
 from .guard import internal_error
@@ -36,26 +36,33 @@ class Passes:
     def __init__(self, state: TraceState, checks: LiveChecks) -> None:
         self.state = state
         self.checks = checks  # shown each pass before and after it runs
-        self.listeners: list[Callable[[Pass], None]] = []  # told of each pass once its numbers are in
+        # told of each pass once its numbers are in, and how it repeats an earlier one (if known)
+        self.listeners: list[Callable[[Pass, Repeat | None], None]] = []
         self._lock = threading.Lock()  # (threads: a pass's index is its place in the list)
         self._unfinished: list[PassRecorder] = []  # passes whose numbers are still in transit
         self.steady: SteadyPasses | None = None  # told after each pass (the tracer sets it)
+
+    @property
+    def busy(self) -> bool:
+        """Are numbers of a pass still in transit (a pass added now would overtake it)?"""
+        return bool(self._unfinished)
 
     def on_backward(self, func, args: tuple, kwargs: dict[str, Any]) -> Any:
         """The recorder's handler for the backward APIs: run the call, record it as a pass."""
         return self.record(lambda: parse_call(func, args, kwargs), lambda: func(*args, **kwargs), BACKWARD_APIS[func])
 
     def record(self, describe: Callable[[], BackwardCall], run: Callable[[], Any], api: str,
-               steady: bool = False) -> Any:
+               steady: bool = False, decided: FullDecision | None = None) -> Any:
         """Run a backward call (`run()`) and record it as a pass; `describe()` gives its
-        arguments, `api` names it. `steady`: its forward ran with the recorder off (steady.py)."""
+        arguments, `api` names it. `steady`: its forward ran with the recorder off (steady.py);
+        `decided`: whether it is recorded in full, asked already (light.py)."""
         source = user_source()
         # gradscope's own tensor work is hidden from the user's modes and profiler (quiet.py)
         quiet = unwatched if user_watching() else contextlib.nullcontext
         recorder = None
         try:
             with quiet():
-                recorder = PassRecorder(self.state, describe(), source, steady=steady)
+                recorder = PassRecorder(self.state, describe(), source, steady=steady, decided=decided)
                 recorder.quiet = quiet is unwatched
                 index = recorder.before()
                 self.checks.before_pass(recorder, index)
@@ -90,12 +97,32 @@ class Passes:
             except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)
                 state.not_recorded(exc, source)
+        repeated = recorder is not None and recorder.repeated and recorder.call.plain
+        self._ended(pass_index, api, error, source, repeated)
+
+    def add_repeat(self, make: Callable[[int], Pass], repeat: Repeat, api: str, error: BaseException | None,
+                   source: Source | None) -> Pass:
+        """Add a pass that light.py recorded: `make(index)` gives it, its numbers in;
+        `repeat` says how it repeats its template (for the listeners)."""
+        with self._lock:
+            assert not self._unfinished  # (light passes wait for none: CPU numbers)
+            pass_index = self.state.next_pass_index
+            finished = make(pass_index)
+            self.state.trace.passes.append(finished)
+        for listener in self.listeners:
+            listener(finished, repeat)
+        self._ended(pass_index, api, error, source, repeated=error is None)
+        return finished
+
+    def _ended(self, pass_index: int, api: str, error: BaseException | None, source: Source | None,
+               repeated: bool) -> None:
+        """A pass ended (`repeated`: a plain backward over the last quiet pass's graph)."""
         self.checks.after_pass(pass_index, error)
         if error is not None and isinstance(error, Exception):
-            state.emit(BackwardError(api=api, type=type(error).__name__, message=str(error)), source=source)
+            self.state.emit(BackwardError(api=api, type=type(error).__name__, message=str(error)), source=source)
         if self.steady is not None:
             try:
-                self.steady.after_pass(recorder, error)
+                self.steady.after_pass(repeated, error)
             except Exception:  # (guard.py: the recorder stays as it is)
                 internal_error("choosing how to record the next pass")
 
@@ -109,7 +136,7 @@ class Passes:
                 with unwatched():
                     finished = recorder.finish()
                 for listener in self.listeners:
-                    listener(finished)
+                    listener(finished, None)
                 recorder.finished(time.perf_counter() - started)
             except Exception as exc:
                 log.debug("gradscope: finishing a pass failed", exc_info=True)

@@ -18,9 +18,10 @@ and the walk read anyway.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..model import Edge, Node
 from . import names
@@ -39,6 +40,8 @@ class QuietTemplate:
     def __init__(self, index: "GraphIndex", fns: list, histories: list, api: str = "",
                  structure_key: int | None = None) -> None:
         graph = index.graph
+        self.number = next(_NUMBERS)  # (what listeners know its repeats by: model.Repeat)
+        self.light: Any = None  # how a steady pass repeats it from its numbers alone (light.py), once asked
         self.api = api  # the backward API its pass called (a steady pass's is this one's)
         self.structure_key = structure_key  # (a big graph's hash, shared by its repeats: backward.py)
         self.histories = histories  # of the leaves, in order (the same tensors' when repeated)
@@ -133,18 +136,13 @@ class QuietTemplate:
 
     def _share(self, index: "GraphIndex", fns: list, found: list, batch: "PendingBatch", max_values: int) -> None:
         """The graph repeats: share the op nodes and edges, make the roots and leaves anew."""
-        nodes = list(self.nodes)
-        for k in self.roots:
-            nodes[k] = _fresh(nodes[k])
-        for k in self.valued:  # an op's value is this pass's own: the node is too
-            if k not in self.roots:
-                node = nodes[k] = _copy(nodes[k])
-                node.value = None
-                note = index.notes[k]
-                if note is not None:  # (None: a steady pass, see `replay`)
-                    queue_op_value(index, node, note, fns[k], batch)
-        for k, description, leaf in zip(self.leaves, self.descriptions, found):
-            node = nodes[k] = _leaf_from(description)
+        nodes = self.fresh_nodes()
+        for k in self.valued:
+            note = index.notes[k]
+            if note is not None and k not in self.roots:  # (None: a steady pass, see `replay`)
+                queue_op_value(index, nodes[k], note, fns[k], batch)
+        for k, leaf in zip(self.leaves, found):
+            node = nodes[k]
             index.leaf_tensors[node.id] = leaf
             index.leaves.append((node, leaf))
             if leaf.numel() <= max_values:
@@ -153,6 +151,23 @@ class QuietTemplate:
         index.graph.edges = list(self.edges)
         index.edges_shared = index.shares_nodes = index.repeated = True
         index.histories = self.histories
+
+    def fresh_nodes(self) -> list[Node]:
+        """A repeat's nodes: the template's op nodes, but roots, valued ops and leaves anew
+        (they carry the pass's own numbers), without numbers yet."""
+        nodes = list(self.nodes)
+        for k in self.roots:
+            nodes[k] = _fresh(nodes[k])
+        for k in self.valued:  # an op's value is this pass's own: the node is too
+            if k not in self.roots:
+                node = nodes[k] = _copy(nodes[k])
+                node.value = None
+        for k, description in zip(self.leaves, self.descriptions):
+            nodes[k] = _leaf_from(description)
+        return nodes
+
+
+_NUMBERS = itertools.count()
 
 
 def unshare(index: "GraphIndex") -> None:

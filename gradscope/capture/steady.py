@@ -47,7 +47,7 @@ from .backward_call import BackwardCall, engine_call
 from .guard import internal_error
 
 if TYPE_CHECKING:
-    from .backward import PassRecorder
+    from .light import LightPasses
     from .recorder import RecordingMode
     from .state import TraceState
 
@@ -66,9 +66,10 @@ class SteadyPasses:
     """Takes the recorder of the thread that traces off its mode stack while passes repeat,
     and records the backward calls made meanwhile (see the module's docstring)."""
 
-    def __init__(self, state: TraceState, record: Record) -> None:
+    def __init__(self, state: TraceState, record: Record, light: LightPasses) -> None:
         self.state = state
         self._record = record
+        self.light = light  # records the passes it can from their numbers alone (light.py)
         self._thread = threading.get_ident()  # (the tracing thread: other threads keep recording)
         self.active = False  # the recorder is off the stack, backward caught at the engine
         self.wanted = False  # ... to be taken off at the next chance
@@ -85,13 +86,14 @@ class SteadyPasses:
         state.event_listeners.append(self._on_event)
 
     # -- deciding -------------------------------------------------------------------------
-    def after_pass(self, recorder: PassRecorder | None, error: BaseException | None) -> None:
-        """A pass ended (recorded with the recorder on, or steady): is the next forward
-        recorded, or steady? (Only the tracing thread's passes count: another thread's
-        recorder stays on its own stack.)"""
+    def after_pass(self, repeated: bool, error: BaseException | None) -> None:
+        """A pass ended (recorded with the recorder on, or steady; `repeated`: a plain
+        backward over the last quiet pass's graph): is the next forward recorded, or
+        steady? (Only the tracing thread's passes count: another thread's recorder stays
+        on its own stack.)"""
         if threading.get_ident() != self._thread:
             return
-        repeated = recorder is not None and error is None and recorder.repeated and _plain(recorder.call)
+        repeated = repeated and error is None
         quiet = not self._noteworthy and not self.state.nonfinite_seen
         self._noteworthy = False
         self._repeats = self._repeats + 1 if repeated and quiet else 0
@@ -120,7 +122,8 @@ class SteadyPasses:
         """How many of the trace's `passes` were steady, for its meta (empty when none)."""
         if not self.count:
             return ""
-        return (f"{self.count:,} of {passes:,} passes recorded steady, the recorder off the mode stack: each "
+        light = f" ({self.light.count:,} of them from their numbers alone)" if self.light.count else ""
+        return (f"{self.count:,} of {passes:,} passes recorded steady{light}, the recorder off the mode stack: each "
                 f"repeated the graph of the pass before it; what only the recorder sees (in-place edits of "
                 f"leaves and saved tensors, .data edits, the line of a failing op, the small values of ops "
                 f"other than the roots) was read on the other passes, at least every {LOOK_EVERY}th")
@@ -219,14 +222,13 @@ class SteadyPasses:
         self._in_pass = True
         self.count += 1
         try:
-            return self._record(lambda: call, lambda: original(t_outputs, *args, **kwargs), call.api, steady=True)
+            run = lambda: original(t_outputs, *args, **kwargs)  # noqa: E731
+            if template is None:
+                return self._record(lambda: call, run, call.api, steady=True)
+            return self.light.record(call, template, run, lambda decided=None: self._record(
+                lambda: call, run, call.api, steady=True, decided=decided))
         finally:
             self._in_pass = False
-
-
-def _plain(call: BackwardCall) -> bool:
-    """A training step's backward: accumulates into `.grad`, frees its graph, all leaves."""
-    return call.api != "torch.autograd.grad" and not call.inputs and not call.retain_graph and not call.create_graph
 
 
 def _no_engine(*args: Any, **kwargs: Any) -> Any:

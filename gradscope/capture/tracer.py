@@ -16,13 +16,14 @@ from typing import Any, Callable
 import torch
 
 from ..events import NestedTrace
-from ..model import Event, Pass, Source, Trace
+from ..model import Event, Pass, Repeat, Source, Trace
 from . import userwarnings
 from ._torch import check_supported
 from .asides import TracingAsides
 from .checks import LiveChecks
 from .full_passes import FullPasses
 from .graph_snapshots import RequiresGradReads
+from .light import LightPasses
 from .nodetable import NodeTable
 from .op_reports import OpReports
 from .passes import Passes
@@ -63,9 +64,11 @@ class Tracer:
         self.modules = state.modules  # (its hooks are installed and removed here)
         self.checks = LiveChecks(state)
         self.passes = Passes(state, self.checks)
-        self.pass_listeners: list[Callable[[Pass], None]] = self.passes.listeners  # told of each finished pass
+        # told of each finished pass, and how it repeats an earlier one (when capture knows)
+        self.pass_listeners: list[Callable[[Pass, Repeat | None], None]] = self.passes.listeners
         # while passes repeat, the recorder steps off the mode stack (steady.py)
-        self.steady = self.passes.steady = SteadyPasses(state, self.passes.record)
+        light = LightPasses(state, self.passes.add_repeat, lambda: self.passes.busy, self.checks)
+        self.steady = self.passes.steady = SteadyPasses(state, self.passes.record, light)
         self.steps = OptimizerSteps(state, self.checks.on_optimizer_step,  # the recorder steps aside
                                     stay_off=self.steady.stay_off)
         self.updates = UpdateNorms(state)  # ‖Δw‖ of each step, in its event

@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from ..events import LeafUpdate, OptimizerStep
-from ..model import Event, Pass, single_number
+from ..model import Event, Pass, Repeat, single_number
 from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio, flagged, module_of
 from .envelope import CAP, GradStats, Points
 
@@ -59,7 +59,7 @@ class RunningSeries:
         if isinstance(event.data, (LeafUpdate, OptimizerStep)):
             self._pending.append(event)
 
-    def add_pass(self, p: Pass) -> None:
+    def add_pass(self, p: Pass, repeat: Repeat | None = None) -> None:
         """(A pass listener.) Add a finished pass to every series."""
         self._apply_events(p.index)
         self.passes += 1

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from ..model import Event, Pass, Trace
+from ..model import Event, Pass, Repeat, Trace
 
 # events every training step has: they single no pass out
 ROUTINE_EVENTS = frozenset({"optimizer-step", "leaf-update"})
@@ -138,7 +138,8 @@ class RunningKeep:
             for d in pointed:
                 d.event_index = place.get(d.event_index)  # type: ignore[arg-type]
 
-    def add(self, p: Pass) -> None:
+    def add(self, p: Pass, repeat: Repeat | None = None) -> None:
+        """(A tracer's pass listener.) Hold a finished pass, or let it or an older one go."""
         self.seen += 1
         self._last_seen = p.index
         if self.seen > self.ends:  # (the first passes stay)

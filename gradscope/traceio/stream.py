@@ -39,7 +39,7 @@ from array import array
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..model import FORMAT, Event, Pass, Trace
+from ..model import FORMAT, Event, Pass, Repeat, Trace
 from . import v2, v2_read
 from .decode import Malformed, free_form, malformed
 from .jsonio import dumps
@@ -73,9 +73,9 @@ class StreamWriter:
         # per pass written: its index, id() of its object, its line's offset and length
         self._written = array("q")
 
-    def write_pass(self, p: Pass) -> None:
-        """Append a finished pass, and the events recorded up to it."""
-        self._append(p)
+    def write_pass(self, p: Pass, repeat: Repeat | None = None) -> None:
+        """Append a finished pass, and the events recorded up to it. (A tracer's pass listener.)"""
+        self._append(p, repeat=repeat)
 
     def write_event(self, event: Event) -> None:
         """(A tracer's event listener.) Append the events so far, unless this one is routine
@@ -105,7 +105,7 @@ class StreamWriter:
                     del numbers[key]
         return due
 
-    def _append(self, p: Pass | None, everything: bool = False) -> None:
+    def _append(self, p: Pass | None, everything: bool = False, repeat: Repeat | None = None) -> None:
         if self._failed:
             return
         try:
@@ -114,15 +114,13 @@ class StreamWriter:
                     self._file = open(self.path, "w", encoding="utf-8")
                     self._write({"format": FORMAT, "version": v2.VERSION, STREAM_KEY: True,
                                  "meta": self.trace.meta})
-                record = self._encoder.pass_record(p) if p is not None else None
+                text = ""
                 if p is not None:
+                    text = self._encoder.pass_text(p, repeat) + "\n"
                     self._last_pass = max(self._last_pass, p.index)
                 events = [self._encoder.event_record(e) for e in self._due(everything)]
                 self._write_new_tables()
-                text = ""
-                if record is not None:
-                    text = dumps({"pass": record}) + "\n"
-                    assert p is not None
+                if p is not None:
                     self._written.extend((p.index, id(p), self._size, len(text) - 1))
                 if events:
                     line = dumps({"events": events})

@@ -21,12 +21,14 @@ do, so a loaded long run costs about its numbers in memory too.
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import MISSING, asdict, fields
 from itertools import compress
 from typing import Any, Iterable
 
-from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Source, TensorSummary, Trace
+from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Repeat, Source, TensorSummary, Trace
+from .jsonio import dumps
 
 VERSION = 2
 
@@ -62,6 +64,7 @@ class Encoder:
         self._last: tuple | None = None
         # the last graph's (nodes, their structure keys, whether each carries numbers)
         self._last_nodes: tuple[list, list[int], list[bool]] | None = None
+        self._repeats: dict[int, int] = {}  # a Repeat's template -> its structure's position
 
     def forget_objects(self) -> None:
         """Drop the per-object shortcuts (they hold the run's model objects); the tables of
@@ -158,8 +161,18 @@ class Encoder:
         return out
 
     # passes, events, diagnostics
-    def pass_record(self, p: Pass) -> dict:
-        structure, node_numbers, edge_numbers = self.graph(p.graph)
+    def pass_record(self, p: Pass, repeat: Repeat | None = None) -> dict:
+        """A pass's record; `repeat`: how it repeats an earlier pass's graph, when capture
+        says so (then only the nodes it owns are looked at)."""
+        structure = self._repeats.get(repeat.template) if repeat is not None else None
+        if structure is None or repeat is None:
+            structure, node_numbers, edge_numbers = self.graph(p.graph)
+            if repeat is not None:
+                self._repeats[repeat.template] = structure
+        else:
+            nodes = p.graph.nodes
+            node_numbers = [[k, _node_numbers(nodes[k])] for k in repeat.own if _has_numbers(nodes[k])]
+            edge_numbers = []
         out: dict[str, Any] = {"index": p.index, "api": p.api, "graph": structure}
         for f, default in _PASS_DEFAULTS.items():
             v = getattr(p, f)
@@ -174,6 +187,34 @@ class Encoder:
         if edge_numbers:
             out["edges"] = edge_numbers
         return out
+
+    def pass_text(self, p: Pass, repeat: Repeat | None = None) -> str:
+        """`{"pass": record}` as JSON text: the record's `dumps`, written out directly for a
+        light pass that repeats a graph written before (a long run's most passes: their
+        numbers are most of what a trace writes)."""
+        structure = self._repeats.get(repeat.template) if repeat is not None else None
+        if structure is None or repeat is None or p.error is not None or p.inputs or p.results or p.retain_graph \
+                or p.create_graph or p.edge_gradients:
+            return dumps({"pass": self.pass_record(p, repeat)})
+        nodes = p.graph.nodes
+        parts = []
+        for k in repeat.own:
+            node = nodes[k]
+            text = _grad_norm_text(node)
+            if text is None:
+                if not _has_numbers(node):
+                    continue
+                text = dumps(_node_numbers(node))
+            parts.append(f"[{k},{text}]")
+        out = f'{{"pass":{{"index":{p.index},"api":{dumps(p.api)},"graph":{structure}'
+        if p.source is not None:
+            out += f',"source":{self.source(p.source)}'
+        if p.step != 0:
+            out += f',"step":{p.step}'
+        out += ',"edge_gradients":false'
+        if parts:
+            out += ',"nodes":[' + ",".join(parts) + "]"
+        return out + "}}"
 
     def event_record(self, e: Event) -> dict:
         out: dict[str, Any] = {"kind": e.kind}
@@ -241,6 +282,24 @@ def summary(t: TensorSummary | None, ref: Node | None) -> dict | None:
     if t.counts_exact != True:  # noqa: E712  (as the other defaults: by equality)
         out["counts_exact"] = t.counts_exact
     return out
+
+
+def _grad_norm_text(node: Node) -> str | None:
+    """The JSON of a leaf's numbers when they are its `.grad`'s norm alone (a light pass's
+    parameters), else None."""
+    g = node.grad_after
+    if node.kind != "leaf" or g is None or g.norm is None or not math.isfinite(g.norm) \
+            or _has_numbers_but_grad(node) or g.max_abs is not None or g.mean is not None or g.value is not None \
+            or g.nan or g.inf or g.counts_exact is not True or g.shape != node.shape or g.dtype != node.dtype \
+            or g.device != (node.device if node.device is not None else "cpu"):
+        return None
+    return f'{{"grad_after":{{"norm":{g.norm!r}}}}}'
+
+
+def _has_numbers_but_grad(node: Node) -> bool:
+    value, value_norm, grad_before, _, carried, seed, grad_outputs, saved = _numbers_of(node)
+    return (value is not None or value_norm is not None or grad_before is not None or seed is not None
+            or bool(carried) or bool(grad_outputs) or saved is not None)
 
 
 def _call_key(c: ModuleCall) -> tuple:

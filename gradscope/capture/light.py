@@ -1,0 +1,265 @@
+"""Light passes: steady passes recorded from their numbers alone.
+
+Most passes of a training loop are steady (steady.py) and quiet: the graph repeats the
+last quiet pass's (repeat.py), no `.grad` is set when backward starts (`zero_grad()`
+cleared it), nothing is recorded in full. Such a pass's record is known but for a few
+numbers: the loss, each leaf's `.grad` norm, the values of tiny leaves. The general way
+(backward.py's `PassRecorder` over `QuietTemplate.replay`) still walks the graph into a
+`GraphIndex`, queues each number as a pending summary and fills it in later, and each
+listener (the stream, the series over time, the held sample) works the pass out anew:
+together several times the cost of a small model's step.
+
+A light pass does only what its record needs. It recognises the graph by walking the
+autograd nodes against a plan made once per template (`LightPlan`: each node's class and
+inputs, its leaves' tensors), reads the numbers, builds the `Pass` from the template's
+node and edge objects, and tells the listeners how it repeats the template
+(`model.Repeat`), so that they skip what they worked out for it before. Its record is the
+general way's, to the byte (tests/test_steady.py compares them pass by pass and line by
+line of the stream).
+
+Anything else goes the general way: a graph that differs, a `.grad` already set when the
+pass starts (gradient accumulation), a pass due in full, a
+seed of the user's, tensors off the CPU (their numbers would wait for the device there),
+a complex dtype, the user's modes or profiler watching, a parameter a module left out of
+the graph, another pass's numbers still in transit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from ..model import Graph, Node, Pass, Repeat, Source
+from . import names
+from ._torch import version_of
+from .backward import due_in_full, ones_summary
+from .full_passes import FullPasses, cpu_time
+from .leaf_norms import fill_value_norms, queue_value_norms
+from .quiet import user_watching
+from .sampling import SMALL, norms_due
+from .source import user_source
+from .summaries import PendingBatch
+
+if TYPE_CHECKING:
+    from .backward_call import BackwardCall
+    from .checks import LiveChecks
+    from .repeat import QuietTemplate
+    from .state import TraceState
+
+log = logging.getLogger("gradscope")
+
+# add(make the pass from its index, how it repeats, api, error, source) -> the pass
+AddRepeat = Callable[[Callable[[int], Pass], Repeat, str, "BaseException | None", "Source | None"], Pass]
+
+_REAL = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+class LightPlan:
+    """How a steady pass over one template's graph is recognised and recorded."""
+
+    def __init__(self, template: QuietTemplate, max_values: int) -> None:
+        self.template = template
+        self.classes = template.classes
+        # each node's inputs, as its walk finds them: (input index, input's place), flat
+        wants: list[list[int]] = [[] for _ in template.classes]
+        for dst, i, src in template.wiring:
+            wants[dst] += (i, src)
+        self.wants = [tuple(w) for w in wants]
+        self.roots = template.roots
+        self.leaves = template.leaves  # places
+        self.keys = [template.keys[k] for k in template.leaves]  # (weakref, shape, dtype, device, requires_grad)
+        self.node_ids = [template.nodes[k].id for k in template.leaves]
+        self.histories = template.histories
+        self.small = [math.prod(shape) <= max_values for _, shape, *_ in self.keys]
+        self.elements = sum(math.prod(key[1]) for key in self.keys)  # (the leaves': value norms due?)
+        # the graph's structure, for `due_in_full` (which reads no numbers)
+        self.structure = Graph(nodes=template.nodes, edges=template.edges)
+        self.repeat = Repeat(template.number, tuple(sorted({*template.roots, *template.leaves, *template.valued})))
+
+    @staticmethod
+    def of(template: QuietTemplate, max_values: int) -> LightPlan | None:
+        """The template's plan (made the first time), or None when no pass can repeat it lightly."""
+        if template.light is None:
+            template.light = LightPlan(template, max_values) if _light_template(template) else False
+        return template.light or None
+
+    def match(self, roots: list[torch.Tensor]) -> list | None:
+        """The autograd nodes behind `roots`, numbered as the walk numbers them, when they
+        are wired and classed as the template's and its leaves are the template's tensors,
+        unchanged; else None. (A walk with few Python operations per node.)"""
+        number: dict[int, int] = {}
+        fns: list[Any] = []
+        found = []
+        fn: Any
+        for t in roots:
+            fn = t.grad_fn
+            if fn is None:
+                return None
+            k = number.get(id(fn))
+            if k is None:
+                k = number[id(fn)] = len(fns)
+                fns.append(fn)
+            found.append(k)
+        if sorted(set(found)) != self.roots:
+            return None
+        classes: list[Any] = self.classes
+        wants = self.wants
+        size = len(classes)
+        stack: list[Any] = list(fns)
+        while stack:
+            fn = stack.pop()
+            dst = number[id(fn)]
+            if type(fn) is not classes[dst]:
+                return None
+            want = wants[dst]
+            j, i = 0, -1
+            for nxt, _ in fn.next_functions:
+                i += 1
+                if nxt is None:
+                    continue
+                k = number.get(id(nxt))
+                if k is None:
+                    k = number[id(nxt)] = len(fns)
+                    if k >= size:
+                        return None
+                    fns.append(nxt)
+                    stack.append(nxt)
+                if j >= len(want) or want[j] != i or want[j + 1] != k:
+                    return None
+                j += 2
+            if j != len(want):
+                return None
+        if len(fns) != size:
+            return None
+        for k, (ref, shape, dtype, device, requires_grad) in zip(self.leaves, self.keys):
+            leaf = fns[k].variable
+            if not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype and leaf.device == device
+                    and leaf.requires_grad == requires_grad):
+                return None
+        return fns
+
+
+def _light_template(template: QuietTemplate) -> bool:
+    """Can a pass repeat this template lightly? Its leaves are known (keys) and on the CPU,
+    of a real dtype, and its roots are ops."""
+    if not template.replayable or not template.keys or not template.leaves:
+        return False
+    if any(template.nodes[k].kind != "op" for k in template.roots):
+        return False
+    return all(template.keys[k][2] in _REAL and template.keys[k][3].type == "cpu" for k in template.leaves)
+
+
+class LightPasses:
+    """Records steady passes lightly where it can (see the module's docstring)."""
+
+    def __init__(self, state: TraceState, add: AddRepeat, busy: Callable[[], bool], checks: LiveChecks) -> None:
+        self.state = state
+        self._add = add  # passes.py's `Passes.add_repeat`
+        self._busy = busy  # ... its `busy`: numbers of a pass still in transit?
+        self.checks = checks
+        self.count = 0  # light passes recorded
+
+    def record(self, call: BackwardCall, template: QuietTemplate, run: Callable[[], Any],
+               general: Callable[..., Any]) -> Any:
+        """Record the steady backward `call` (`run()` runs it) lightly, or hand it to
+        `general(decided=...)`, the general way, with what was asked of the budget already."""
+        state = self.state
+        options = state.gradient_options
+        batch_options = state.summary_options
+        plan = LightPlan.of(template, batch_options.max_values)
+        if (plan is None or not options.gradients or options.every <= 1 or state.nonfinite_seen
+                or not batch_options.stats or not call.plain or any(s is not None for s in call.seeds)
+                or self._busy() or names.generation() != template.generation):
+            return general()
+        roots = call.roots
+        if not all(r.is_cpu and r.dtype in _REAL for r in roots) or user_watching():
+            return general()
+        fns = plan.match(roots)
+        if fns is None or names.any_named(fns):
+            return general()
+        leaves = [fns[k].variable for k in plan.leaves]
+        p = state.next_pass_index
+        if any(leaf.grad is not None for leaf in leaves) \
+                or not self.checks.before_repeat(p, leaves, plan.histories, plan.node_ids):
+            return general()
+        started = cpu_time()
+        full, budget, key = due_in_full(state, plan.structure, template)
+        if full:
+            return general(decided=(full, budget, key))
+        return self._record(call, plan, fns, leaves, run, budget, started)
+
+    def _record(self, call: BackwardCall, plan: LightPlan, fns: list, leaves: list[torch.Tensor],
+                run: Callable[[], Any], budget: FullPasses | None, started: float) -> Any:
+        state = self.state
+        source = user_source()
+        nodes = plan.template.fresh_nodes()
+        leaf_nodes = [nodes[k] for k in plan.leaves]
+        # what the forward made: the roots' values (a loss), the tiny leaves' values, and
+        # when due the value norms of all leaves
+        max_values = state.summary_options.max_values
+        with torch.no_grad():
+            for k, root in zip(_places(fns, call.roots), call.roots):
+                node = nodes[k]
+                if root.numel() <= max_values:
+                    node.value = root.tolist()
+                if root.numel() == 1:
+                    node.seed = ones_summary(root)
+            for node, leaf, small in zip(leaf_nodes, leaves, plan.small):
+                if small:
+                    node.value = leaf.tolist()
+            if norms_due(state.next_pass_index, state.gradient_options.every, plan.elements <= SMALL):
+                fill_value_norms(queue_value_norms(list(zip(leaf_nodes, leaves)), PendingBatch(state.summary_options)))
+        del fns
+        error = None
+        try:
+            return run()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                self._finish(plan, nodes, leaves, error, source, budget, started)
+            except Exception as exc:  # (guard.py: never let gradscope stop the user's backward)
+                log.debug("gradscope: recording a light pass failed", exc_info=True)
+                state.not_recorded(exc, source)
+
+    def _finish(self, plan: LightPlan, nodes: list[Node], leaves: list[torch.Tensor], error: BaseException | None,
+                source: Source | None, budget: FullPasses | None, started: float) -> None:
+        """The pass ran (or raised): read the leaves' gradients, make the pass, tell everyone."""
+        state = self.state
+        template = plan.template
+        self.count += 1
+        with torch.no_grad():
+            grads = [leaf.grad for leaf in leaves]
+            summaries = [None if s is None else s.result
+                         for s in PendingBatch(state.summary_options).summarize_norms(grads)]
+        for k, summary, grad, history in zip(plan.leaves, summaries, grads, plan.histories):
+            node = nodes[k]
+            node.grad_after = summary
+            if grad is not None:
+                history.grad = (weakref.ref(grad), version_of(grad), node)
+        if any(s is not None and not s.finite for s in summaries):
+            state.nonfinite_seen = True  # record the next pass in full, to find where
+        if error is None:
+            state.nodes.retire([])  # (a steady graph has no notes: those of the pass before go)
+        if budget is not None:
+            budget.ran(False, cpu_time() - started)
+        finishing = cpu_time()
+        graph = Graph(nodes, list(template.edges), template.module_calls)
+
+        def make(index: int) -> Pass:
+            return Pass(index=index, api=template.api, graph=graph, source=source, step=state.optimizer_steps,
+                        edge_gradients=False, error=None if error is None else f"{type(error).__name__}: {error}")
+
+        self._add(make, plan.repeat, template.api, error, source)
+        if budget is not None:
+            budget.finished(False, cpu_time() - finishing)
+
+
+def _places(fns: list, roots: list[torch.Tensor]) -> list[int]:
+    at = {id(fn): k for k, fn in enumerate(fns[:len(roots)])}
+    return [at[id(r.grad_fn)] for r in roots]
