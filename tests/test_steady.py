@@ -109,7 +109,9 @@ def test_light_passes_record_and_stream_what_the_recorder_would(tmp_path, monkey
                 m.setattr(steady, "STEADY_AFTER", 10**9)
             with gradscope.trace(stream=stream) as t:
                 exec(compile(path.read_text(), str(path), "exec"), {"__name__": "__main__", "__file__": str(path)})
-        assert [_pass_json(p) for p in gradscope.load(stream).passes] == [_pass_json(p) for p in t.passes]
+        loaded = gradscope.load(stream)
+        assert [_pass_json(p) for p in loaded.passes] == [_pass_json(p) for p in t.passes]
+        assert [_event(e) for e in loaded.events] == [_event(e) for e in t.trace.events]
         records[steady_on] = [_pass_json(p) for p in t.passes]
         if steady_on:
             light = int(t.trace.meta["steady_passes"].split("(")[1].split(" of them")[0])

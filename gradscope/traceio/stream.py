@@ -118,14 +118,14 @@ class StreamWriter:
                 if p is not None:
                     text = self._encoder.pass_text(p, repeat) + "\n"
                     self._last_pass = max(self._last_pass, p.index)
-                events = [self._encoder.event_record(e) for e in self._due(everything)]
+                due = self._due(everything)
+                events = self._encoder.events_text(due) if due else ""
                 self._write_new_tables()
                 if p is not None:
                     self._written.extend((p.index, id(p), self._size, len(text) - 1))
                 if events:
-                    line = dumps({"events": events})
-                    self._event_lines.extend((self._size + len(text), len(line)))
-                    text += line + "\n"
+                    self._event_lines.extend((self._size + len(text), len(events)))
+                    text += events + "\n"
                 self._file.write(text)
                 self._size += len(text)
                 self._file.flush()

@@ -27,6 +27,7 @@ from dataclasses import MISSING, asdict, fields
 from itertools import compress
 from typing import Any, Iterable
 
+from ..events import LeafUpdate, OptimizerStep
 from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Repeat, Source, TensorSummary, Trace
 from .jsonio import dumps
 
@@ -65,6 +66,7 @@ class Encoder:
         # the last graph's (nodes, their structure keys, whether each carries numbers)
         self._last_nodes: tuple[list, list[int], list[bool]] | None = None
         self._repeats: dict[int, int] = {}  # a Repeat's template -> its structure's position
+        self._seed_texts: dict[tuple, tuple[TensorSummary, str]] = {}  # (see `_root_text`)
 
     def forget_objects(self) -> None:
         """Drop the per-object shortcuts (they hold the run's model objects); the tables of
@@ -200,13 +202,13 @@ class Encoder:
         parts = []
         for k in repeat.own:
             node = nodes[k]
-            text = _grad_norm_text(node)
+            text = _grad_norm_text(node) or self._root_text(node)
             if text is None:
                 if not _has_numbers(node):
                     continue
                 text = dumps(_node_numbers(node))
             parts.append(f"[{k},{text}]")
-        out = f'{{"pass":{{"index":{p.index},"api":{dumps(p.api)},"graph":{structure}'
+        out = f'{{"pass":{{"index":{p.index},"api":{_text(p.api)},"graph":{structure}'
         if p.source is not None:
             out += f',"source":{self.source(p.source)}'
         if p.step != 0:
@@ -215,6 +217,41 @@ class Encoder:
         if parts:
             out += ',"nodes":[' + ",".join(parts) + "]"
         return out + "}}"
+
+    def _root_text(self, node: Node) -> str | None:
+        """The JSON of a root's numbers when they are a number (a loss) and its seed (one
+        summary object for every pass alike: its JSON is kept), else None."""
+        value, seed = node.value, node.seed
+        if not node.is_root or seed is None or type(value) is not float or not math.isfinite(value) \
+                or _has_numbers_but_value_and_seed(node):
+            return None
+        key = (id(seed), None if node.shape is None else tuple(node.shape), node.dtype, node.device)
+        kept = self._seed_texts.get(key)
+        if kept is None or kept[0] is not seed:
+            if len(self._seed_texts) > 64:
+                self._seed_texts.clear()
+            kept = self._seed_texts[key] = (seed, dumps(summary(seed, node)))
+        return f'{{"value":{value!r},"seed":{kept[1]}}}'
+
+    def events_text(self, events: list[Event]) -> str:
+        """`{"events": [record, ...]}` as JSON text: the `dumps` of their records, an
+        optimizer step's and its leaf update's (every step has them) written out directly."""
+        return '{"events":[' + ",".join(map(self._event_text, events)) + "]}"
+
+    def _event_text(self, e: Event) -> str:
+        data = e.data
+        if e.graph is None and e.pass_index is not None and not data.extra:
+            if type(data) is OptimizerStep and data.update_norms is None and type(data.step) is int \
+                    and data.optimizer:
+                body = f'"optimizer":{_text(data.optimizer)},"step":{data.step}'
+            elif type(data) is LeafUpdate and data.leaves and all(
+                    len(x) == 2 and type(x[0]) is int and type(x[1]) is str for x in data.leaves):
+                body = '"leaves":[' + ",".join(f"[{k},{_text(str(node))}]" for k, node in data.leaves) + "]"
+            else:
+                return dumps(self.event_record(e))
+            source = "" if e.source is None else f',"source":{self.source(e.source)}'
+            return f'{{"kind":"{data.KIND}"{source},"pass_index":{e.pass_index},"data":{{{body}}}}}'
+        return dumps(self.event_record(e))
 
     def event_record(self, e: Event) -> dict:
         out: dict[str, Any] = {"kind": e.kind}
@@ -294,6 +331,25 @@ def _grad_norm_text(node: Node) -> str | None:
             or g.device != (node.device if node.device is not None else "cpu"):
         return None
     return f'{{"grad_after":{{"norm":{g.norm!r}}}}}'
+
+
+def _text(s: str) -> str:
+    """A string's JSON (the few a trace repeats on every line are kept)."""
+    found = _TEXTS.get(s)
+    if found is None:
+        found = dumps(s)
+        if len(_TEXTS) < 4096:
+            _TEXTS[s] = found
+    return found
+
+
+_TEXTS: dict[str, str] = {}
+
+
+def _has_numbers_but_value_and_seed(node: Node) -> bool:
+    _, value_norm, grad_before, grad_after, carried, _, grad_outputs, saved = _numbers_of(node)
+    return (value_norm is not None or grad_before is not None or grad_after is not None or bool(carried)
+            or bool(grad_outputs) or saved is not None)
 
 
 def _has_numbers_but_grad(node: Node) -> bool:
