@@ -337,14 +337,16 @@ class PassRecorder:
 FullDecision = tuple[bool, "FullPasses | None", "int | None"]
 
 
-def due_in_full(state: TraceState, graph: Graph, template: QuietTemplate | None) -> FullDecision:
+def due_in_full(state: TraceState, graph: Graph, template: QuietTemplate | None,
+                elements: int | None = None) -> FullDecision:
     """Record the pass that starts now, over `graph`, in full (edge gradients)? `template`:
-    the quiet pass it repeats, if it does. (Counts the pass in the budget: ask once.)"""
+    the quiet pass it repeats, if it does; `elements`: `graph_elements(graph)`, if known.
+    (Counts the pass in the budget: ask once.)"""
     every = state.gradient_options.every
     if every <= 1 or state.nonfinite_seen:
         state.nonfinite_seen = False
         return True, None, None
-    if _elements(graph) <= SMALL_GRAPH:
+    if (graph_elements(graph) if elements is None else elements) <= SMALL_GRAPH:
         budget = state.full_passes
         return budget.due(every), budget, None
     if template is not None and template.structure_key is not None:
@@ -395,7 +397,7 @@ def _structure_key(graph) -> int:
     ))
 
 
-def _elements(graph) -> int:
+def graph_elements(graph: Graph) -> int:
     """How many elements the graph's nodes output: what a full pass summarises."""
     return sum(map(math.prod, filter(None, map(_SHAPE, graph.nodes))))
 

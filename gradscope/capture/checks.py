@@ -248,8 +248,9 @@ class LiveChecks(SavedTensorChecks):
         self._walked = set()
 
 
-    def before_repeat(self, p: int, leaves: list[torch.Tensor], histories: list, node_ids: list[str]) -> bool:
-        """`before_pass` for a light pass (light.py) over `leaves`, none of which holds a
+    def before_repeat(self, p: int, leaves: frozenset[int], histories: list, node_ids: list[str]) -> bool:
+        """`before_pass` for a light pass (light.py) over the leaves `leaves` (their id()s, in
+        `histories` and `node_ids` their histories and node ids), none of which holds a
         `.grad`: nothing to look at but parameters cut off, which none of its graph's
         nodes saved for. False, having touched nothing, when this pass is no such pass
         (a module that ran since the last pass holds a parameter outside the graph, an op
@@ -351,10 +352,9 @@ class LiveChecks(SavedTensorChecks):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _all_in_graph(modules, leaves: list[torch.Tensor]) -> bool:
-    """Is every parameter (that requires grad) of these modules one of the graph's leaves,
-    or none is? (`_check_missing` finds nothing then.)"""
-    in_graph = {id(t) for t in leaves}
+def _all_in_graph(modules, in_graph: frozenset[int]) -> bool:
+    """Is every parameter (that requires grad) of these modules one of the graph's leaves
+    (their id()s: `in_graph`), or none is? (`_check_missing` finds nothing then.)"""
     found = [id(t) in in_graph for m in modules for t in m._parameters.values() if t is not None and t.requires_grad]
     return all(found) or not any(found)
 

@@ -36,7 +36,7 @@ import torch
 from ..model import Graph, Node, Pass, Repeat, Source
 from . import names
 from ._torch import version_of
-from .backward import due_in_full, ones_summary
+from .backward import due_in_full, graph_elements, ones_summary
 from .full_passes import FullPasses, cpu_time
 from .leaf_norms import fill_value_norms, queue_value_norms
 from .quiet import user_watching
@@ -75,9 +75,11 @@ class LightPlan:
         self.node_ids = [template.nodes[k].id for k in template.leaves]
         self.histories = template.histories
         self.small = [math.prod(shape) <= max_values for _, shape, *_ in self.keys]
+        self.leaf_ids = frozenset(id(key[0]()) for key in self.keys)
         self.elements = sum(math.prod(key[1]) for key in self.keys)  # (the leaves': value norms due?)
-        # the graph's structure, for `due_in_full` (which reads no numbers)
+        # the graph's structure, for `due_in_full` (which reads no numbers), and its size
         self.structure = Graph(nodes=template.nodes, edges=template.edges)
+        self.graph_elements = graph_elements(self.structure)
         self.repeat = Repeat(template.number, tuple(sorted({*template.roots, *template.leaves, *template.valued})))
 
     @staticmethod
@@ -184,10 +186,10 @@ class LightPasses:
         leaves = [fns[k].variable for k in plan.leaves]
         p = state.next_pass_index
         if any(leaf.grad is not None for leaf in leaves) \
-                or not self.checks.before_repeat(p, leaves, plan.histories, plan.node_ids):
+                or not self.checks.before_repeat(p, plan.leaf_ids, plan.histories, plan.node_ids):
             return general()
         started = cpu_time()
-        full, budget, key = due_in_full(state, plan.structure, template)
+        full, budget, key = due_in_full(state, plan.structure, template, plan.graph_elements)
         if full:
             return general(decided=(full, budget, key))
         return self._record(call, plan, fns, leaves, run, budget, started)
