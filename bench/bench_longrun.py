@@ -12,7 +12,8 @@ load), timing each command end to end (interpreter start, torch import, the loop
 gradscope its trace.json, report and pictures); the script samples its own RSS every 100
 steps. The loop runs torch on one thread, traced or not. Each command's CPU time (user +
 system, its children's) is printed beside its wall time: on a loaded machine the CPU
-ratio is the steadier one. `--against DIR` runs a second checkout's gradscope (e.g. `git
+ratio is the steadier one, and the ratio of each kind's fastest run (CPU time) the steadiest
+(on this VM the speed moves ±25% within a round). `--against DIR` runs a second checkout's gradscope (e.g. `git
 archive <commit> | tar -x -C DIR`) in the same rounds, for before/after in one run. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
 (format 2), timing each by the clock and by this process's CPU time. Both print the
@@ -139,8 +140,11 @@ def e2e(model: str, steps: int, rounds: int, against: str | None = None) -> None
                 continue
             wall = statistics.median(t[0] / p[0] for t, p in zip(times[kind], times["plain"]))
             cpu = statistics.median(t[1] / p[1] for t, p in zip(times[kind], times["plain"]))
+            # the machine's speed moves within a round too: the fastest run of each kind is
+            # the steadier comparison (both at the machine's best)
+            fastest = min(t[1] for t in times[kind]) / min(p[1] for p in times["plain"])
             t = json.loads((folder / out / "trace.json").read_text())
-            print(f"  {kind}: median ratio {wall:.2f} (CPU {cpu:.2f}); trace.json "
+            print(f"  {kind}: median ratio {wall:.2f} (CPU {cpu:.2f}), fastest runs' CPU ratio {fastest:.2f}; trace.json "
                   f"{(folder / out / 'trace.json').stat().st_size / 2**20:.1f} MB, {len(t['passes'])} passes, "
                   f"{sum(p.get('edge_gradients', True) for p in t['passes'])} in full; "
                   f"{t['meta'].get('full_passes', '')}")
