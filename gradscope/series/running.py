@@ -87,7 +87,7 @@ class RunningSeries:
             s = self._leaves[n.name] = _Leaf(n.name, module_of(n), n.shape, n.is_parameter)
         # (a leaf's values are flattened only when they are needed: no norm, or a ratio from them)
         norm = n.value_norm
-        if norm is None and (values := _flat(n.value)) is not None:
+        if norm is None and n.value is not None and (values := _flat(n.value)) is not None:
             norm = _norm(values)
         grad = _grad_norm(n)
         s.grad.add(index, grad)
@@ -105,7 +105,8 @@ class RunningSeries:
                         s.ratio.add(index, m / before[3])
             if before[1] in self._updated.get(before[0], ()):
                 s.updates += 1
-                ratio = None if moved else _ratio(_flat(before[2]), _flat(n.value))
+                ratio = None if moved or before[2] is None or n.value is None else \
+                    _ratio(_flat(before[2]), _flat(n.value))
                 if ratio is not None:
                     s.ratio.add(index, ratio)
         if moves and moves[0][0] <= index:
