@@ -92,7 +92,8 @@ class LightPlan:
     def match(self, roots: list[torch.Tensor]) -> list | None:
         """The autograd nodes behind `roots`, numbered as the walk numbers them, when they
         are wired and classed as the template's and its leaves are the template's tensors,
-        unchanged; else None. (A walk with few Python operations per node.)"""
+        unchanged; else None. (Walk.walk's numbering, checked as it goes: the two loops
+        must stay in step. Few Python operations per node: it runs on every light pass.)"""
         number: dict[int, int] = {}
         fns: list[Any] = []
         found = []

@@ -109,8 +109,12 @@ class Passes:
             pass_index = self.state.next_pass_index
             finished = make(pass_index)
             self.state.trace.passes.append(finished)
-        for listener in self.listeners:
-            listener(finished, repeat)
+        try:
+            for listener in self.listeners:
+                listener(finished, repeat)
+        except Exception as exc:  # (as in `finish`: the pass stays, the trace says what failed)
+            log.debug("gradscope: finishing a pass failed", exc_info=True)
+            self.state.not_recorded(exc, source, partly=True)
         self._ended(pass_index, api, error, source, repeated=error is None)
         return finished
 
