@@ -66,7 +66,10 @@ class RunningSeries:
         self._first = p.index if self._first is None else self._first
         self._last = p.index
         seen: set[str] = set()
-        for n in p.graph.nodes:  # (leaves and roots in one walk: `Graph.leaves` is a scan)
+        nodes = p.graph.nodes
+        # (leaves and roots in one walk: `Graph.leaves` is a scan; of a repeat, only the
+        # nodes it owns: the rest are its template's, neither leaves nor roots)
+        for n in nodes if repeat is None else map(nodes.__getitem__, repeat.own):
             if n.kind == "leaf":
                 if n.name and n.name not in seen:  # a name twice in one pass: the first one stands
                     seen.add(n.name)

@@ -101,7 +101,7 @@ class RunningKeep:
         self.seen = 0
         self.stride = 1  # every stride-th middle pass is held
         self.most_held = 0  # the most passes held at once (what bounds memory)
-        self._tail: deque[Pass] = deque()
+        self._tail: deque[tuple[Pass, Repeat | None]] = deque()  # (how each repeats, if told)
         self._middle: list[tuple[int, Pass]] = []
         self._middle_seen = 0
         self._standouts: set[int] = set()
@@ -143,15 +143,15 @@ class RunningKeep:
         self.seen += 1
         self._last_seen = p.index
         if self.seen > self.ends:  # (the first passes stay)
-            self._tail.append(p)
+            self._tail.append((p, repeat))
             if len(self._tail) > self.ends:
-                self._leave_tail(self._tail.popleft())
+                self._leave_tail(*self._tail.popleft())
         self.most_held = max(self.most_held, len(self.trace.passes))
 
-    def _leave_tail(self, p: Pass) -> None:
+    def _leave_tail(self, p: Pass, repeat: Repeat | None) -> None:
         ordinal = self._middle_seen
         self._middle_seen += 1
-        if len(self._standouts) < self.keep and self._stands_out(p):
+        if len(self._standouts) < self.keep and self._stands_out(p, repeat):
             self._standouts.add(p.index)
             return
         if ordinal % self.stride:
@@ -168,11 +168,13 @@ class RunningKeep:
             self.drop(gone + self._gone)
             self._gone = []
 
-    def _stands_out(self, p: Pass) -> bool:
+    def _stands_out(self, p: Pass, repeat: Repeat | None) -> bool:
         """An error, a non-finite gradient, or an event of its own (not a routine one)."""
         if p.error is not None or p.index in self._with_events:
             return True
-        for n in p.graph.nodes:  # (not `Graph.leaves`: a list made on each call)
+        nodes = p.graph.nodes
+        # (not `Graph.leaves`: a list made on each call; of a repeat, the nodes it owns)
+        for n in nodes if repeat is None else map(nodes.__getitem__, repeat.own):
             g = n.grad_after
             if g is not None and not g.finite and n.kind == "leaf":
                 return True
