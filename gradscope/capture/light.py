@@ -249,9 +249,9 @@ class LightPasses:
             state.nonfinite_seen = True  # record the next pass in full, to find where
         if error is None:
             state.nodes.retire([])  # (a steady graph has no notes: those of the pass before go)
-        if budget is not None:
-            budget.ran(False, cpu_time() - started)
         finishing = cpu_time()
+        if budget is not None:
+            budget.ran(False, finishing - started)
         graph = Graph(nodes, list(template.edges), template.module_calls)
 
         def make(index: int) -> Pass:

@@ -113,7 +113,7 @@ class PendingBatch:
                 found[k] = self.summarize(t, norm_only=True)
         if not batched:
             return found
-        flats = [t.view(-1) for _, t in batched]
+        flats = [t if t.dim() == 1 else t.view(-1) for _, t in batched]  # (a view is a torch call too)
         squares = torch.stack([torch.dot(f, f) for f in flats]).tolist()  # (what `_cpu_norm` reads)
         for (k, t), square in zip(batched, squares):
             if not math.isfinite(square):  # NaN, Inf or an overflow: the whole way, counting them
