@@ -19,7 +19,7 @@ from test_charts import LAYERS, Deep
 from test_report_browser import chromium, console_errors
 
 import gradscope
-from gradscope.capture import steady
+from gradscope.capture import full_passes, steady
 from gradscope.cli import HOLD_PASSES
 from gradscope.render.charts import envelope
 from gradscope.render.stats import parameter_stats
@@ -73,6 +73,44 @@ def test_running_series_equal_the_series_of_every_pass_of_a_real_loop():
     assert len(live) == 2 * LAYERS + 5
     assert running.loss_series() == loss_series(t.trace.__class__(passes=t.trace.passes)) != []
     assert running.span() == (STEPS, 0, STEPS - 1)
+
+
+def test_running_series_of_light_passes_equal_the_series_of_every_pass(monkeypatch):
+    """A loop that goes steady and light (capture/light.py): the series gathered from each
+    pass's own nodes (model.Repeat) are those of the whole trace."""
+    # (else a short loop is all full passes; no share: which passes are full is then by
+    # count, not by the clock, the same in both runs)
+    monkeypatch.setattr(full_passes, "GRACE", 0.0)
+    monkeypatch.setattr(full_passes, "SHARE", 0.0)
+
+    def loop(keep: int) -> gradscope.trace:
+        torch.manual_seed(2)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 9), torch.nn.Tanh(), torch.nn.Linear(9, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(12, 5), torch.randn(12, 1)
+        with gradscope.trace(keep=keep) as t:
+            for _ in range(80):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                loss.backward()
+                opt.step()
+        return t
+
+    t = loop(keep=1000)  # (nothing let go)
+    light = re.search(r"\(([\d,]+) of them from their numbers alone\)", t.trace.meta["steady_passes"])
+    assert light and int(light.group(1)) >= 40
+    running = running_of(t.trace)
+    assert running is not None and len(t.trace.passes) == 80
+    live, from_passes = running.leaf_series(), leaf_series_of_passes(t.trace)
+    assert sorted(s.name for s in live) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    for a, b in zip(live, from_passes, strict=True):
+        for name in a.__dataclass_fields__:
+            assert getattr(a, name) == getattr(b, name), (a.name, name)
+    assert live[0].updates == 80 and len(live[0].grad_norm) == 80
+    assert running.loss_series() == loss_series(t.trace.__class__(passes=t.trace.passes)) != []
+    # passes let go as the run goes (the held sample thins repeats too): the same series
+    thinned = loop(keep=20)
+    assert len(thinned.trace.passes) <= 30 and running_of(thinned.trace).leaf_series() == live
 
 
 def test_points_past_the_cap_keep_counts_extremes_spikes_and_nan_in_bounded_memory():

@@ -18,10 +18,10 @@ general way's, to the byte (tests/test_steady.py compares them pass by pass and 
 line of the stream).
 
 Anything else goes the general way: a graph that differs, a `.grad` already set when the
-pass starts (gradient accumulation), a pass due in full, a
-seed of the user's, tensors off the CPU (their numbers would wait for the device there),
-a complex dtype, the user's modes or profiler watching, a parameter a module left out of
-the graph, another pass's numbers still in transit.
+pass starts (gradient accumulation), a pass due in full, a seed of the user's, tensors off
+the CPU (their numbers would wait for the device there), a complex dtype, the user's modes
+or profiler watching, a parameter a module left out of the graph, another pass's numbers
+still in transit.
 """
 
 from __future__ import annotations
