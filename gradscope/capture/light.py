@@ -166,10 +166,13 @@ class LightPasses:
         self.checks = checks
         self.count = 0  # light passes recorded
 
-    def record(self, call: BackwardCall, template: QuietTemplate, run: Callable[[], Any],
+    def record(self, call: BackwardCall, template: QuietTemplate | None, run: Callable[[], Any],
                general: Callable[..., Any]) -> Any:
-        """Record the steady backward `call` (`run()` runs it) lightly, or hand it to
-        `general(decided=...)`, the general way, with what was asked of the budget already."""
+        """Record the steady backward `call` (`run()` runs it) over the last quiet pass's
+        `template` lightly, or hand it to `general(decided=...)`, the general way, with what
+        was asked of the budget already."""
+        if template is None:
+            return general()
         state = self.state
         options = state.gradient_options
         batch_options = state.summary_options
@@ -216,7 +219,7 @@ class LightPasses:
                     node.value = leaf.tolist()
             if norms_due(state.next_pass_index, state.gradient_options.every, plan.elements <= SMALL):
                 fill_value_norms(queue_value_norms(list(zip(leaf_nodes, leaves)), PendingBatch(state.summary_options)))
-        del fns
+        del fns  # (no autograd node held past what the pass needs)
         error = None
         try:
             return run()

@@ -29,6 +29,7 @@ checks are off: the trade that makes a long run cheap (docs/architecture.md).
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -222,11 +223,9 @@ class SteadyPasses:
         self._in_pass = True
         self.count += 1
         try:
-            run = lambda: original(t_outputs, *args, **kwargs)  # noqa: E731
-            if template is None:
-                return self._record(lambda: call, run, call.api, steady=True)
-            return self.light.record(call, template, run, lambda decided=None: self._record(
-                lambda: call, run, call.api, steady=True, decided=decided))
+            run = functools.partial(original, t_outputs, *args, **kwargs)
+            general = functools.partial(self._record, lambda: call, run, call.api, steady=True)
+            return self.light.record(call, template, run, general)
         finally:
             self._in_pass = False
 
