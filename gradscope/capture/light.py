@@ -75,6 +75,7 @@ class LightPlan:
         self.node_ids = [template.nodes[k].id for k in template.leaves]
         self.histories = template.histories
         self.small = [math.prod(shape) <= max_values for _, shape, *_ in self.keys]
+        self.shapes = [d["shape"] for d in template.descriptions]  # (each leaf's `.grad` is of its shape)
         self.leaf_ids = frozenset(id(key[0]()) for key in self.keys)
         self.elements = sum(math.prod(key[1]) for key in self.keys)  # (the leaves': value norms due?)
         # the graph's structure, for `due_in_full` (which reads no numbers), and its size
@@ -242,7 +243,7 @@ class LightPasses:
         with torch.no_grad():
             grads = [leaf.grad for leaf in leaves]
             summaries = [None if s is None else s.result
-                         for s in PendingBatch(state.summary_options).summarize_norms(grads)]
+                         for s in PendingBatch(state.summary_options).summarize_norms(grads, plan.shapes)]
         for k, summary, grad, history in zip(plan.leaves, summaries, grads, plan.histories):
             node = nodes[k]
             node.grad_after = summary

@@ -231,11 +231,13 @@ _LEAF_DESCRIPTION = ("id", "kind", "name", "grad_fn", "shape", "dtype", "device"
 
 
 def _description(leaf: Node) -> dict:
-    """What a leaf node says of its tensor (not of its pass)."""
-    return {k: getattr(leaf, k) for k in _LEAF_DESCRIPTION}
+    """What a leaf node says of its tensor (not of its pass), and its (empty) list of
+    gradient outputs: a leaf has none, and model lists are replaced, never edited."""
+    return {**{k: getattr(leaf, k) for k in _LEAF_DESCRIPTION}, "grad_outputs": []}
 
 
 def _leaf_from(description: dict) -> Node:
-    """A new leaf node with this description (its `shape` list is the template's: model
-    objects are records, never edited, and a long run keeps one list, not one a pass)."""
+    """A new leaf node with this description (its lists are the template's: model objects
+    are records, never edited, and a long run keeps one list, not one a pass; each object a
+    pass keeps is one more for the cyclic collector to walk)."""
     return Node(**description)

@@ -29,14 +29,18 @@ FORGET_EVERY = 16  # passes between two clean-ups of what no later pass can use
 
 class _Leaf:
     __slots__ = ("name", "module", "shape", "is_parameter", "grad", "value", "ratio", "updates", "nonfinite",
-                 "last")
+                 "last", "last_id", "last_value", "last_norm")
 
     def __init__(self, name: str, module: str, shape: list[int] | None, is_parameter: bool) -> None:
         self.name, self.module, self.shape, self.is_parameter = name, module, shape, is_parameter
         self.grad, self.value, self.ratio = Points(stats=GradStats()), Points(), Points()
         self.updates = self.nonfinite = 0
-        # its previous pass: (index, node id, value as recorded, value norm)
-        self.last: tuple[int, str, Any, float | None] | None = None
+        # its previous pass: index (None before any), node id, value as recorded, value norm
+        # (fields, not a tuple: one object fewer per leaf and pass for the collector)
+        self.last: int | None = None
+        self.last_id = ""
+        self.last_value: Any = None
+        self.last_norm: float | None = None
 
 
 class RunningSeries:
@@ -101,20 +105,20 @@ class RunningSeries:
         moves = self._moves.get(n.name)
         if before is not None:
             # ‖Δw‖ measured at the steps between the two passes, else from recorded values
-            moved = [m for k, m in moves if before[0] < k <= index] if moves else []
-            if moved and before[3]:
+            moved = [m for k, m in moves if before < k <= index] if moves else []
+            if moved and s.last_norm:
                 for m in moved:
-                    if math.isfinite(m / before[3]):
-                        s.ratio.add(index, m / before[3])
-            if before[1] in self._updated.get(before[0], ()):
+                    if math.isfinite(m / s.last_norm):
+                        s.ratio.add(index, m / s.last_norm)
+            if s.last_id in self._updated.get(before, ()):
                 s.updates += 1
-                ratio = None if moved or before[2] is None or n.value is None else \
-                    _ratio(_flat(before[2]), _flat(n.value))
+                ratio = None if moved or s.last_value is None or n.value is None else \
+                    _ratio(_flat(s.last_value), _flat(n.value))
                 if ratio is not None:
                     s.ratio.add(index, ratio)
         if moves and moves[0][0] <= index:
             self._moves[n.name] = [(k, m) for k, m in moves if k > index]
-        s.last = (index, n.id, n.value, norm)
+        s.last, s.last_id, s.last_value, s.last_norm = index, n.id, n.value, norm
 
     def _apply_events(self, upto: int | None) -> None:
         """Apply, in order, the held events numbered up to pass `upto` (None: all)."""
@@ -142,7 +146,7 @@ class RunningSeries:
     def _forget(self, index: int) -> None:
         """Drop what no later pass can use: updates after passes that are no leaf's last,
         steps before `index` of names that are no leaf's, the oldest steps of a long-absent leaf."""
-        lasts = {s.last[0] for s in self._leaves.values() if s.last is not None}
+        lasts = {s.last for s in self._leaves.values() if s.last is not None}
         for q in [q for q in self._updated if q not in lasts]:
             del self._updated[q]
         for name, moves in list(self._moves.items()):
@@ -168,7 +172,7 @@ class RunningSeries:
         out = []
         for s in self._leaves.values():
             updates = s.updates
-            if s.last is not None and s.last[1] in self._updated.get(s.last[0], ()):
+            if s.last is not None and s.last_id in self._updated.get(s.last, ()):
                 updates += 1  # an update after a leaf's last pass counts too
             series = LeafSeries(s.name, s.module, s.shape, s.is_parameter, updates=updates, nonfinite=s.nonfinite)
             xs, series.grad_norm = s.grad.points()
