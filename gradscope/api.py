@@ -39,10 +39,10 @@ class trace:
       every:     a big graph that repeats (a training loop; over 65,536 output elements)
                  gets its edge gradients recorded on its first 3 passes and every
                  `every`-th pass after, while those take gradscope under 0.3 s of CPU
-                 time in all, then under 5 % of the run's; leaves' `.grad` is recorded
+                 time in all, then under 2 % of the run's; leaves' `.grad` is recorded
                  on every pass (its norm and NaN/Inf count; extremes and mean on the full
                  passes). Small graphs: every pass in full while that costs gradscope
-                 under 0.3 s in all, then full passes while they take under 5 % of the
+                 under 0.3 s in all, then full passes while they take under 2 % of the
                  run's time (`meta["full_passes"]` says so). 1: every pass in full.
       save:      a path to write the trace JSON to. Passes are written there as they
                  finish (a stream a killed run leaves readable: `gradscope.load` gives
