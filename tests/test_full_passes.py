@@ -21,7 +21,7 @@ class Clock:
 
 def test_every_pass_is_full_within_the_grace_then_while_under_the_share():
     clock = Clock()
-    budget = FullPasses(grace=0.1, share=0.1, first=2, clock=clock)
+    budget = FullPasses(grace=0.1, share=0.1, first=2, clock=clock, short=0)
     chosen = []
     for _ in range(400):  # a step of 10 ms; a backward of 50 ms in full, 2 ms without
         full = budget.due()
@@ -53,13 +53,29 @@ def test_a_full_pass_is_charged_its_finishing_too_less_a_light_ones():
 
 def test_the_first_passes_are_full_whatever_they_cost():
     clock = Clock()
-    budget = FullPasses(grace=0.0, share=0.0, first=3, clock=clock)
+    budget = FullPasses(grace=0.0, share=0.0, first=3, clock=clock, short=0)
     chosen = []
     for _ in range(6):
         chosen.append(budget.due())
         budget.ran(chosen[-1], 5.0)
         clock.now += 6.0
     assert chosen == [True, True, True, False, False, False]
+
+
+def test_a_short_run_is_full_by_count_on_a_slow_machine_too():
+    """A run's first `SHORT` passes are full while they take under `SHORT_GRACE` in all, past
+    the grace: a machine three times slower records the same passes of a short run in full.
+    A costly graph still stops at that bound."""
+    for cost, full in ((0.005, 150), (0.06, 17)):  # 150 x 5 ms = 0.75 s; 60 ms: over 1 s after 17
+        clock = Clock()
+        budget = FullPasses(grace=0.3, share=0.0, first=2, clock=clock, short=150)
+        chosen = []
+        for _ in range(400):
+            chosen.append(budget.due())
+            budget.ran(chosen[-1], cost if chosen[-1] else 0.0)
+            clock.now += 0.01
+        assert chosen[:full] == [True] * full and not any(chosen[full:])
+        assert budget.describe().startswith(f"{full} of 400 passes") and "(the first 150: under 1 s)" in budget.describe()
 
 
 def test_a_cheap_short_loop_is_full_on_every_pass():
@@ -81,6 +97,7 @@ def test_past_its_budget_a_small_graph_is_sampled_and_its_numbers_unchanged(monk
     monkeypatch.setattr(full_passes, "GRACE", 0.0)
     monkeypatch.setattr(full_passes, "SHARE", 0.0)
     monkeypatch.setattr(full_passes, "FIRST", 3)
+    monkeypatch.setattr(full_passes, "SHORT", 0)
 
     def run(traced: bool) -> tuple[list, gradscope.trace | None]:
         torch.manual_seed(0)
@@ -112,7 +129,7 @@ def test_a_slow_step_cannot_make_most_passes_full(monkeypatch):
     """Full passes cheap beside a slow step (a loaded machine): no closer than `every`."""
     clock = Clock()
     monkeypatch.setattr(full_passes, "FREE", 5)
-    budget = FullPasses(grace=0.1, share=0.1, first=2, clock=clock)
+    budget = FullPasses(grace=0.1, share=0.1, first=2, clock=clock, short=0)
     chosen = []
     for _ in range(200):  # a step of 1 s, a full backward of 50 ms: the time share allows all
         chosen.append(budget.due(every=10))

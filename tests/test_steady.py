@@ -46,6 +46,7 @@ def few_full_passes(monkeypatch):
     """Short loops are recorded in full while that is cheap (full_passes.py), and full passes
     make no template to repeat: here the first passes are full, then none, by count."""
     monkeypatch.setattr(full_passes, "GRACE", 0.0)
+    monkeypatch.setattr(full_passes, "SHORT", 0)
 
 
 # Gradient accumulation (gradients carried across passes on purpose) with a GradScaler.

@@ -6,8 +6,11 @@ microseconds. A short run (the lesson, a showcase, a test) can afford every pass
 a training loop of thousands of steps cannot. So the tracer measures its own time:
 
 - every pass of a small graph is recorded in full while gradscope's time on full passes
-  stays under `GRACE` seconds in all (short runs: every pass, as before), and always the
-  first `FIRST` passes;
+  stays under `GRACE` seconds in all, and always the first `FIRST` passes;
+- a short run's passes (the first `SHORT` of a run, such as the lesson's and the
+  showcases': the longest, a logistic regression, has 141) are all recorded in full while
+  that time stays under `SHORT_GRACE` seconds: a count, not a time, decides what a short
+  run is, so that a slow or loaded machine records the same passes of it in full;
 - after that, a pass is recorded in full only while that time stays under `SHARE` of the
   run's time since its first pass (the user's step, forward, optimizer and gradscope's
   own work together): full passes are then spaced out by their cost. Past `FREE` full
@@ -48,6 +51,8 @@ GRACE = 0.3  # CPU seconds of full recording any run gets before passes are samp
 # long run's `gradscope trace` may add in all (it was 5 %: docs/benchmarks.md, tenth session)
 SHARE = 0.02
 FIRST = 10  # passes always recorded in full, whatever their cost
+SHORT = 150  # a run's first passes, recorded in full while that takes under SHORT_GRACE
+SHORT_GRACE = 1.0
 FREE = 200  # full passes before they are also kept `every` passes apart
 
 
@@ -60,10 +65,11 @@ class FullPasses:
     """The full-recording budget of one trace (see the module's docstring)."""
 
     def __init__(self, grace: float | None = None, share: float | None = None, first: int | None = None,
-                 clock: Callable[[], float] = cpu_time) -> None:
+                 clock: Callable[[], float] = cpu_time, short: int | None = None) -> None:
         self.grace = GRACE if grace is None else grace
         self.share = SHARE if share is None else share
         self.first = FIRST if first is None else first
+        self.short = SHORT if short is None else short
         self.clock = clock
         self.started: float | None = None  # when the first pass began
         self.spent = 0.0  # seconds spent on full passes beyond what a light pass takes
@@ -80,6 +86,7 @@ class FullPasses:
         passes once the grace is spent.)"""
         within = self._start_pass()
         full = (self.passes <= self.first or self.spent <= self.grace
+                or (self.passes <= self.short and self.spent <= SHORT_GRACE)
                 or (within and (self.full < FREE or self.passes - self._last_full >= every)))
         if full:
             self._last_full = self.passes
@@ -88,7 +95,7 @@ class FullPasses:
     def for_big(self) -> "FullPasses":
         """The budget of the trace's big graphs' full passes (its own: see the module)."""
         if self.big is None:
-            self.big = FullPasses(self.grace, self.share, 0, self.clock)
+            self.big = FullPasses(self.grace, self.share, 0, self.clock, short=0)
         return self.big
 
     def sampled_due(self, first: bool, sampled: bool) -> bool:
@@ -130,8 +137,9 @@ class FullPasses:
         big graphs' were as sampled)."""
         parts = []
         if self.full < self.passes:
+            short = f" (the first {self.short}: under {SHORT_GRACE:g} s)" if self.short else ""
             parts.append(f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge "
-                         f"gradients, Jacobians): all while that took under {self.grace:g} s, then while it "
+                         f"gradients, Jacobians): all while that took under {self.grace:g} s{short}, then while it "
                          f"stayed under {self.share:.0%} of the run's time (past {FREE} of them, every `every`-th "
                          f"pass at most)")
         big = self.big
