@@ -430,11 +430,42 @@ def test_another_threads_passes_keep_their_recorder_while_the_main_thread_is_ste
         worker.start()
         train(main, torch.randn(4, 8), 20)
         worker.join()
+        # (the module hooks the main thread's steady passes took off are back for the worker's)
+        assert t._tracer is not None and t._tracer.modules._handles
     assert_nothing_installed()
     assert engine_backward() is torch.autograd.graph._engine_run_backward
     theirs = [p for p in t.passes if p.graph.leaves[0].shape == [6]]
     assert len(theirs) == 10 and all(p.graph.roots[0].source is not None for p in theirs)
     assert len(t.passes) == 50 and t._tracer is None
+
+
+def test_module_hooks_are_off_while_steady_and_back_for_the_recorders_passes():
+    """With any global module hook torch calls every module the slow way: steady passes
+    take gradscope's off (no other thread records) and put them back for the recorder's
+    passes (every 100th), whose ops are tagged with their modules again."""
+    from torch.nn.modules import module as torch_modules
+
+    hooks_seen = []
+
+    class Probe(nn.Module):  # what a module call sees of the global hooks
+        def forward(self, h):
+            hooks_seen.append(len(torch_modules._global_forward_pre_hooks))
+            return h
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), Probe(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(32, 4)
+    with gradscope.trace() as t:
+        for _ in range(130):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    assert_nothing_installed()
+    assert hooks_seen[:3] == [1, 1, 1] and hooks_seen[100] == 1  # the recorder's passes
+    assert hooks_seen[50:99] == [0] * 49 and hooks_seen[110:] == [0] * 20  # steady ones
+    assert "which modules ran" in t.trace.meta["steady_passes"]
+    relu = next(n for n in t.passes[100].graph.nodes if n.name.startswith("relu"))
+    assert relu.module == "1" and t.passes[100].graph.module_calls
 
 
 def test_a_leaf_edit_refused_while_steady_is_still_diagnosed_at_its_line():

@@ -55,6 +55,7 @@ class ModuleTracker:
         self.on_enter: Callable[[], None] | None = None
         self.calls = CallLog(self.parameter_names)  # every module call: its path, class and enclosing call
         self.log_calls = True  # (off while the recorder is off the stack: steady.py)
+        self.paused = False  # hooks taken off while steady passes run (`pause`)
 
     def here(self) -> ModuleStack:
         """The running modules of the calling thread."""
@@ -73,6 +74,9 @@ class ModuleTracker:
         return self.here().ran
 
     def install(self) -> None:
+        self.paused = False
+        if self._handles:  # (installed already)
+            return
         self._handles = [
             register_module_forward_pre_hook(self._enter),
             register_module_forward_hook(self._exit, always_call=True),
@@ -95,6 +99,21 @@ class ModuleTracker:
         here.call_stack.clear()
         here.call = 0
 
+    def pause(self) -> None:
+        """Take the global hooks off while steady passes run (steady.py): with any global
+        module hook, torch calls every module through its hooks' path, about 10 µs a call
+        (a transformer's forward: ~1 ms of its ~13), and no recorder needs module paths
+        meanwhile. What is lost until `resume()`: which modules ran (the no-gradient check
+        of a light pass looks at them on the recorder's passes only) and `on_enter`."""
+        if self._handles:
+            self.remove()
+            self.paused = True
+
+    def resume(self) -> None:
+        """Put back the hooks `pause()` took off."""
+        if self.paused:
+            self.install()
+
     def _users_global_hook(self) -> bool:
         """torch's `_has_any_global_hook()`, blind to gradscope's own hooks."""
         ours = {h.id for h in self._handles}
@@ -105,6 +124,8 @@ class ModuleTracker:
             return None
         if self.on_enter is not None:
             self.on_enter()
+            if not self._handles:  # (it paused the hooks: this call's exit hook will not run)
+                return None
         here = self.here()
         path = self._paths.get(module)
         if path is None:

@@ -8,7 +8,9 @@ the next forward is known already: the op names, lines and modules are the templ
 
 So after `STEADY_AFTER` passes in a row that repeated the template, quietly, the recorder
 steps off the calling thread's mode stack: at the end of the optimizer step that follows
-(the step takes it off anyway, steps.py), or at the next module call. While it is off,
+(the step takes it off anyway, steps.py), or at the next module call. The global module
+hooks come off too while no other thread records (modules.py `pause`: with any, torch
+calls every module the slow way). While it is off,
 backward calls are caught where all of torch's backward APIs meet,
 `torch.autograd._engine_run_backward` (wrapped for that time only; torch patches the same
 name for make_fx), and each is recorded as a steady pass: its graph recognised by wiring,
@@ -67,10 +69,12 @@ class SteadyPasses:
     """Takes the recorder of the thread that traces off its mode stack while passes repeat,
     and records the backward calls made meanwhile (see the module's docstring)."""
 
-    def __init__(self, state: TraceState, record: Record, light: LightPasses) -> None:
+    def __init__(self, state: TraceState, record: Record, light: LightPasses,
+                 alone: Callable[[], bool] = lambda: True) -> None:
         self.state = state
         self._record = record
         self.light = light  # records the passes it can from their numbers alone (light.py)
+        self._alone = alone  # is the tracing thread the only one recording? (its module hooks then pause)
         self._thread = threading.get_ident()  # (the tracing thread: other threads keep recording)
         self.active = False  # the recorder is off the stack, backward caught at the engine
         self.wanted = False  # ... to be taken off at the next chance
@@ -127,7 +131,8 @@ class SteadyPasses:
         return (f"{self.count:,} of {passes:,} passes recorded steady{light}, the recorder off the mode stack: each "
                 f"repeated the graph of the pass before it; what only the recorder sees (in-place edits of "
                 f"leaves and saved tensors, .data edits, the line of a failing op, the small values of ops "
-                f"other than the roots) was read on the other passes, at least every {LOOK_EVERY}th")
+                f"other than the roots, which modules ran) was read on the other passes, at least every "
+                f"{LOOK_EVERY}th")
 
     # -- stepping off and back ------------------------------------------------------------
     def stay_off(self, mode: RecordingMode) -> bool:
@@ -164,6 +169,8 @@ class SteadyPasses:
         self._original = engine_backward()
         set_engine_backward(self._engine_backward)
         self.state.modules.log_calls = False  # (no op is tagged with a module call meanwhile)
+        if self._alone():  # (another thread's recorder reads module paths: the hooks stay then)
+            self.state.modules.pause()
 
     def step_back(self) -> None:
         """Put the recorder back on the stack and let backward calls reach it again.
@@ -174,6 +181,7 @@ class SteadyPasses:
         self.wanted = False
         if not self.active:
             return
+        self.state.modules.resume()  # (module calls are seen again, `on_enter` too)
         if function_mode_depth() != self._depth:
             self._back_wanted = True
             if self.state.modules.on_enter is None:
@@ -199,6 +207,7 @@ class SteadyPasses:
     def _stop_catching(self) -> None:
         self.active = self._back_wanted = False
         self.state.modules.log_calls = True
+        self.state.modules.resume()
         if engine_backward() == self._engine_backward and self._original is not None:
             set_engine_backward(self._original)
         self._original = self._mode = None

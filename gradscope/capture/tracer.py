@@ -68,7 +68,8 @@ class Tracer:
         self.pass_listeners: list[Callable[[Pass, Repeat | None], None]] = self.passes.listeners
         # while passes repeat, the recorder steps off the mode stack (steady.py)
         light = LightPasses(state, self.passes.add_repeat, lambda: self.passes.busy, self.checks)
-        self.steady = self.passes.steady = SteadyPasses(state, self.passes.record, light)
+        self.steady = self.passes.steady = SteadyPasses(state, self.passes.record, light,
+                                                        alone=lambda: len(self._modes) == 1)
         self.steps = OptimizerSteps(state, self.checks.on_optimizer_step,  # the recorder steps aside
                                     stay_off=self.steady.stay_off)
         self.updates = UpdateNorms(state)  # ‖Δw‖ of each step, in its event
@@ -212,6 +213,7 @@ class Tracer:
         sys.setprofile(self._previous_thread_profile)
         if _active is self:
             self._record_this_thread(NodeTable())
+            self.modules.resume()  # (steady passes paused the module hooks: this thread's recorder needs them)
 
 
 def _call(func, args: tuple, kwargs: dict) -> Any:
