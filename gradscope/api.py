@@ -42,9 +42,9 @@ class trace:
                  time in all, then under 2 % of the run's; leaves' `.grad` is recorded
                  on every pass (its norm and NaN/Inf count; extremes and mean on the full
                  passes). Small graphs: every pass in full while that costs gradscope
-                 under 0.3 s in all (a run's first 150 passes: under 1 s), then full
-                 passes while they take under 2 % of the run's time
-                 (`meta["full_passes"]` says so). 1: every pass in full.
+                 under 0.3 s in all (a run's first 150 passes: while each costs under
+                 5 ms on average), then full passes while they take under 2 % of the
+                 run's time (`meta["full_passes"]` says so). 1: every pass in full.
       save:      a path to write the trace JSON to. Passes are written there as they
                  finish (a stream a killed run leaves readable: `gradscope.load` gives
                  its passes with `meta["incomplete"]`), and the whole trace replaces the

@@ -7,10 +7,11 @@ a training loop of thousands of steps cannot. So the tracer measures its own tim
 
 - every pass of a small graph is recorded in full while gradscope's time on full passes
   stays under `GRACE` seconds in all, and always the first `FIRST` passes;
-- a short run's passes (the first `SHORT` of a run, such as the lesson's and the
-  showcases': the longest, a logistic regression, has 141) are all recorded in full while
-  that time stays under `SHORT_GRACE` seconds: a count, not a time, decides what a short
-  run is, so that a slow or loaded machine records the same passes of it in full;
+- a short run of a cheap graph (the first `SHORT` passes of a run, such as the lesson's
+  and the showcases': the longest, a logistic regression, has 141 of about 1.5 ms) is all
+  recorded in full while a full pass costs under `SHORT_COST` on average: a count, not a
+  time, decides what a short run is, so that a slow or loaded machine records the same
+  passes of it in full (a costlier graph, a small MLP's of ~10 ms, gets the grace alone);
 - after that, a pass is recorded in full only while that time stays under `SHARE` of the
   run's time since its first pass (the user's step, forward, optimizer and gradscope's
   own work together): full passes are then spaced out by their cost. Past `FREE` full
@@ -51,8 +52,8 @@ GRACE = 0.3  # CPU seconds of full recording any run gets before passes are samp
 # long run's `gradscope trace` may add in all (it was 5 %: docs/benchmarks.md, tenth session)
 SHARE = 0.02
 FIRST = 10  # passes always recorded in full, whatever their cost
-SHORT = 150  # a run's first passes, recorded in full while that takes under SHORT_GRACE
-SHORT_GRACE = 1.0
+SHORT = 150  # a run's first passes, all recorded in full while they cost under SHORT_COST each
+SHORT_COST = 0.005  # (on average: at most 0.75 s in all)
 FREE = 200  # full passes before they are also kept `every` passes apart
 
 
@@ -86,7 +87,7 @@ class FullPasses:
         passes once the grace is spent.)"""
         within = self._start_pass()
         full = (self.passes <= self.first or self.spent <= self.grace
-                or (self.passes <= self.short and self.spent <= SHORT_GRACE)
+                or (self.passes <= self.short and self.spent <= SHORT_COST * max(self.full, 1))
                 or (within and (self.full < FREE or self.passes - self._last_full >= every)))
         if full:
             self._last_full = self.passes
@@ -137,7 +138,8 @@ class FullPasses:
         big graphs' were as sampled)."""
         parts = []
         if self.full < self.passes:
-            short = f" (the first {self.short}: under {SHORT_GRACE:g} s)" if self.short else ""
+            short = (f" (the first {self.short}: while under {SHORT_COST * 1e3:g} ms each on average)"
+                     if self.short else "")
             parts.append(f"{self.full:,} of {self.passes:,} passes of small graphs recorded in full (edge "
                          f"gradients, Jacobians): all while that took under {self.grace:g} s{short}, then while it "
                          f"stayed under {self.share:.0%} of the run's time (past {FREE} of them, every `every`-th "
