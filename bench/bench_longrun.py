@@ -2,7 +2,7 @@
 
     python bench/bench_longrun.py e2e --model small --steps 2000 --rounds 2
     python bench/bench_longrun.py e2e --model small --steps 2000 --rounds 3 --against /tmp/base
-    python bench/bench_longrun.py side-by-side --model transformer --steps 1000 --rounds 4
+    python bench/bench_longrun.py interleaved --model transformer --rounds 8 --chunk 60
     python bench/bench_longrun.py memory --model small --steps 2000
     python bench/bench_longrun.py memory --model transformer --steps 1000
     python bench/bench_longrun.py memory --model small --steps 10000 --hold 100
@@ -15,10 +15,11 @@ steps. The loop runs torch on one thread, traced or not. Each command's CPU time
 system, its children's) is printed beside its wall time: on a loaded machine the CPU
 ratio is the steadier one, and the ratio of each kind's fastest run (CPU time) the steadiest
 (on this VM the speed moves ±25% within a round). `--against DIR` runs a second checkout's gradscope (e.g. `git
-archive <commit> | tar -x -C DIR`) in the same rounds, for before/after in one run. `side-by-side` runs
-the two commands at the same time, each pinned to a core of its own (swapping cores each
-round), so that both see the machine's speed of the same minutes: on this VM the steadiest
-ratio. `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
+archive <commit> | tar -x -C DIR`) in the same rounds, for before/after in one run. `interleaved`
+alternates, in this process, chunks of the plain loop with chunks of steady traced passes
+(each trace's first passes left out): both see the machine's speed of the same seconds,
+the steadiest measure of what a steady pass adds (running the two commands at once, each
+on a core of its own, was tried: the two cores' speeds differ by as much as the rounds'). `memory` runs the loop in this process under `gradscope.trace()` with tracemalloc
 on, sampling the Python heap and RSS every 100 steps, then saves and loads the trace
 (format 2), timing each by the clock and by this process's CPU time. Both print the
 load average (`uptime`) before and after: the ratios are what
@@ -155,49 +156,40 @@ def e2e(model: str, steps: int, rounds: int, against: str | None = None) -> None
         print(f"# {uptime()}")
 
 
-def side_by_side(model: str, steps: int, rounds: int) -> None:
-    """`python script.py` and `gradscope trace script.py` at the same time, each on a core of
-    its own (they swap cores every round): both see the machine's speed of that moment, which
-    on this VM moves ±25 % from minute to minute. Needs two cores; each run's torch uses one
-    thread. The ratios are of each run's own wall and CPU time."""
-    if len(os.sched_getaffinity(0)) < 2:
-        sys.exit("side-by-side needs two cores")
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    commands = {"plain": [sys.executable, "train.py"],
-                "traced": [sys.executable, "-m", "gradscope.cli", "trace", "-o", "out", "train.py"]}
+def interleaved(model: str, rounds: int, chunk: int) -> None:
+    """Steady passes against the plain loop in this process, in alternating chunks: each
+    round a plain chunk, a trace whose first passes (full, then going steady) are left
+    out and whose next `chunk` steps are timed, and a plain chunk again. Both kinds see
+    the machine's speed of the same seconds: the steadiest measure of what a steady pass
+    adds (`e2e` adds the start, the full passes and the end)."""
+    import torch
+
+    import gradscope
+
+    namespace: dict = {"__name__": "bench"}
+    exec(script(model), namespace)
+    train = namespace["train"]
+
+    def timed() -> float:  # this thread's CPU ms per step
+        began = time.thread_time()
+        train(chunk)
+        return (time.thread_time() - began) / chunk * 1e3
+
+    print(f"# interleaved {model}, {rounds} rounds of {chunk} steps · {uptime()}")
+    gc.freeze()  # (as `gradscope trace` freezes its start-up objects)
+    train(chunk // 2)
+    plain, traced = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "train.py").write_text(script(model))
-        print(f"# side by side: {model}, {steps} steps · {uptime()}")
-        ratios: list[tuple[float, float]] = []
-        for r in range(rounds):
-            running = {}
-            for (kind, cmd), core in zip(commands.items(), cores if r % 2 == 0 else cores[::-1]):
-                log = open(folder / f"{kind}-{r}.log", "w")
-                started = time.perf_counter()
-                proc = subprocess.Popen([*cmd, str(steps), str(folder / f"{kind}-{r}.json")], cwd=folder,
-                                        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=log,
-                                        preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}))
-                running[proc.pid] = (kind, core, started, proc, log)
-            done: dict[str, tuple[float, float]] = {}
-            while running:
-                pid, status, usage = os.wait4(-1, 0)
-                if pid not in running:
-                    continue
-                kind, core, started, proc, log = running.pop(pid)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                log.close()
-                if proc.returncode != 0:
-                    sys.exit(f"{kind} run failed:\n{(folder / f'{kind}-{r}.log').read_text()[-3000:]}")
-                done[kind] = (time.perf_counter() - started, usage.ru_utime + usage.ru_stime)
-                print(f"  {kind:7} core {core}: {done[kind][0]:6.1f} s (CPU {done[kind][1]:6.1f} s)", flush=True)
-            ratios.append((done["traced"][0] / done["plain"][0], done["traced"][1] / done["plain"][1]))
-            print(f"  round {r}: traced / plain = {ratios[-1][0]:.2f} (CPU {ratios[-1][1]:.2f})", flush=True)
-        t = json.loads((folder / "out" / "trace.json").read_text())
-        print(f"  median ratio {statistics.median(w for w, _ in ratios):.2f} "
-              f"(CPU {statistics.median(c for _, c in ratios):.2f}); rounds {', '.join(f'{w:.2f}' for w, _ in ratios)}; "
-              f"{len(t['passes'])} passes, {sum(p.get('edge_gradients', True) for p in t['passes'])} in full")
-        print(f"# {uptime()}")
+        for _ in range(rounds):
+            plain.append(timed())
+            with gradscope.trace(stream=Path(tmp) / "stream.json", _hold=200):
+                train(max(40, chunk // 2))  # (first passes: full, then steady)
+                traced.append(timed())
+            plain.append(timed())
+    pairs = [t / ((a + b) / 2) for t, a, b in zip(traced, plain[0::2], plain[1::2])]
+    print(f"  plain {statistics.median(plain):.2f} ms/step, steady traced {statistics.median(traced):.2f} ms/step "
+          f"(CPU); ratio median {statistics.median(pairs):.3f}; rounds {', '.join(f'{r:.2f}' for r in pairs)}")
+    print(f"# {uptime()}")
 
 
 def _rss_line(rss: list, steps: int) -> str:
@@ -263,10 +255,11 @@ def memory(model: str, steps: int, keep: int | None, hold: int | None = None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["e2e", "side-by-side", "memory"])
+    parser.add_argument("mode", choices=["e2e", "interleaved", "memory"])
     parser.add_argument("--model", choices=list(SETUP), default="small")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=60, help="interleaved: steps timed per chunk")
     parser.add_argument("--keep", type=int, default=None, help="memory: trace(keep=N)")
     parser.add_argument("--hold", type=int, default=None,
                         help="memory: stream and hold about N passes in memory, as `gradscope trace` does")
@@ -274,8 +267,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "e2e":
         e2e(args.model, args.steps, args.rounds, args.against)
-    elif args.mode == "side-by-side":
-        side_by_side(args.model, args.steps, args.rounds)
+    elif args.mode == "interleaved":
+        interleaved(args.model, args.rounds, args.chunk)
     else:
         memory(args.model, args.steps, args.keep, args.hold)
 
