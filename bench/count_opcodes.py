@@ -2,6 +2,7 @@
 
     python bench/count_opcodes.py                  # capture only
     python bench/count_opcodes.py --mode default
+    python bench/count_opcodes.py --mode default --warm 300 --model transformer   # steady passes
 
 Timings on a shared virtual machine move by ±5% from run to run; gradscope's own Python
 cost is far smaller than that. This counts it instead, exactly and repeatably: every
@@ -50,8 +51,9 @@ def make_step(model_name: str):
     return step
 
 
-def count(step, steps: int, options: dict | None) -> collections.Counter:
-    """Bytecodes per (file, function) over `steps` steps, after 3 unmeasured ones."""
+def count(step, steps: int, options: dict | None, warm: int = 3) -> collections.Counter:
+    """Bytecodes per (file, function) over `steps` steps, after `warm` unmeasured ones (a
+    few hundred: a training loop's steady passes, capture/steady.py)."""
     counts: collections.Counter = collections.Counter()
 
     def tracer(frame, event, arg):
@@ -62,7 +64,7 @@ def count(step, steps: int, options: dict | None) -> collections.Counter:
         return tracer
 
     def run() -> None:
-        for _ in range(3):
+        for _ in range(warm):
             step()
         sys.settrace(tracer)
         try:
@@ -85,14 +87,22 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["mlp", "transformer"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--warm", type=int, default=3, help="unmeasured steps first")
+    parser.add_argument("--no-share", action="store_true",
+                        help="no full passes past the grace (which ones fall in the window depends on the clock)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.no_share:
+        from gradscope.capture import full_passes
+
+        full_passes.SHARE = 0.0
     step = make_step(args.model)
-    plain = count(step, args.steps, None)
-    traced = count(step, args.steps, MODES[args.mode])
+    plain = count(step, args.steps, None, args.warm)
+    traced = count(step, args.steps, MODES[args.mode], args.warm)
     per_step = {k: (traced[k] - plain.get(k, 0)) / args.steps for k in traced}
     total_plain, total_traced = sum(plain.values()) / args.steps, sum(traced.values()) / args.steps
-    print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, {args.model}, mode {args.mode}")
+    print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, {args.model}, mode {args.mode}, "
+          f"after {args.warm} steps")
     print(f"bytecodes per step: untraced {total_plain:,.0f}, traced {total_traced:,.0f}, "
           f"added {total_traced - total_plain:,.0f}")
     for (filename, function), n in sorted(per_step.items(), key=lambda kv: -kv[1])[: args.top]:

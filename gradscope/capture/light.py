@@ -68,7 +68,7 @@ class LightPlan:
         wants: list[list[int]] = [[] for _ in template.classes]
         for dst, i, src in template.wiring:
             wants[dst] += (i, src)
-        self.wants = [tuple(w) for w in wants]
+        self.wants = wants
         self.roots = template.roots
         self.leaves = template.leaves  # places
         self.keys = [template.keys[k] for k in template.leaves]  # (weakref, shape, dtype, device, requires_grad)
@@ -119,10 +119,8 @@ class LightPlan:
             dst = number[id(fn)]
             if type(fn) is not classes[dst]:
                 return None
-            want = wants[dst]
-            j, i = 0, -1
-            for nxt, _ in fn.next_functions:
-                i += 1
+            got = []  # (input index, input's place), flat: compared whole with the plan's
+            for i, (nxt, _) in enumerate(fn.next_functions):
                 if nxt is None:
                     continue
                 k = number.get(id(nxt))
@@ -132,10 +130,8 @@ class LightPlan:
                         return None
                     fns.append(nxt)
                     stack.append(nxt)
-                if j >= len(want) or want[j] != i or want[j + 1] != k:
-                    return None
-                j += 2
-            if j != len(want):
+                got += (i, k)
+            if got != wants[dst]:
                 return None
         if len(fns) != size:
             return None
