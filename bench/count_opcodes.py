@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -88,6 +89,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--warm", type=int, default=3, help="unmeasured steps first")
+    parser.add_argument("--held", action="store_true",
+                        help="trace as `gradscope trace` does: streamed to a file, a sample held, series as it goes")
     parser.add_argument("--no-share", action="store_true",
                         help="no full passes past the grace (which ones fall in the window depends on the clock)")
     args = parser.parse_args()
@@ -97,12 +100,16 @@ def main() -> None:
 
         full_passes.SHARE = 0.0
     step = make_step(args.model)
+    options = dict(MODES[args.mode])
+    folder = tempfile.TemporaryDirectory()
+    if args.held:
+        options.update(stream=Path(folder.name) / "trace.json", _hold=200)
     plain = count(step, args.steps, None, args.warm)
-    traced = count(step, args.steps, MODES[args.mode], args.warm)
+    traced = count(step, args.steps, options, args.warm)
     per_step = {k: (traced[k] - plain.get(k, 0)) / args.steps for k in traced}
     total_plain, total_traced = sum(plain.values()) / args.steps, sum(traced.values()) / args.steps
     print(f"# gradscope {gradscope.__version__}, torch {torch.__version__}, {args.model}, mode {args.mode}, "
-          f"after {args.warm} steps")
+          f"after {args.warm} steps{', held as gradscope trace holds' if args.held else ''}")
     print(f"bytecodes per step: untraced {total_plain:,.0f}, traced {total_traced:,.0f}, "
           f"added {total_traced - total_plain:,.0f}")
     for (filename, function), n in sorted(per_step.items(), key=lambda kv: -kv[1])[: args.top]:
