@@ -119,7 +119,7 @@ class LightPlan:
             dst = number[id(fn)]
             if type(fn) is not classes[dst]:
                 return None
-            got = []  # (input index, input's place), flat: compared whole with the plan's
+            got: list[int] = []  # (input index, input's place), flat: compared whole with the plan's
             for i, (nxt, _) in enumerate(fn.next_functions):
                 if nxt is None:
                     continue
