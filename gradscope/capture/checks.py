@@ -234,9 +234,7 @@ class LiveChecks(SavedTensorChecks):
     def before_pass(self, recorder: "PassRecorder", index: "GraphIndex") -> None:
         """Look at the graph before backward runs (saved tensors still intact or not)."""
         p = self.state.next_pass_index
-        self._missing = None
-        self._update_event = None
-        self._updated = set()
+        self._start_pass()
         for name, check in (("grad links", self._link_leaves), ("saved tensors", self._check_saved),
                             ("missing gradients", self._check_missing)):
             try:
@@ -247,6 +245,11 @@ class LiveChecks(SavedTensorChecks):
             self._cuts = IdTable()
         self._walked = set()
 
+    def _start_pass(self) -> None:
+        """Forget what the last pass's checks and optimizer steps left (a new pass starts)."""
+        self._missing = None
+        self._update_event = None
+        self._updated = set()
 
     def before_repeat(self, p: int, leaves: frozenset[int], histories: list, node_ids: list[str]) -> bool:
         """`before_pass` for a light pass (light.py) over the leaves `leaves` (their id()s, in
@@ -259,8 +262,7 @@ class LiveChecks(SavedTensorChecks):
         if len(self._cuts) or ran and not _all_in_graph(ran.values(), leaves):
             return False
         ran.clear()
-        self._missing = self._update_event = None
-        self._updated = set()
+        self._start_pass()
         self._walked = set()
         for history, node_id in zip(histories, node_ids):
             history.last_pass = (p, node_id)
@@ -357,8 +359,6 @@ def _all_in_graph(modules, in_graph: frozenset[int]) -> bool:
     (their id()s: `in_graph`), or none is? (`_check_missing` finds nothing then.)"""
     found = [id(t) in in_graph for m in modules for t in m._parameters.values() if t is not None and t.requires_grad]
     return all(found) or not any(found)
-
-
 
 
 

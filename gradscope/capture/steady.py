@@ -70,7 +70,7 @@ class SteadyPasses:
     and records the backward calls made meanwhile (see the module's docstring)."""
 
     def __init__(self, state: TraceState, record: Record, light: LightPasses,
-                 alone: Callable[[], bool] = lambda: True) -> None:
+                 alone: Callable[[], bool]) -> None:
         self.state = state
         self._record = record
         self.light = light  # records the passes it can from their numbers alone (light.py)

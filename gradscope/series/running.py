@@ -101,16 +101,16 @@ class RunningSeries:
         s.value.add(index, norm)
         if grad is not None and not grad - grad == 0:  # NaN or ±Inf
             s.nonfinite += 1
-        before = s.last
+        last = s.last  # (the leaf's previous pass)
         moves = self._moves.get(n.name)
-        if before is not None:
+        if last is not None:
             # ‖Δw‖ measured at the steps between the two passes, else from recorded values
-            moved = [m for k, m in moves if before < k <= index] if moves else []
+            moved = [m for k, m in moves if last < k <= index] if moves else []
             if moved and s.last_norm:
                 for m in moved:
                     if math.isfinite(m / s.last_norm):
                         s.ratio.add(index, m / s.last_norm)
-            if s.last_id in self._updated.get(before, ()):
+            if s.last_id in self._updated.get(last, ()):
                 s.updates += 1
                 ratio = None if moved or s.last_value is None or n.value is None else \
                     _ratio(_flat(s.last_value), _flat(n.value))
