@@ -271,7 +271,7 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
     from .api import trace as gradscope_trace  # imports torch: only when tracing
 
     started, pid = time.time(), os.getpid()
-    with sigterm_raises(), _startup_objects_frozen():
+    with sigterm_raises(), _startup_objects_frozen(until_exit=_process_ends()):
         with gradscope_trace(stream=out_dir / "trace.json", keep=max_passes, _yields=True,
                              _hold=HOLD_PASSES) as recorder, \
                 output_folder_env(out_dir):
@@ -305,12 +305,15 @@ def _trace_and_write(target: runner.Target, output: Path | None, timeout: float,
 
 
 @contextlib.contextmanager
-def _startup_objects_frozen() -> Any:
+def _startup_objects_frozen(until_exit: bool) -> Any:
     """The objects of this process before the script runs (torch's and gradscope's, some
     170,000) left out of the cyclic collector's full passes while the script and its trace
     run (`gc.freeze`, as servers do before forking): a traced run keeps its passes, and each
     full collection they set off would walk all of torch again. The script's own objects are
-    collected as ever; all are unfrozen at the end. (Not in `gradscope.trace()`: the
+    collected as ever. All are unfrozen at the end, unless `until_exit` (the process ends
+    with the command): then the interpreter's last collections at exit skip torch's objects
+    (the traced transformer's exit took 1.2 s, now 0.6 s; a plain run's 1.0 s), and the
+    script's objects are finalized as in a plain run. (Not in `gradscope.trace()`: the
     collector's view of objects made before the block is the user's there.)"""
     freeze = gc.isenabled() and gc.get_freeze_count() == 0
     if freeze:
@@ -318,8 +321,15 @@ def _startup_objects_frozen() -> Any:
     try:
         yield
     finally:
-        if freeze:
+        if freeze and not until_exit:
             gc.unfreeze()
+
+
+def _process_ends() -> bool:
+    """Does this process end with the command (`gradscope ...`, `python -m gradscope.cli`),
+    not a caller's `main(argv)` that goes on?"""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().obj is _PROCESS_COMMAND)
 
 
 def _across_ranks(result: Trace, root: Path, ranks: tuple[int, int] | None) -> list[int]:
@@ -363,9 +373,16 @@ def _depth_option(text: str) -> int | str | None:
     return depth
 
 
+_PROCESS_COMMAND = object()  # click's `obj` when the process is the command (see `_process_ends`)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the `gradscope` command."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="gradscope")
+    """Entry point of the `gradscope` command (`argv` None: the process's own arguments,
+    and the process ends with the command)."""
+    if argv is None:
+        cli.main(prog_name="gradscope", obj=_PROCESS_COMMAND)
+    else:
+        cli.main(args=list(argv), prog_name="gradscope")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ back afterwards; and the --strict / --ignore hooks of the command."""
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import textwrap
@@ -12,6 +13,7 @@ import pytest
 import gradscope.diagnostics
 from gradscope import cli, runner
 from gradscope.model import Diagnostic, Source, load
+from conftest import run_gradscope
 
 
 def test_script_world_is_pythons_and_is_restored(tmp_path):
@@ -76,3 +78,31 @@ def test_strict_and_ignore(tmp_path, monkeypatch, capsys):
     assert [d.code for d in load(tmp_path / "out" / "trace.json").diagnostics] == ["no-gradient"]
     assert run("--ignore", "grad-accumulation", "--ignore", "no-gradient") == 0
     assert "no diagnostics" in capsys.readouterr().err
+
+
+def test_the_commands_process_exits_with_startup_objects_frozen_and_the_scripts_finalized(tmp_path):
+    """`gradscope trace` ends its process: torch's startup objects stay frozen (the
+    interpreter's last collections skip them), while the script's own objects, made after
+    the freeze, are finalized at exit as ever. A caller's `main(argv)` goes on: it gets
+    every object back for its collector."""
+    script = tmp_path / "s.py"
+    script.write_text(textwrap.dedent("""\
+        import atexit, gc, os
+        class Logger:
+            def __del__(self, write=os.write):
+                write(1, b"finalized\\n")
+        log = Logger()
+        log.me = log  # a cycle: only the collector finalizes it
+        atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+        """))
+    r = run_gradscope("trace", "-o", "out", str(script), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["frozen at exit: True", "finalized"]
+
+    quiet = tmp_path / "quiet.py"
+    quiet.write_text("import torch\n(torch.ones(2, requires_grad=True) * 3).sum().backward()\n")
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(SystemExit) as info:
+        cli.main(["trace", "-o", str(tmp_path / "again"), str(quiet)])
+    assert info.value.code == 0 and gc.get_freeze_count() == 0
+    assert len(load(tmp_path / "again" / "trace.json").passes) == 1
