@@ -529,3 +529,37 @@ def test_a_nested_trace_inside_a_steady_run_records_its_own_passes():
     assert [e.kind for e in outer.trace.events if e.kind == "nested-trace"] == ["nested-trace"]
     assert int(outer.trace.meta["steady_passes"].split(" of ")[0]) >= 40
     assert_nothing_installed()
+
+
+def test_the_light_match_knows_its_graph_from_any_other():
+    """A light pass recognises the template's graph by its autograd nodes alone: the same
+    graph made again matches, numbered as the walk numbers it; each kind of difference
+    does not (another class, an input more or less, one node where the template had two,
+    another leaf tensor)."""
+    from gradscope.capture.light import LightPlan
+
+    a, b = torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)
+    c = torch.randn(3)
+
+    def template_of(forward):
+        with gradscope.trace() as t:
+            for _ in range(full_passes.FIRST + 1):  # (the first passes are full: not templates)
+                forward().backward()
+                a.grad = b.grad = None
+            return LightPlan.of(t._tracer.state.last_quiet, 16)
+
+    plan = template_of(lambda: ((a * 2) * (b * 2)).sum())
+    assert plan is not None
+    fns = plan.match([((a * 2) * (b * 2)).sum()])
+    assert fns is not None and [type(f).__name__ for f in fns][:2] == ["SumBackward0", "MulBackward0"]
+    assert sorted(id(fns[k].variable) for k in plan.leaves) == sorted([id(a), id(b)])
+    assert plan.match([((a * 2) + (b * 2)).sum()]) is None  # another class
+    assert plan.match([((a * 2) * (b * a)).sum()]) is None  # the same classes, an input more
+    assert plan.match([((a * 2) * (a * 2)).sum()]) is None  # another leaf
+    two = template_of(lambda: ((a * 2) * (a * 2)).sum())
+    twice = a * 2
+    assert two.match([(twice * twice).sum()]) is None  # one node where the template had two
+    assert two.match([((a * 2) * (a * 2)).sum()]) is not None
+    with_none = template_of(lambda: (a * c).sum())  # MulBackward0 with an input that needs no grad
+    assert with_none.match([(a * c).sum()]) is not None
+    assert with_none.match([(a * b).sum()]) is None  # an input where the template had none

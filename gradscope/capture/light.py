@@ -64,12 +64,8 @@ class LightPlan:
     def __init__(self, template: QuietTemplate, max_values: int) -> None:
         self.template = template
         self.classes = template.classes
-        # each node's inputs, as its walk finds them: (input index, input's place), flat
-        wants: list[list[int]] = [[] for _ in template.classes]
-        for dst, i, src in template.wiring:
-            wants[dst] += (i, src)
-        self.wants = wants
         self.roots = template.roots
+        self.order, self.inputs = _walk_plan(template)
         self.leaves = template.leaves  # places
         self.keys = [template.keys[k] for k in template.leaves]  # (weakref, shape, dtype, device, requires_grad)
         self.node_ids = [template.nodes[k].id for k in template.leaves]
@@ -87,53 +83,49 @@ class LightPlan:
     def of(template: QuietTemplate, max_values: int) -> LightPlan | None:
         """The template's plan (made the first time), or None when no pass can repeat it lightly."""
         if template.light is None:
-            template.light = LightPlan(template, max_values) if _light_template(template) else False
+            plan = LightPlan(template, max_values) if _light_template(template) else None
+            template.light = plan if plan is not None and plan.order else False
         return template.light or None
 
     def match(self, roots: list[torch.Tensor]) -> list | None:
         """The autograd nodes behind `roots`, numbered as the walk numbers them, when they
         are wired and classed as the template's and its leaves are the template's tensors,
-        unchanged; else None. (Walk.walk's numbering, checked as it goes: the two loops
-        must stay in step. Few Python operations per node: it runs on every light pass.)"""
-        number: dict[int, int] = {}
+        unchanged; else None. (The nodes are visited in the walk's order, each one's
+        `next_functions` against the plan's: few Python operations per input, for it runs
+        on every light pass.)"""
         fns: list[Any] = []
         found = []
-        fn: Any
         for t in roots:
             fn = t.grad_fn
             if fn is None:
                 return None
-            k = number.get(id(fn))
+            k = next((k for k, seen in enumerate(fns) if seen is fn), None)
             if k is None:
-                k = number[id(fn)] = len(fns)
+                k = len(fns)
                 fns.append(fn)
             found.append(k)
         if sorted(set(found)) != self.roots:
             return None
-        classes: list[Any] = self.classes
-        wants = self.wants
-        size = len(classes)
-        stack: list[Any] = list(fns)
-        while stack:
-            fn = stack.pop()
-            dst = number[id(fn)]
-            if type(fn) is not classes[dst]:
+        add = fns.append
+        classes, inputs = self.classes, self.inputs
+        for k in self.order:
+            fn = fns[k]
+            if type(fn) is not classes[k]:
                 return None
-            got: list[int] = []  # (input index, input's place), flat: compared whole with the plan's
-            for i, (nxt, _) in enumerate(fn.next_functions):
-                if nxt is None:
-                    continue
-                k = number.get(id(nxt))
-                if k is None:
-                    k = number[id(nxt)] = len(fns)
-                    if k >= size:
+            got = fn.next_functions
+            wants = inputs[k]
+            if len(got) != len(wants):
+                return None
+            for (nxt, _), want in zip(got, wants):
+                if want is None:  # (no input there)
+                    if nxt is not None:
                         return None
-                    fns.append(nxt)
-                    stack.append(nxt)
-                got += (i, k)
-            if got != wants[dst]:
-                return None
-        if len(fns) != size:
+                elif want < 0:  # (an input the walk finds here first)
+                    add(nxt)
+                elif fns[want] is not nxt:
+                    return None
+        # (each place one node: a node reached twice where the template had two would pass the above)
+        if len(fns) != len(classes) or len(set(map(id, fns))) != len(fns):
             return None
         for k, (ref, shape, dtype, device, requires_grad) in zip(self.leaves, self.keys):
             leaf = fns[k].variable
@@ -143,6 +135,36 @@ class LightPlan:
         return fns
 
 
+def _walk_plan(template: QuietTemplate) -> tuple[list[int], list[tuple[int | None, ...]]]:
+    """The order in which the walk (walk.py) visits the template's places, and per place
+    what each of its `next_functions` must be: None (no input), -1 (an input first found
+    there: the next place) or the place of one found before. Empty when the template's
+    numbering is not the walk's (no pass then repeats it lightly)."""
+    size = len(template.classes)
+    inputs: list[list[int | None]] = [[None] * n for n in template.arity]
+    for dst, i, src in template.wiring:
+        inputs[dst][i] = src
+    found = sorted(set(template.roots))
+    if found != list(range(len(found))):
+        return [], []
+    order: list[int] = []
+    stack = list(found)
+    seen = len(found)
+    while stack:  # (as walk.py walks: the last found first, its inputs in order)
+        k = stack.pop()
+        order.append(k)
+        for i, src in enumerate(inputs[k]):
+            if src is None:
+                continue
+            if src == seen:  # first found here
+                inputs[k][i] = -1
+                seen += 1
+                stack.append(src)
+            elif src > seen:  # (numbered otherwise than the walk)
+                return [], []
+    if seen != size or len(order) != size:
+        return [], []
+    return order, [tuple(row) for row in inputs]
 def _light_template(template: QuietTemplate) -> bool:
     """Can a pass repeat this template lightly? Its leaves are known (keys) and on the CPU,
     of a real dtype, and its roots are ops."""

@@ -63,6 +63,8 @@ class QuietTemplate:
         # each node's autograd class: what a steady pass, whose ops no recorder saw, is
         # compared on (see `replay`)
         self.classes: list[type] = list(map(type, fns))
+        # ... and its number of inputs, absent ones too (light.py reads `next_functions` whole)
+        self.arity: list[int] = [len(fn.next_functions) for fn in fns]
         # can a steady pass repeat it? Not when saved-tensor hooks ran (such a node is never
         # called, and only the recorder knows)
         self.replayable = not any(type(note) is OpInfo and note.saved_hooks for note in index.notes)
