@@ -95,6 +95,7 @@ class LightPlan:
         on every light pass.)"""
         fns: list[Any] = []
         found = []
+        fn: Any
         for t in roots:
             fn = t.grad_fn
             if fn is None:
@@ -107,7 +108,8 @@ class LightPlan:
         if sorted(set(found)) != self.roots:
             return None
         add = fns.append
-        classes, inputs = self.classes, self.inputs
+        classes: list[Any] = self.classes  # (Any: `type(fn) is` would narrow fn to `object`)
+        inputs = self.inputs
         for k in self.order:
             fn = fns[k]
             if type(fn) is not classes[k]:
@@ -142,13 +144,13 @@ def _walk_plan(template: QuietTemplate) -> tuple[list[int], list[tuple[int | Non
     numbering is not the walk's (no pass then repeats it lightly)."""
     size = len(template.classes)
     inputs: list[list[int | None]] = [[None] * n for n in template.arity]
-    for dst, i, src in template.wiring:
-        inputs[dst][i] = src
+    for dst, i, place in template.wiring:
+        inputs[dst][i] = place
     found = sorted(set(template.roots))
     if found != list(range(len(found))):
         return [], []
     order: list[int] = []
-    stack = list(found)
+    stack: list[int] = list(found)
     seen = len(found)
     while stack:  # (as walk.py walks: the last found first, its inputs in order)
         k = stack.pop()
