@@ -240,16 +240,27 @@ class Graph:
         """Edges into `node_id`, ordered by input index."""
         return sorted((e for e in self.edges if e.dst == node_id), key=lambda e: e.index)
 
-    def signature(self) -> str:
+    def signature(self, memo: dict[int, str] | None = None) -> str:
         """A string equal for two graphs of the same structure (ops, sources, names, wiring).
 
         Training loops build the same graph every step; renderers draw one of each.
+        `memo`: each node's and edge's part, by the object's id, for signing many graphs
+        that share node and edge objects (a loop's repeated passes do): the caller keeps
+        those objects alive while it uses the memo.
         """
-        parts = [
-            f"{n.id}|{n.kind}|{n.grad_fn}|{n.name}|{n.source.short if n.source else ''}|{n.shape}"
-            for n in self.nodes
-        ]
-        parts += [f"{e.src}>{e.dst}#{e.index}" for e in self.edges]
+        if memo is None:
+            memo = {}
+        parts = []
+        for n in self.nodes:
+            part = memo.get(id(n))
+            if part is None:  # (what a pass's numbers change is no part of it: memo stays true)
+                part = memo[id(n)] = f"{n.id}|{n.kind}|{n.grad_fn}|{n.name}|{n.source.short if n.source else ''}|{n.shape}"
+            parts.append(part)
+        for e in self.edges:
+            part = memo.get(id(e))
+            if part is None:
+                part = memo[id(e)] = f"{e.src}>{e.dst}#{e.index}"
+            parts.append(part)
         return "\n".join(parts)
 
     def to_networkx(self) -> Any:

@@ -53,8 +53,9 @@ def _graph_groups(trace: Trace) -> list[GraphGroup]:
     family_of: dict[str, Hashable] = {}  # a graph's signature -> its family's key
     by_family: dict[Hashable, GraphGroup] = {}
     lengths: dict[Hashable, set[int]] = {}
+    memo: dict[int, str] = {}  # (the passes' nodes live as long as this call: the trace holds them)
     for p in trace.passes:
-        sig = p.graph.signature()
+        sig = p.graph.signature(memo)
         fam = family_of.get(sig)
         if fam is None:
             fam = family_of[sig] = family_key(p.graph)
