@@ -186,3 +186,30 @@ def test_graphs_are_drawn_in_order_of_use():
                   diagnostics=[Diagnostic(code="GS101", severity="warning", title="t", message="m", pass_index=5)])
     assert drawing_order(trace) == [5, 1, 4, 0]
     assert drawing_order(trace, extra_passes=[3, 0]) == [5, 1, 4, 0, 3]
+
+
+def test_work_meanwhile_runs_while_graphviz_lays_out_and_never_costs_a_picture(tmp_path):
+    """`draw_all(meanwhile=)` (the report's charts, made while the pictures are laid
+    out) runs once, before the layout is done; its error leaves the drawing as it was, a
+    Ctrl-C in it stops the drawing as one anywhere else does."""
+    from gradscope.render.dot import graph_to_dot
+    from gradscope.render.drawing import Job, draw_all
+
+    dot = graph_to_dot(chain(40))
+    picture_then = []
+
+    def failing():
+        raise ValueError("a chart that fails")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    drawing = draw_all([Job(("pass", 0), dot, tmp_path / "a.svg")],
+                       meanwhile=lambda: picture_then.append((tmp_path / "a.svg").exists()))
+    assert picture_then == [False] and "<svg" in drawing.svgs[("pass", 0)] and drawing.stopped_by is None
+    assert (tmp_path / "a.svg").exists()
+    drawing = draw_all([Job(("pass", 0), dot, tmp_path / "b.svg")], meanwhile=failing)
+    assert "<svg" in drawing.svgs[("pass", 0)] and drawing.stopped_by is None
+    drawing = draw_all([Job(("pass", 0), dot, tmp_path / "c.svg")], meanwhile=interrupted)
+    assert isinstance(drawing.stopped_by, KeyboardInterrupt) and drawing.not_drawn == [("pass", 0)]
+    assert not (tmp_path / "c.svg").exists()

@@ -10,13 +10,14 @@ own process group, killed on every way out: done, out of time, Ctrl-C, SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Callable, Sequence
 
 from .layout import LayoutError, check_layout, start_layout, stop_layout, timeout_error
 
@@ -66,11 +67,13 @@ def available_cores() -> int:
 
 
 def draw_all(jobs: Sequence[Job], budget: float = DEFAULT_BUDGET, timeout: float | None = None,
-             workers: int | None = None) -> Drawing:
+             workers: int | None = None, meanwhile: Callable[[], object] | None = None) -> Drawing:
     """Lay out `jobs` in order, `workers` at a time, all within `budget` seconds; each graph
     also within `timeout` seconds (then its DOT is kept beside its SVG and its entry is the
     LayoutError). KeyboardInterrupt and other BaseExceptions (the SIGTERM exception) stop
-    the drawing at once; they are returned in `stopped_by`, not raised. Writes each SVG."""
+    the drawing at once; they are returned in `stopped_by`, not raised. Writes each SVG.
+    `meanwhile()` is called once the first layouts run: the caller's work that needs no
+    picture, done while Graphviz works (its errors are the caller's to find again)."""
     drawing = Drawing()
     workers = workers or available_cores()
     end = time.monotonic() + budget
@@ -98,7 +101,11 @@ def draw_all(jobs: Sequence[Job], budget: float = DEFAULT_BUDGET, timeout: float
                 if now >= end:  # the budget is spent: what did not start is not drawn
                     drawing.not_drawn += [j.key for j in waiting]
                     waiting = []
-                if running:
+                if running and meanwhile is not None:
+                    task, meanwhile = meanwhile, None
+                    with contextlib.suppress(Exception):
+                        task()
+                elif running:
                     time.sleep(_POLL_S)
         except BaseException as exc:  # Ctrl-C or SIGTERM: stop at once, report what is done
             drawing.stopped_by = exc

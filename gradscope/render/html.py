@@ -53,6 +53,7 @@ def trace_to_html(
     timeout: float = DEFAULT_TIMEOUT,
     pictures: Sequence[Path] = (),
     linked: bool = False,
+    charts: str | None = None,
 ) -> str:
     """The report for `trace`: a whole page when `standalone`, else a `<div>` for a notebook.
 
@@ -61,7 +62,8 @@ def trace_to_html(
     graphs to draw are laid out here, each within `timeout` seconds. `pictures` are
     image files the traced script saved (embedded, so the page stays self-contained).
     `linked`: the page sits in an output folder beside each graph's SVG file
-    (`pass-000.svg`), and each picture links to its file.
+    (`pass-000.svg`), and each picture links to its file. `charts`: `charts_section(trace)`,
+    when the caller made it already (while the graphs were laid out).
     """
     groups = graph_groups(trace)
     drawn = dict(svgs or {})
@@ -77,7 +79,7 @@ def trace_to_html(
         _header(trace, groups),
         _diagnostics(trace.diagnostics, trace.events, _explore_links(trace, groups) if standalone else None),
         _graphs(trace, groups, drawn, drawn_events, linked, explorer=standalone),
-        over_time_section(trace) if wants_charts(trace, MAX_PLOTS) else _plots(trace),
+        charts_section(trace) if charts is None else charts,
         _pictures(pictures),
         _passes(trace, groups),  # last: a training loop's long table would bury the pictures
     ])
@@ -94,6 +96,12 @@ def trace_to_html(
             meta_tag([report_script_text(), *scripts], wasm=bool(scripts)) +
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{fmt.esc(_title(trace))}</title>{style}</head><body>{div}</body></html>\n")
+
+
+def charts_section(trace: Trace) -> str:
+    """The report's numbers over the passes: per-parameter charts grouped by module (many
+    leaves, or a long run), else one small plot per loss and leaf."""
+    return over_time_section(trace) if wants_charts(trace, MAX_PLOTS) else _plots(trace)
 
 
 def _pass(trace: Trace, index: int) -> Pass:

@@ -21,7 +21,7 @@ from ..signals import signals_deferred
 from . import collapse
 from .collapse import MODULES
 from .drawing import DEFAULT_BUDGET, Drawing, Job, draw_all
-from .html import trace_to_html
+from .html import charts_section, trace_to_html
 from .layout import DEFAULT_TIMEOUT, LayoutError
 from .manifest import record, remove_stale
 from .select import (
@@ -65,7 +65,9 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     began = time.monotonic()
     # a share of the budget is kept for the module-level views of graphs that do not lay out
     coarse = [i for i in drawing_order(trace, extra_passes) if _may_fall_back(by_index[i], view)]
-    drawing = draw_all(jobs, budget=budget * (1 - _COARSE_SHARE if coarse else 1), timeout=timeout)
+    charts: list[str] = []  # (made while the graphs are laid out)
+    drawing = draw_all(jobs, budget=budget * (1 - _COARSE_SHARE if coarse else 1), timeout=timeout,
+                       meanwhile=lambda: charts.append(charts_section(trace)))
     written = Written()
     if drawing.stopped_by is None:
         _draw_coarse(trace, out_dir, drawing, coarse, budget - (time.monotonic() - began), view, written)
@@ -92,7 +94,8 @@ def write_outputs(trace: Trace, out_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     # After a Ctrl-C, a second one must not cost the report
     with signals_deferred() if drawing.stopped_by else contextlib.nullcontext():
         report.write_text(trace_to_html(trace, svgs=svgs, event_svgs=event_svgs, timeout=timeout,
-                                        pictures=pictures, linked=True), encoding="utf-8")
+                                        pictures=pictures, linked=True, charts=next(iter(charts), None)),
+                          encoding="utf-8")
     written.files.insert(0, report)
     record(out_dir, [*written.files, *([trace_path] if trace_path else [])])
     return written
