@@ -32,11 +32,15 @@ MODES = {"capture": {"gradients": "off", "jacobian": 0}, "default": {}, "every-p
 
 def make_step(model_name: str):
     torch.manual_seed(0)
-    if model_name == "mlp":
+    model: nn.Module
+    if model_name == "small":  # bench_longrun.py's small MLP (32 -> 64 -> 64 -> 1, batch 64)
+        model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+        x, y = torch.randn(64, 32), torch.randn(64, 1)
+    elif model_name == "mlp":
         layers: list[nn.Module] = []
         for _ in range(10):
             layers += [nn.Linear(128, 128), nn.ReLU()]
-        model: nn.Module = nn.Sequential(*layers)
+        model = nn.Sequential(*layers)
         x, y = torch.randn(32, 128), torch.randn(32, 128)
     else:  # a small transformer encoder: many ops per module
         layer = nn.TransformerEncoderLayer(32, 2, 64, batch_first=True)
@@ -85,7 +89,7 @@ def count(step, steps: int, options: dict | None, warm: int = 3) -> collections.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", default="capture", choices=sorted(MODES))
-    parser.add_argument("--model", default="mlp", choices=["mlp", "transformer"])
+    parser.add_argument("--model", default="mlp", choices=["small", "mlp", "transformer"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--warm", type=int, default=3, help="unmeasured steps first")
