@@ -231,3 +231,38 @@ def test_the_policy_lets_the_pages_own_scripts_compile_webassembly_and_nothing_e
     assert "'wasm-unsafe-eval'" in script_src and "'unsafe-eval'" not in script_src
     assert "'unsafe-inline'" not in script_src and len([s for s in script_src if s.startswith("'sha256-")]) == 4
     assert "default-src 'none'" in policy
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+
+def test_it_opens_where_the_graph_starts_also_laid_out_askew(browser, tmp_path):
+    """A ResNet's graph lays out as a staircase from the top right to the bottom left, far
+    wider than the frame: the explorer opens on its first node, not on the empty top left."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), *[_Residual(8) for _ in range(6)],
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    with gradscope.trace() as t:
+        torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 8, 8)), torch.tensor([1, 2])).backward()
+    page = tmp_path / "report.html"
+    page.write_text(trace_to_html(t.trace), encoding="utf-8")
+    open_at(browser, page, "#graph=1")
+    seen = browser.evaluate("""(function () {
+      var x = document.querySelector('.gs-x'), view = x.querySelector('.gs-x-view');
+      var v = view.getBoundingClientRect(), nodes = view.querySelectorAll('g.node'), inside = [], top = null;
+      for (var k = 0; k < nodes.length; k++) {
+        var r = nodes[k].getBoundingClientRect();
+        if (!top || r.top < top.r.top) top = {id: nodes[k].id, r: r};
+        if (r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom) inside.push(nodes[k].id);
+      }
+      return {inside: inside, top: top.id, wide: view.scrollWidth > 2 * view.clientWidth};
+    })()""")
+    assert seen["wide"]  # (the case: a graph far wider than its frame)
+    assert seen["top"] in seen["inside"] and len(seen["inside"]) >= 5, seen

@@ -28,7 +28,7 @@
     var calls = v.calls, nodes = v.nodes, byId = v.byId, chains = v.chains, st = v.st;
     var isOpen = v.isOpen, boxOf = v.boxOf, repOf = v.repOf, boxInfo = v.boxInfo, toDot = v.toDot;
     st.selected = null; st.marked = {}; st.scale = 1; st.w = 0; st.h = 0;
-    var self = this, svg = null, drag = null, dragged = false;
+    var self = this, svg = null, drag = null, dragged = false, first = true;
 
     function reset() {
       st.open = {}; st.unfolded = {};
@@ -55,7 +55,9 @@
         paint();
         var focus = st.focus && svg.querySelector('[id="' + st.focus + '"]');
         if (focus && !st.selected) centre(focus, true);
+        else if (first && !st.selected && topmost()) centre(topmost());  // opened: where the graph starts
         st.focus = null;
+        first = false;
         var n = made.shown.nodes + made.shown.boxes;
         root.setAttribute("data-gs-boxes", String(n));
         root.setAttribute("data-gs-layout-ms", String(Math.round(ms)));
@@ -81,6 +83,15 @@
         var g = svg.querySelector('[id="x_' + st.selected + '"]');
         if (g) { g.classList.add("gs-x-sel"); centre(g); }
       }
+    }
+
+    function topmost() {  // the drawn node nearest the top (a graph laid out askew starts far right)
+      var all = svg.querySelectorAll("g.node"), best = null, y = Infinity;
+      for (var k = 0; k < all.length; k++) {
+        var r = all[k].getBoundingClientRect();
+        if (r.top < y) { y = r.top; best = all[k]; }
+      }
+      return best;
     }
 
     function centre(g, top) {  // bring g into the frame (a frame opened: its top, in the middle)
