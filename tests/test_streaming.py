@@ -146,3 +146,29 @@ def test_a_streamed_trace_is_saved_from_its_stream_and_is_the_same_trace(tmp_pat
     path = t.save(tmp_path / "again.json")
     assert encoded and encoded[-1] == 40
     same_trace(t.trace, gradscope.load(path))
+
+
+def test_a_held_runs_events_are_saved_from_the_stream_as_written_and_those_held_anew(tmp_path):
+    """As `gradscope trace` saves a long run (a sample held, every pass in the stream):
+    the events the run let go are copied from the stream's text, those it still holds are
+    encoded anew (capture may complete one after writing it), all in order."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    with gradscope.trace(stream=tmp_path / "stream.json", _hold=20) as t:
+        for _ in range(300):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+    streamed = [e for line in (tmp_path / "stream.json").read_text().splitlines() if line.startswith('{"events"')
+                for e in json.loads(line)["events"]]
+    step = t.trace.events[-2]  # (the last step's: then its leaf update)
+    assert step.kind == "optimizer-step" and "update_norms" not in streamed[-2]["data"]
+    step.data.update_norms = {"0.weight": 0.125}  # (as if completed after it was written)
+    saved = json.loads(t.save(tmp_path / "trace.json").read_text())["events"]
+    assert len(saved) == len(streamed) == 600 and len(t.trace.events) < 200  # most were let go
+    assert saved[:-2] == streamed[:-2] and saved[-1] == streamed[-1]
+    assert saved[-2] == {**streamed[-2], "data": {**streamed[-2]["data"], "update_norms": {"0.weight": 0.125}}}

@@ -64,7 +64,7 @@ class StreamWriter:
         self._queue: list[Event] = []  # events recorded, not yet written
         self._events_written = 0
         self._last_pass = -1  # the index of the last pass written
-        self._event_lines = array("q")  # offset and length of each events line
+        self._event_lines = array("q")  # offset, length and number of events of each events line
         # id() of each event written that is still alive -> (its place among all, the event, weakly)
         self._numbers: dict[int, tuple[int, weakref.ref]] = {}
         self._failed = False
@@ -124,7 +124,7 @@ class StreamWriter:
                 if p is not None:
                     self._written.extend((p.index, id(p), self._size, len(text) - 1))
                 if events:
-                    self._event_lines.extend((self._size + len(text), len(events)))
+                    self._event_lines.extend((self._size + len(text), len(events), len(due)))
                     text += events + "\n"
                 self._file.write(text)
                 self._size += len(text)
@@ -199,26 +199,34 @@ class StreamWriter:
             return None
         return [text[offset + start:offset + length - 1] for offset, length in places], text
 
-    def event_records(self, trace: Trace, text: str) -> list[dict] | None:
-        """Every event the stream wrote, in order, as records: those `trace` still holds
-        encoded anew (capture may have completed one since: a step's "leaf-update" written
-        early with an event that is not routine); None when the stream lacks one `trace`
-        holds (it stopped early)."""
-        records: list[dict] = []
-        lines = self._event_lines
-        for k in range(0, len(lines), 2):
-            line = text[lines[k]:lines[k] + lines[k + 1]]
-            if not line.startswith('{"events":'):
-                return None
-            records.extend(json.loads(line)["events"])
-        if len(records) != self._events_written:
-            return None
+    def events_json(self, trace: Trace, text: str) -> str | None:
+        """Every event the stream wrote, in order, as one JSON array: those `trace` still
+        holds encoded anew (capture may have completed one since: a step's "leaf-update"
+        written early with an event that is not routine), the others copied from the
+        stream's text as written (parsing them back costs more than the rest of a save);
+        None when the stream lacks one `trace` holds (it stopped early)."""
+        fresh: dict[int, dict] = {}
         for e in trace.events:
             number = self._number(e)
             if number is None:
                 return None
-            records[number] = self._encoder.event_record(e)
-        return records
+            fresh[number] = self._encoder.event_record(e)
+        parts: list[str] = []
+        lines, first, head = self._event_lines, 0, len('{"events":[')
+        for k in range(0, len(lines), 3):
+            line = text[lines[k]:lines[k] + lines[k + 1]]
+            count = lines[k + 2]
+            if not line.startswith('{"events":[') or not line.endswith("]}"):
+                return None
+            if any(n in fresh for n in range(first, first + count)):
+                records = json.loads(line)["events"]
+                parts.extend(dumps(fresh.get(first + n, record)) for n, record in enumerate(records))
+            elif count:
+                parts.append(line[head:-2])
+            first += count
+        if first != self._events_written:
+            return None
+        return "[" + ",".join(parts) + "]"
 
     def _number(self, e: Event) -> int | None:
         found = self._numbers.get(id(e))
@@ -250,7 +258,7 @@ def assembled(trace: Trace, header: dict) -> str | None:
     enc = writer._encoder
     meta = trace.meta
     if writer.holds:
-        events = writer.event_records(trace, text)
+        events = writer.events_json(trace, text)
         if events is None:
             return None
         diagnostics = []
@@ -263,11 +271,11 @@ def assembled(trace: Trace, header: dict) -> str | None:
             diagnostics.append(record)
         meta = {k: v for k, v in meta.items() if k != HELD_KEY}
     else:
-        events = [enc.event_record(e) for e in trace.events]
+        events = dumps([enc.event_record(e) for e in trace.events])
         diagnostics = [enc.diagnostic_record(d) for d in trace.diagnostics]
     del text
     head = dumps({**header, "meta": meta, "sources": enc.sources, "structures": enc.structures})
-    return (f'{head[:-1]},"passes":[{",".join(passes)}],"events":{dumps(events)},'
+    return (f'{head[:-1]},"passes":[{",".join(passes)}],"events":{events},'
             f'"diagnostics":{dumps(diagnostics)}}}')
 
 
