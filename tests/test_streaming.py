@@ -110,25 +110,30 @@ def test_an_event_after_the_last_pass_survives_a_kill(tmp_path):
     assert [e.data["step"] for e in t.events if e.kind == "optimizer-step"] == [1, 2, 3]
 
 
-def test_a_streamed_trace_is_saved_from_its_stream_and_is_the_same_trace(tmp_path, monkeypatch):
-    """Saving copies the pass records the stream wrote (none is encoded again), keeps
-    only the passes the trace kept (keep=), and loads back equal to the trace in memory,
-    non-finite numbers included."""
+def train(steps: int, inf_from: int | None = None) -> None:
+    """A small model's training loop, in this process (from `inf_from` on: an Inf target)."""
     import torch
-
-    from gradscope.traceio import v2
-    from test_traceio import same_trace
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 4), torch.randn(16, 1)
+    for step in range(steps):
+        opt.zero_grad()
+        target = y if inf_from is None or step < inf_from else y * float("inf")
+        torch.nn.functional.mse_loss(model(x), target).backward()
+        opt.step()
+
+
+def test_a_streamed_trace_is_saved_from_its_stream_and_is_the_same_trace(tmp_path, monkeypatch):
+    """Saving copies the pass records the stream wrote (none is encoded again), keeps
+    only the passes the trace kept (keep=), and loads back equal to the trace in memory,
+    non-finite numbers included."""
+    from gradscope.traceio import v2
+    from test_traceio import same_trace
+
     with gradscope.trace(stream=tmp_path / "stream.json", keep=12) as t:
-        for step in range(40):
-            opt.zero_grad()
-            target = y if step < 30 else y * float("inf")  # the last passes: Inf and NaN gradients
-            torch.nn.functional.mse_loss(model(x), target).backward()
-            opt.step()
+        train(40, inf_from=30)  # the last passes: Inf and NaN gradients
     kept = [p.index for p in t.passes]
     assert len(kept) < 40 and kept[-1] == 39 and any(p.edge_gradients for p in t.passes)
 
@@ -152,17 +157,8 @@ def test_a_held_runs_events_are_saved_from_the_stream_as_written_and_those_held_
     """As `gradscope trace` saves a long run (a sample held, every pass in the stream):
     the events the run let go are copied from the stream's text, those it still holds are
     encoded anew (capture may complete one after writing it), all in order."""
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(16, 4), torch.randn(16, 1)
     with gradscope.trace(stream=tmp_path / "stream.json", _hold=20) as t:
-        for _ in range(300):
-            opt.zero_grad()
-            torch.nn.functional.mse_loss(model(x), y).backward()
-            opt.step()
+        train(300)
     streamed = [e for line in (tmp_path / "stream.json").read_text().splitlines() if line.startswith('{"events"')
                 for e in json.loads(line)["events"]]
     step = t.trace.events[-2]  # (the last step's: then its leaf update)
