@@ -167,6 +167,8 @@ def _walk_plan(template: QuietTemplate) -> tuple[list[int], list[tuple[int | Non
     if seen != size or len(order) != size:
         return [], []
     return order, [tuple(row) for row in inputs]
+
+
 def _light_template(template: QuietTemplate) -> bool:
     """Can a pass repeat this template lightly? Its leaves are known (keys) and on the CPU,
     of a real dtype, and its roots are ops."""
