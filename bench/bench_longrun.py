@@ -162,8 +162,6 @@ def interleaved(model: str, rounds: int, chunk: int) -> None:
     out and whose next `chunk` steps are timed, and a plain chunk again. Both kinds see
     the machine's speed of the same seconds: the steadiest measure of what a steady pass
     adds (`e2e` adds the start, the full passes and the end)."""
-    import torch
-
     import gradscope
 
     namespace: dict = {"__name__": "bench"}

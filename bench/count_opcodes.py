@@ -2,7 +2,7 @@
 
     python bench/count_opcodes.py                  # capture only
     python bench/count_opcodes.py --mode default
-    python bench/count_opcodes.py --mode default --warm 300 --model transformer   # steady passes
+    python bench/count_opcodes.py --mode default --warm 401 --model transformer   # steady passes
 
 Timings on a shared virtual machine move by ±5% from run to run; gradscope's own Python
 cost is far smaller than that. This counts it instead, exactly and repeatably: every
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--model", default="mlp", choices=["small", "mlp", "transformer"])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--warm", type=int, default=3, help="unmeasured steps first")
+    parser.add_argument("--warm", type=int, default=3, help="unmeasured steps first (401: the window then holds no recorder's pass, every 100th)")
     parser.add_argument("--held", action="store_true",
                         help="trace as `gradscope trace` does: streamed to a file, a sample held, series as it goes")
     parser.add_argument("--no-share", action="store_true",

@@ -54,8 +54,9 @@
         zoomTo(Math.max(Math.min(view.clientWidth / st.w, view.clientHeight / st.h, 1), 0.6));
         paint();
         var focus = st.focus && svg.querySelector('[id="' + st.focus + '"]');
+        var start = !focus && first && !st.selected && topmost();  // opened: where the graph starts
         if (focus && !st.selected) centre(focus, true);
-        else if (first && !st.selected && topmost()) centre(topmost());  // opened: where the graph starts
+        else if (start) centre(start);
         st.focus = null;
         first = false;
         var n = made.shown.nodes + made.shown.boxes;
