@@ -57,7 +57,15 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     tmp.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp))
     return subprocess.Popen([sys.executable, "-m", "gradscope.cli", *args], cwd=tmp_path, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT at its default in the child, as a terminal's Ctrl-C meets it. A runner that
+    starts the tests in the background (`cmd &` in a script) leaves SIGINT ignored, the
+    child inherits that, and Python then rightly never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def processes_using(folder: Path) -> list[str]:
