@@ -16,7 +16,8 @@ Shape of a trace::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import operator
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,6 +165,9 @@ class Node:
         return self.name or self.op or self.grad_fn
 
 
+_NODE_FIELDS = operator.attrgetter(*(f.name for f in fields(Node)))
+
+
 @dataclass(slots=True)
 class Edge:
     """Input `src` feeds consumer `dst` as its `index`-th input (grad_fn.next_functions[index]).
@@ -285,6 +289,95 @@ class Graph:
                    fold: bool = True, **options: Any) -> Path: ...
 
 
+@dataclass(eq=False)
+class RepeatLayout:
+    """What the light passes of one graph share (capture/light.py records them): the
+    graph's nodes as its first pass left them, and where a pass's own numbers go. Every
+    field is shared by those passes, never edited."""
+
+    nodes: list[Node]  # the template's nodes: a light pass's op nodes are these objects
+    roots: list[int]  # places of the roots (a pass makes its own root nodes)
+    valued: list[int]  # places of ops (not roots) that show a value: a pass's own node, without one
+    leaves: list[int]  # places of the leaves, in the order of a pass's numbers
+    leaf_nodes: list[Node]  # each leaf's node without numbers (a pass's are copies, with its own)
+    grad_kinds: list[tuple[list[int], str, str]]  # each leaf's .grad shape, dtype, device
+    own: list[tuple[int, int]]  # (place, leaf number or -1) of the nodes a pass owns, ascending
+
+
+@dataclass(slots=True, eq=False)
+class LightNumbers:
+    """A light pass's own numbers, compactly: its graph's nodes are made from these when
+    first read (`LazyGraph`), and the trace's listeners read them as they are."""
+
+    layout: RepeatLayout
+    roots: list[Node]  # the pass's root nodes (its loss and seed), in `layout.roots`' order
+    # each leaf's .grad after the pass: its norm alone (of a tensor of the leaf's shape,
+    # dtype and device), a summary, or None (no .grad)
+    grads: list[float | TensorSummary | None]
+    values: list[Any] | None = None  # each leaf's value (None where too big); None: no leaf is small
+    value_norms: list[float | None] | None = None  # each leaf's value norm, on the passes that read them
+
+    def grad(self, i: int) -> TensorSummary | None:
+        """Leaf `i`'s `.grad` summary (as its node's `grad_after`)."""
+        g = self.grads[i]
+        if type(g) is float:
+            shape, dtype, device = self.layout.grad_kinds[i]
+            return TensorSummary(shape=shape, dtype=dtype, device=device, norm=g)
+        return g  # type: ignore[return-value]
+
+    def leaf(self, i: int) -> Node:
+        """A node of leaf `i` with this pass's numbers."""
+        node = copy_node(self.layout.leaf_nodes[i])
+        if self.values is not None:
+            node.value = self.values[i]
+        if self.value_norms is not None:
+            node.value_norm = self.value_norms[i]
+        node.grad_after = self.grad(i)
+        return node
+
+    def nodes(self) -> list[Node]:
+        """The pass's nodes: the template's, but its own roots, leaves and valued ops."""
+        layout = self.layout
+        nodes = list(layout.nodes)
+        for k, root in zip(layout.roots, self.roots):
+            nodes[k] = root
+        for k in layout.valued:
+            node = nodes[k] = copy_node(layout.nodes[k])
+            node.value = None
+        for i, k in enumerate(layout.leaves):
+            nodes[k] = self.leaf(i)
+        return nodes
+
+
+class LazyGraph(Graph):
+    """A light pass's graph: its `nodes` are made from its `numbers` when first read (a
+    long run's passes are mostly written and summed up, never read node by node)."""
+
+    def __init__(self, numbers: LightNumbers, edges: list[Edge], module_calls: list[ModuleCall]) -> None:
+        # (`nodes` is left unset: `__getattr__` makes it the first time it is read)
+        self.numbers = numbers
+        self.edges = edges
+        self.module_calls = module_calls
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "nodes":
+            nodes = self.nodes = self.numbers.nodes()
+            return nodes
+        raise AttributeError(name)
+
+    @property
+    def made(self) -> bool:
+        """Have its nodes been made (read) yet?"""
+        return "nodes" in self.__dict__
+
+    def __eq__(self, other: object) -> bool:  # (as a Graph's: by fields, whatever the class)
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return (self.nodes, self.edges, self.module_calls) == (other.nodes, other.edges, other.module_calls)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class Pass:
     """One backward pass: a `Tensor.backward`, `torch.autograd.backward` or `torch.autograd.grad` call."""
@@ -402,6 +495,12 @@ if TYPE_CHECKING:
 
 
 # -- plain-data conversion ---------------------------------------------------------------
+def copy_node(node: Node) -> Node:
+    """A shallow copy of a node, made by its constructor (`copy.copy` of a slotted record
+    goes through pickling's protocol: several times slower, on every pass)."""
+    return Node(*_NODE_FIELDS(node))
+
+
 def _to_plain(obj: Any) -> Any:
     if obj is None:
         return None

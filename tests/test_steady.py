@@ -563,3 +563,38 @@ def test_the_light_match_knows_its_graph_from_any_other():
     with_none = template_of(lambda: (a * c).sum())  # MulBackward0 with an input that needs no grad
     assert with_none.match([(a * c).sum()]) is not None
     assert with_none.match([(a * b).sum()]) is None  # an input where the template had none
+    three = template_of(lambda: torch.cat([a * 2, b * 2, a * 3]).sum())  # (a class of any number of inputs)
+    assert three.match([torch.cat([a * 2, b * 2, a * 3]).sum()]) is not None
+    assert three.match([torch.cat([a * 2, b * 2]).sum()]) is None  # an input fewer
+    assert three.match([torch.cat([a * 2, b * 2, a * 3, b * 3]).sum()]) is None  # an input more
+
+
+def test_a_light_pass_makes_its_nodes_only_when_they_are_read(tmp_path):
+    """A light pass keeps its numbers, not nodes (`model.LazyGraph`): the stream, the series
+    and the held sample read the numbers as they are; the nodes are made the first time a
+    reader asks, once, with the numbers the pass measured."""
+    from gradscope.model import LazyGraph
+
+    path = tmp_path / "loop.py"
+    path.write_text(textwrap.dedent(LOOP))
+    names = {"__name__": "__main__", "__file__": str(path)}
+    with gradscope.trace(stream=tmp_path / "stream.json", _hold=100) as t:  # (as `gradscope trace` runs)
+        exec(compile(path.read_text(), str(path), "exec"), names)
+        light = [p for p in t.passes if isinstance(p.graph, LazyGraph)]
+        # made: only the first light pass of each template, which the stream writes whole
+        firsts = {id(p.graph.numbers.layout): p.index for p in reversed(light)}
+        assert len(light) >= 25 and len(firsts) == 2  # (pass 20 changed the graph: a template anew)
+        assert [p.index for p in light if p.graph.made] == sorted(firsts.values())
+        last = t.passes[-1]
+        assert isinstance(last.graph, LazyGraph) and not last.graph.made
+    assert last is light[-1] and last.index == 59
+    nodes = last.graph.nodes  # (the trace's end has read them: its diagnostics look at every pass)
+    assert last.graph.made and last.graph.nodes is nodes
+    model = names["model"]
+    weight, bias = last.graph.find("0.weight"), last.graph.find("2.bias")
+    assert weight.grad_after.norm == pytest.approx(model[0].weight.grad.norm().item(), rel=1e-6)
+    assert weight.grad_after.shape == [8, 4] and weight.value is None  # (32 elements: too many to keep)
+    assert bias.grad_after.value == pytest.approx(model[2].bias.grad.tolist())  # one element: kept
+    # its value as the forward used it: the step after the pass moved it by lr * grad
+    assert bias.value == pytest.approx((model[2].bias + 0.05 * model[2].bias.grad).tolist())
+    assert last.graph.roots[0].name == "loss" and last.graph.roots[0].seed.value == 1.0

@@ -195,7 +195,7 @@ class PassRecorder:
         if last is not None and last[0]() is grad and last[1] == version_of(grad):
             # the .grad the previous pass left, untouched since: neither zeroed nor replaced
             node.grad_carried_over = True
-            self._copy_later.append(SameAs(node, "grad_before", last[2], "grad_after"))
+            self._copy_later.append(SameAs(node, "grad_before", last[2].nodes[last[3]], "grad_after"))
         else:
             self._leaf_grad(node, "grad_before", leaf, grad, history)
 
@@ -240,10 +240,13 @@ class PassRecorder:
             self._later(node, attr, self.batch.summarize(grad, norm_only=not self.full))
 
     def _remember_grads(self, index: GraphIndex) -> None:
+        places = None
         for (node, leaf), history in zip(index.leaves, self.histories):
             grad = leaf.grad
             if grad is not None:
-                history.grad = (weakref.ref(grad), version_of(grad), node)
+                if places is None:
+                    places = {id(n): k for k, n in enumerate(index.graph.nodes)}
+                history.grad = (weakref.ref(grad), version_of(grad), index.graph, places[id(node)])
 
     # -- local derivatives -------------------------------------------------------------
     def _local_derivatives(self, fn, grad_inputs, edges: dict[int, Edge]) -> None:

@@ -27,17 +27,18 @@ def value_norms_due(leaves: list[tuple[Node, torch.Tensor]], full: bool, pass_in
     return full or norms_due(pass_index, every, sum(leaf.numel() for _, leaf in leaves) <= SMALL)
 
 
-def queue_value_norms(leaves: list[tuple[Node, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:
-    """Queue the value norm of each leaf (call under no_grad); `fill_value_norms` sets
-    `Node.value_norm` once `batch` is resolved."""
-    groups: dict[Any, tuple[list[tuple[Node, bool]], list[torch.Tensor]]] = {}
+def queue_value_norms(leaves: list[tuple[Any, torch.Tensor]], batch: PendingBatch) -> list[tuple[list, Box]]:
+    """Queue the value norm of each leaf (call under no_grad), given with its node (or its
+    number): once `batch` is resolved, `fill_value_norms` sets `Node.value_norm` (or
+    `read_value_norms` reads them by number)."""
+    groups: dict[Any, tuple[list[tuple[Any, bool]], list[torch.Tensor]]] = {}
     for node, leaf in leaves:
         if not (leaf.is_floating_point() or leaf.is_complex()) or not readable(leaf) or leaf.numel() == 0:
             continue
         nodes, tensors = groups.setdefault((leaf.device, leaf.dtype), ([], []))
         nodes.append((node, leaf.dtype != torch.float64))
         tensors.append(leaf.detach())
-    by_device: dict[Any, tuple[list[tuple[Node, bool]], list[torch.Tensor]]] = {}
+    by_device: dict[Any, tuple[list[tuple[Any, bool]], list[torch.Tensor]]] = {}
     for (device, dtype), (nodes, tensors) in groups.items():
         into = by_device.setdefault(device, ([], []))
         into[0].extend(nodes)
@@ -59,6 +60,16 @@ def fill_value_norms(queued: list[tuple[list[tuple[Node, bool]], Box]]) -> None:
     for nodes, box in queued:
         for (node, single), value in zip(nodes, box.value or ()):
             node.value_norm = float32_digits(value) if single else float(value)
+
+
+def read_value_norms(queued: list[tuple[list[tuple[int, bool]], Box]], count: int) -> list[float | None]:
+    """The norms `queue_value_norms` queued for leaves numbered 0 to `count` - 1 (its
+    `leaves` given as (number, tensor)), by number: None where a leaf has none."""
+    found: list[float | None] = [None] * count
+    for numbers, box in queued:
+        for (k, single), value in zip(numbers, box.value or ()):
+            found[k] = float32_digits(value) if single else float(value)
+    return found
 
 
 def float32_digits(value: float) -> float:

@@ -28,21 +28,23 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 
-from ..model import Graph, Node, Pass, Repeat, Source
+from ..model import Graph, LazyGraph, LightNumbers, Pass, Repeat, RepeatLayout, Source, TensorSummary
 from . import names
 from ._torch import version_of
 from .backward import due_in_full, graph_elements, ones_summary
 from .full_passes import FullPasses, cpu_time
-from .leaf_norms import fill_value_norms, queue_value_norms
+from .leaf_norms import queue_value_norms, read_value_norms
 from .quiet import user_watching
+from .repeat import fresh_root, leaf_from
 from .sampling import SMALL, norms_due
 from .source import user_source
-from .summaries import PendingBatch
+from .summaries import Pending, PendingBatch, _device_name, _dtype_name
 
 if TYPE_CHECKING:
     from .backward_call import BackwardCall
@@ -65,7 +67,7 @@ class LightPlan:
         self.template = template
         self.classes = template.classes
         self.roots = template.roots
-        self.order, self.inputs = _walk_plan(template)
+        self.walk = _walk_plan(template)
         self.leaves = template.leaves  # places
         self.keys = [template.keys[k] for k in template.leaves]  # (weakref, shape, dtype, device, requires_grad)
         self.node_ids = [template.nodes[k].id for k in template.leaves]
@@ -78,21 +80,33 @@ class LightPlan:
         self.structure = Graph(nodes=template.nodes, edges=template.edges)
         self.graph_elements = graph_elements(self.structure)
         self.repeat = Repeat(template.number, tuple(sorted({*template.roots, *template.leaves, *template.valued})))
+        self.any_small = any(self.small)
+        # where a pass's numbers go (shared by its passes, read by the trace's listeners)
+        numbered = {k: i for i, k in enumerate(template.leaves)} | {k: -1 - j for j, k in enumerate(template.roots)}
+        self.layout = RepeatLayout(
+            nodes=template.nodes, roots=template.roots, leaves=template.leaves,
+            valued=[k for k in template.valued if k not in set(template.roots)],
+            leaf_nodes=[leaf_from(d) for d in template.descriptions],
+            grad_kinds=[(shape, _dtype_name(dtype), _device_name(device))
+                        for shape, (_, _, dtype, device, _) in zip(self.shapes, self.keys)],
+            own=sorted(numbered.items()))
 
     @staticmethod
     def of(template: QuietTemplate, max_values: int) -> LightPlan | None:
         """The template's plan (made the first time), or None when no pass can repeat it lightly."""
         if template.light is None:
             plan = LightPlan(template, max_values) if _light_template(template) else None
-            template.light = plan if plan is not None and plan.order else False
+            template.light = plan if plan is not None and plan.walk is not None else False
         return template.light or None
 
     def match(self, roots: list[torch.Tensor]) -> list | None:
         """The autograd nodes behind `roots`, numbered as the walk numbers them, when they
         are wired and classed as the template's and its leaves are the template's tensors,
-        unchanged; else None. (The nodes are visited in the walk's order, each one's
-        `next_functions` against the plan's: few Python operations per input, for it runs
-        on every light pass.)"""
+        unchanged; else None. (It runs on every light pass: the walk reads each node's
+        `next_functions` into one list, a few Python operations a node, and the list is
+        then checked against the plan's in a few calls.)"""
+        walk = self.walk
+        assert walk is not None
         fns: list[Any] = []
         found = []
         fn: Any
@@ -107,28 +121,28 @@ class LightPlan:
             found.append(k)
         if sorted(set(found)) != self.roots:
             return None
-        add = fns.append
-        classes: list[Any] = self.classes  # (Any: `type(fn) is` would narrow fn to `object`)
-        inputs = self.inputs
-        for k in self.order:
-            fn = fns[k]
-            if type(fn) is not classes[k]:
-                return None
-            got = fn.next_functions
-            wants = inputs[k]
-            if len(got) != len(wants):
-                return None
-            for (nxt, _), want in zip(got, wants):
-                if want is None:  # (no input there)
-                    if nxt is not None:
-                        return None
-                elif want < 0:  # (an input the walk finds here first)
-                    add(nxt)
-                elif fns[want] is not nxt:
-                    return None
-        # (each place one node: a node reached twice where the template had two would pass the above)
-        if len(fns) != len(classes) or len(set(map(id, fns))) != len(fns):
+        # every node's inputs, in the walk's order, after the roots: (node, input number) pairs
+        pairs: list[Any] = [(fn, 0) for fn in fns]
+        inputs: list[tuple] = []
+        extend, keep = pairs.extend, inputs.append
+        try:
+            for at in walk.found_at:  # (where the node visited next was found)
+                got = pairs[at][0].next_functions
+                extend(got)
+                keep(got)
+        except (AttributeError, IndexError):  # (no node where the plan found one, or fewer inputs)
             return None
+        if list(map(len, inputs)) != walk.arity:
+            return None
+        nodes = list(map(_first, pairs))
+        fns = list(walk.places(nodes))
+        # (each place one node: a node reached twice where the template had two would pass the rest)
+        if list(map(type, fns)) != self.classes or len(set(map(id, fns))) != len(fns):
+            return None
+        fns.append(None)  # (what an absent input is)
+        if not all(map(operator.is_, nodes, walk.expected(fns))):
+            return None
+        fns.pop()
         for k, (ref, shape, dtype, device, requires_grad) in zip(self.leaves, self.keys):
             leaf = fns[k].variable
             if not (ref() is leaf and leaf.shape == shape and leaf.dtype is dtype and leaf.device == device
@@ -137,36 +151,51 @@ class LightPlan:
         return fns
 
 
-def _walk_plan(template: QuietTemplate) -> tuple[list[int], list[tuple[int | None, ...]]]:
-    """The order in which the walk (walk.py) visits the template's places, and per place
-    what each of its `next_functions` must be: None (no input), -1 (an input first found
-    there: the next place) or the place of one found before. Empty when the template's
-    numbering is not the walk's (no pass then repeats it lightly)."""
+_first = operator.itemgetter(0)
+
+
+class _Walk(NamedTuple):
+    """How the walk (walk.py) finds a template's graph, as `LightPlan.match` follows it.
+
+    The match lists the roots' nodes, then the `next_functions` of each node in the walk's
+    order, one after the other: a node's place in that list is where it was first found."""
+
+    found_at: list[int]  # per node, in the walk's order: where in the list it was found
+    arity: list[int]  # per node, in the walk's order: its number of inputs
+    places: Callable[[list], tuple]  # the list -> the nodes by place (the template's numbering)
+    expected: Callable[[list], tuple]  # the nodes by place, then None -> what the list must hold
+
+
+def _walk_plan(template: QuietTemplate) -> _Walk | None:
+    """How to follow the template's graph as the walk numbered it (see `_Walk`); None when
+    its numbering is not the walk's (no pass then repeats it lightly)."""
     size = len(template.classes)
     inputs: list[list[int | None]] = [[None] * n for n in template.arity]
     for dst, i, place in template.wiring:
         inputs[dst][i] = place
     found = sorted(set(template.roots))
-    if found != list(range(len(found))):
-        return [], []
+    if found != list(range(len(found))) or size < 2:
+        return None
+    where: list[int] = list(found) + [0] * (size - len(found))  # place -> where in the list it is found
+    expected: list[int] = list(found)  # per entry of the list: the place of its node (size: none)
     order: list[int] = []
-    stack: list[int] = list(found)
+    stack = list(found)
     seen = len(found)
     while stack:  # (as walk.py walks: the last found first, its inputs in order)
         k = stack.pop()
         order.append(k)
-        for i, src in enumerate(inputs[k]):
-            if src is None:
-                continue
+        for src in inputs[k]:
             if src == seen:  # first found here
-                inputs[k][i] = -1
+                where[src] = len(expected)
                 seen += 1
                 stack.append(src)
-            elif src > seen:  # (numbered otherwise than the walk)
-                return [], []
+            elif src is not None and src > seen:  # (numbered otherwise than the walk)
+                return None
+            expected.append(size if src is None else src)
     if seen != size or len(order) != size:
-        return [], []
-    return order, [tuple(row) for row in inputs]
+        return None
+    return _Walk([where[k] for k in order], [len(inputs[k]) for k in order],
+                 operator.itemgetter(*where), operator.itemgetter(*expected))
 
 
 def _light_template(template: QuietTemplate) -> bool:
@@ -225,23 +254,24 @@ class LightPasses:
                 run: Callable[[], Any], budget: FullPasses | None, started: float) -> Any:
         state = self.state
         source = user_source()
-        nodes = plan.template.fresh_nodes()
-        leaf_nodes = [nodes[k] for k in plan.leaves]
+        template = plan.template
+        roots = [fresh_root(template.nodes[k]) for k in template.roots]
         # what the forward made: the roots' values (a loss), the tiny leaves' values, and
         # when due the value norms of all leaves
         max_values = state.summary_options.max_values
+        values = value_norms = None
         with torch.no_grad():
             for k, root in zip(_places(fns, call.roots), call.roots):
-                node = nodes[k]
+                node = roots[template.roots.index(k)]
                 if root.numel() <= max_values:
                     node.value = root.tolist()
                 if root.numel() == 1:
                     node.seed = ones_summary(root)
-            for node, leaf, small in zip(leaf_nodes, leaves, plan.small):
-                if small:
-                    node.value = leaf.tolist()
+            if plan.any_small:
+                values = [leaf.tolist() if small else None for leaf, small in zip(leaves, plan.small)]
             if norms_due(state.next_pass_index, state.gradient_options.every, plan.elements <= SMALL):
-                fill_value_norms(queue_value_norms(list(zip(leaf_nodes, leaves)), PendingBatch(state.summary_options)))
+                queued = queue_value_norms(list(enumerate(leaves)), PendingBatch(state.summary_options))
+                value_norms = read_value_norms(queued, len(leaves))
         del fns  # (no autograd node held past what the pass needs)
         error = None
         try:
@@ -251,34 +281,35 @@ class LightPasses:
             raise
         finally:
             try:
-                self._finish(plan, nodes, leaves, error, source, budget, started)
+                numbers = LightNumbers(plan.layout, roots, [], values, value_norms)
+                self._finish(plan, numbers, leaves, error, source, budget, started)
             except Exception as exc:  # (guard.py: never let gradscope stop the user's backward)
                 log.debug("gradscope: recording a light pass failed", exc_info=True)
                 state.not_recorded(exc, source)
 
-    def _finish(self, plan: LightPlan, nodes: list[Node], leaves: list[torch.Tensor], error: BaseException | None,
-                source: Source | None, budget: FullPasses | None, started: float) -> None:
-        """The pass ran (or raised): read the leaves' gradients, make the pass, tell everyone."""
+    def _finish(self, plan: LightPlan, numbers: LightNumbers, leaves: list[torch.Tensor],
+                error: BaseException | None, source: Source | None, budget: FullPasses | None,
+                started: float) -> None:
+        """The pass ran (or raised): read the leaves' gradients, make the pass, tell everyone.
+        (Its graph's nodes are made only if something reads them: `model.LazyGraph`.)"""
         state = self.state
         template = plan.template
         self.count += 1
         with torch.no_grad():
             grads = [leaf.grad for leaf in leaves]
-            summaries = [None if s is None else s.result
-                         for s in PendingBatch(state.summary_options).summarize_norms(grads, plan.shapes)]
-        for k, summary, grad, history in zip(plan.leaves, summaries, grads, plan.histories):
-            node = nodes[k]
-            node.grad_after = summary
+            norms = numbers.grads = [n.result if isinstance(n, Pending) else n
+                                     for n in PendingBatch(state.summary_options).norms(grads)]
+        graph = LazyGraph(numbers, list(template.edges), template.module_calls)
+        for k, grad, history in zip(plan.leaves, grads, plan.histories):
             if grad is not None:
-                history.grad = (weakref.ref(grad), version_of(grad), node)
-        if any(s is not None and not s.finite for s in summaries):
+                history.grad = (weakref.ref(grad), version_of(grad), graph, k)
+        if any(type(n) is TensorSummary and not n.finite for n in norms):  # (a norm alone is finite)
             state.nonfinite_seen = True  # record the next pass in full, to find where
         if error is None:
             state.nodes.retire([])  # (a steady graph has no notes: those of the pass before go)
         finishing = cpu_time()
         if budget is not None:
             budget.ran(False, finishing - started)
-        graph = Graph(nodes, list(template.edges), template.module_calls)
 
         def make(index: int) -> Pass:
             return Pass(index=index, api=template.api, graph=graph, source=source, step=state.optimizer_steps,

@@ -17,13 +17,11 @@ and the walk read anyway.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import operator
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..model import Edge, Node
+from ..model import Edge, Node, copy_node
 from . import names
 from ._torch import input_metadata
 from .opvalues import queue_op_value
@@ -159,13 +157,13 @@ class QuietTemplate:
         (they carry the pass's own numbers), without numbers yet."""
         nodes = list(self.nodes)
         for k in self.roots:
-            nodes[k] = _fresh(nodes[k])
+            nodes[k] = fresh_root(nodes[k])
         for k in self.valued:  # an op's value is this pass's own: the node is too
             if k not in self.roots:
-                node = nodes[k] = _copy(nodes[k])
+                node = nodes[k] = copy_node(nodes[k])
                 node.value = None
         for k, description in zip(self.leaves, self.descriptions):
-            nodes[k] = _leaf_from(description)
+            nodes[k] = leaf_from(description)
         return nodes
 
 
@@ -177,7 +175,7 @@ def unshare(index: "GraphIndex") -> None:
     that records edge gradients writes them there)."""
     graph = index.graph
     if index.shares_nodes:
-        graph.nodes = [node if node.kind == "leaf" or node.is_root else _copy(node) for node in graph.nodes]
+        graph.nodes = [node if node.kind == "leaf" or node.is_root else copy_node(node) for node in graph.nodes]
         for node in graph.nodes:
             node.grad_outputs = list(node.grad_outputs)
         index.shares_nodes = False
@@ -211,18 +209,9 @@ def _untagged_key(fn) -> tuple:
     return (type(fn), None) if m is None else (type(fn), m.shape, m.dtype, m.device)
 
 
-_NODE_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(Node)))
-
-
-def _copy(node: Node) -> Node:
-    """A shallow copy of a node, made by its constructor (`copy.copy` of a slotted record
-    goes through pickling's protocol: several times slower, on every pass)."""
-    return Node(*_NODE_FIELDS(node))
-
-
-def _fresh(node: Node) -> Node:
+def fresh_root(node: Node) -> Node:
     """A root's own copy: it will carry this pass's value and seed."""
-    root = _copy(node)
+    root = copy_node(node)
     root.grad_outputs = []
     root.value = root.seed = None
     return root
@@ -238,7 +227,7 @@ def _description(leaf: Node) -> dict:
     return {**{k: getattr(leaf, k) for k in _LEAF_DESCRIPTION}, "grad_outputs": []}
 
 
-def _leaf_from(description: dict) -> Node:
+def leaf_from(description: dict) -> Node:
     """A new leaf node with this description (its lists are the template's: model objects
     are records, never edited, and a long run keeps one list, not one a pass; each object a
     pass keeps is one more for the cyclic collector to walk)."""

@@ -104,9 +104,25 @@ class PendingBatch:
         summaries: large contiguous float32/float64 CPU tensors (parameters' gradients)
         together, their squared norms read in one go instead of one `.item()` each.
         `shapes`: each tensor's shape as a list, when the caller holds one already (the
-        summaries then share it: a long run keeps one list per leaf, not one per pass).
+        summaries then share it: a long run keeps one list per leaf, not one per pass)."""
+        found: list[Pending | None] = []
+        for k, (t, norm) in enumerate(zip(tensors, self.norms(tensors))):
+            if type(norm) is float:
+                assert t is not None
+                item = Pending(list(t.shape) if shapes is None else shapes[k], _dtype_name(t.dtype),
+                               _device_name(t.device), None, None)
+                item.result = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device, norm=norm)
+                found.append(item)
+            else:
+                found.append(norm)  # type: ignore[arg-type]
+        return found
+
+    def norms(self, tensors: list[torch.Tensor | None]) -> list[float | Pending | None]:
+        """What `summarize_norms` summarises, with the norm alone standing for the summary of
+        a large contiguous float32/float64 CPU tensor (of its shape, dtype and device: a
+        light pass keeps only that number). The squared norms of those are read in one go.
         (`torch._foreach_norm` measured slower here on the CPU: a kernel per tensor too.)"""
-        found: list[Pending | None] = [None] * len(tensors)
+        found: list[float | Pending | None] = [None] * len(tensors)
         batched: list[tuple[int, torch.Tensor]] = []
         stats, limit = self.options.stats, self.options.max_values
         for k, t in enumerate(tensors):
@@ -119,15 +135,10 @@ class PendingBatch:
             return found
         flats = [t if t.dim() == 1 else t.view(-1) for _, t in batched]  # (a view is a torch call too)
         squares = torch.stack([torch.dot(f, f) for f in flats]).tolist()  # (what `_cpu_norm` reads)
+        sqrt, isfinite = math.sqrt, math.isfinite
         for (k, t), square in zip(batched, squares):
-            if not math.isfinite(square):  # NaN, Inf or an overflow: the whole way, counting them
-                found[k] = self.summarize(t, norm_only=True)
-                continue
-            item = Pending(list(t.shape) if shapes is None else shapes[k], _dtype_name(t.dtype),
-                           _device_name(t.device), None, None)
-            item.result = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device,
-                                        norm=math.sqrt(square))
-            found[k] = item
+            # NaN, Inf or an overflow: the whole way, counting them
+            found[k] = sqrt(square) if isfinite(square) else self.summarize(t, norm_only=True)
         return found
 
     def _stats(self, t: torch.Tensor) -> tuple[torch.Tensor, ...] | list[float]:

@@ -21,6 +21,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from ..events import OptimizerStep
 from ._torch import foreach_sub
+from .history import grad_name
 from .leaf_norms import float32_digits, norms
 from .quiet import unwatched
 from .sampling import SHORT, SMALL, norms_due
@@ -56,8 +57,8 @@ class UpdateNorms:
     def _name(self, p: torch.Tensor) -> str:
         """The leaf's name in its last pass's graph (what the series go by), else its label."""
         history = self.state.leaf_histories.get(p)
-        node = history.grad[2] if history is not None and history.grad is not None else None
-        return node.name if node is not None and node.name else self.state.leaf_label(p)
+        name = grad_name(history) if history is not None else None
+        return name or self.state.leaf_label(p)
 
     def _on_start(self, optimizer, args, kwargs) -> None:
         try:

@@ -27,7 +27,7 @@ from statistics import median
 from typing import Any
 
 from ..events import LeafUpdate, OptimizerStep
-from ..model import Node, Trace, single_number
+from ..model import Node, TensorSummary, Trace, single_number
 from .envelope import GradStats
 
 NAN, EXPLODING, VANISHING, NEVER_UPDATED = "nan", "exploding", "vanishing", "never updated"
@@ -296,7 +296,11 @@ def _natural(name: str) -> list[tuple[int, int | str]]:
 
 
 def _grad_norm(n: Node) -> float | None:
-    g = n.grad_after
+    return summary_norm(n.grad_after)
+
+
+def summary_norm(g: TensorSummary | None) -> float | None:
+    """A `.grad` summary's norm (NaN when it held a NaN or an infinity; None: no .grad)."""
     if g is None:
         return None
     if not g.finite:

@@ -19,8 +19,8 @@ import math
 from typing import Any
 
 from ..events import LeafUpdate, OptimizerStep
-from ..model import Event, Pass, Repeat, single_number
-from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio, flagged, module_of
+from ..model import Event, LazyGraph, LightNumbers, Node, Pass, Repeat, single_number
+from . import LeafSeries, LossSeries, Thinned, _flat, _grad_norm, _norm, _ratio, flagged, module_of, summary_norm
 from .envelope import CAP, GradStats, Points
 
 MOST_MOVES = 4 * CAP  # ‖Δw‖ held per leaf while it is absent from the passes
@@ -70,33 +70,54 @@ class RunningSeries:
         self._first = p.index if self._first is None else self._first
         self._last = p.index
         seen: set[str] = set()
-        nodes = p.graph.nodes
-        # (leaves and roots in one walk: `Graph.leaves` is a scan; of a repeat, only the
-        # nodes it owns: the rest are its template's, neither leaves nor roots)
-        for n in nodes if repeat is None else map(nodes.__getitem__, repeat.own):
-            if n.kind == "leaf":
-                if n.name and n.name not in seen:  # a name twice in one pass: the first one stands
-                    seen.add(n.name)
-                    self._add_leaf(p.index, n)
-            elif n.is_root and n.kind == "op":
-                value = single_number(n.value)
-                if not isinstance(value, bool) and isinstance(value, (int, float)):
-                    points = self._losses.get(n.label)
-                    if points is None:
-                        points = self._losses[n.label] = Points()
-                    points.add(p.index, float(value))
+        graph = p.graph
+        if type(graph) is LazyGraph and not graph.made:  # (a light pass: its numbers, no nodes made)
+            self._add_light(p.index, graph.numbers, seen)
+        else:
+            nodes = graph.nodes
+            # (leaves and roots in one walk: `Graph.leaves` is a scan; of a repeat, only the
+            # nodes it owns: the rest are its template's, neither leaves nor roots)
+            for n in nodes if repeat is None else map(nodes.__getitem__, repeat.own):
+                if n.kind == "leaf":
+                    if n.name and n.name not in seen:  # a name twice in one pass: the first one stands
+                        seen.add(n.name)
+                        self._add_leaf(p.index, n, _grad_norm(n), n.value, n.value_norm)
+                elif n.is_root and n.kind == "op":
+                    self._add_root(p.index, n)
         if not self.passes % FORGET_EVERY:
             self._forget(p.index)
 
-    def _add_leaf(self, index: int, n) -> None:
+    def _add_light(self, index: int, numbers: LightNumbers, seen: set[str]) -> None:
+        """A light pass's leaves and roots, as `add_pass` adds nodes, from its numbers."""
+        layout = numbers.layout
+        grads, values, value_norms = numbers.grads, numbers.values, numbers.value_norms
+        for _, i in layout.own:
+            if i < 0:
+                self._add_root(index, numbers.roots[-1 - i])
+                continue
+            n = layout.leaf_nodes[i]  # (the leaf's node but its numbers: its name, id, shape, module)
+            if n.name and n.name not in seen:
+                seen.add(n.name)
+                g = grads[i]
+                self._add_leaf(index, n, g if type(g) is float else summary_norm(g),  # type: ignore[arg-type]
+                               None if values is None else values[i], None if value_norms is None else value_norms[i])
+
+    def _add_root(self, index: int, n: Node) -> None:
+        value = single_number(n.value)
+        if not isinstance(value, bool) and isinstance(value, (int, float)):
+            points = self._losses.get(n.label)
+            if points is None:
+                points = self._losses[n.label] = Points()
+            points.add(index, float(value))
+
+    def _add_leaf(self, index: int, n: Node, grad: float | None, value: Any, norm: float | None) -> None:
+        """Leaf `n`'s numbers at pass `index`: its `.grad`'s norm, value and value norm."""
         s = self._leaves.get(n.name)
         if s is None:
             s = self._leaves[n.name] = _Leaf(n.name, module_of(n), n.shape, n.is_parameter)
         # (a leaf's values are flattened only when they are needed: no norm, or a ratio from them)
-        norm = n.value_norm
-        if norm is None and n.value is not None and (values := _flat(n.value)) is not None:
+        if norm is None and value is not None and (values := _flat(value)) is not None:
             norm = _norm(values)
-        grad = _grad_norm(n)
         s.grad.add(index, grad)
         s.value.add(index, norm)
         if grad is not None and not grad - grad == 0:  # NaN or ±Inf
@@ -112,13 +133,13 @@ class RunningSeries:
                         s.ratio.add(index, m / s.last_norm)
             if s.last_id in self._updated.get(last, ()):
                 s.updates += 1
-                ratio = None if moved or s.last_value is None or n.value is None else \
-                    _ratio(_flat(s.last_value), _flat(n.value))
+                ratio = None if moved or s.last_value is None or value is None else \
+                    _ratio(_flat(s.last_value), _flat(value))
                 if ratio is not None:
                     s.ratio.add(index, ratio)
         if moves and moves[0][0] <= index:
             self._moves[n.name] = [(k, m) for k, m in moves if k > index]
-        s.last, s.last_id, s.last_value, s.last_norm = index, n.id, n.value, norm
+        s.last, s.last_id, s.last_value, s.last_norm = index, n.id, value, norm
 
     def _apply_events(self, upto: int | None) -> None:
         """Apply, in order, the held events numbered up to pass `upto` (None: all)."""

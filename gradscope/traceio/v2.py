@@ -28,7 +28,21 @@ from itertools import compress
 from typing import Any, Iterable
 
 from ..events import LeafUpdate, OptimizerStep
-from ..model import Diagnostic, Event, Graph, ModuleCall, Node, Pass, Repeat, Source, TensorSummary, Trace
+from ..model import (
+    Diagnostic,
+    Event,
+    Graph,
+    LazyGraph,
+    LightNumbers,
+    ModuleCall,
+    Node,
+    Pass,
+    Repeat,
+    RepeatLayout,
+    Source,
+    TensorSummary,
+    Trace,
+)
 from .jsonio import dumps
 
 VERSION = 2
@@ -67,6 +81,7 @@ class Encoder:
         self._last_nodes: tuple[list, list[int], list[bool]] | None = None
         self._repeats: dict[int, int] = {}  # a Repeat's template -> its structure's position
         self._seed_texts: dict[tuple, tuple[TensorSummary, str]] = {}  # (see `_root_text`)
+        self._layouts: dict[int, tuple[RepeatLayout, list[bool]]] = {}  # (see `_norm_alone`)
 
     def forget_objects(self) -> None:
         """Drop the per-object shortcuts (they hold the run's model objects); the tables of
@@ -198,16 +213,16 @@ class Encoder:
         if structure is None or repeat is None or p.error is not None or p.inputs or p.results or p.retain_graph \
                 or p.create_graph or p.edge_gradients:
             return dumps({"pass": self.pass_record(p, repeat)})
-        nodes = p.graph.nodes
+        graph = p.graph
         parts = []
-        for k in repeat.own:
-            node = nodes[k]
-            text = _grad_norm_text(node) or self._root_text(node)
-            if text is None:
-                if not _has_numbers(node):
-                    continue
-                text = dumps(_node_numbers(node))
-            parts.append(f"[{k},{text}]")
+        if type(graph) is LazyGraph and not graph.made:
+            parts = self._light_parts(graph.numbers)
+        else:
+            nodes = graph.nodes
+            for k in repeat.own:
+                text = self._numbers_text(nodes[k])
+                if text is not None:
+                    parts.append(f"[{k},{text}]")
         out = f'{{"pass":{{"index":{p.index},"api":{_text(p.api)},"graph":{structure}'
         if p.source is not None:
             out += f',"source":{self.source(p.source)}'
@@ -217,6 +232,46 @@ class Encoder:
         if parts:
             out += ',"nodes":[' + ",".join(parts) + "]"
         return out + "}}"
+
+    def _numbers_text(self, node: Node) -> str | None:
+        """The JSON of a node's numbers in a pass that repeats a graph (None: it has none)."""
+        text = _grad_norm_text(node) or self._root_text(node)
+        if text is None and _has_numbers(node):
+            text = dumps(_node_numbers(node))
+        return text
+
+    def _light_parts(self, numbers: LightNumbers) -> list[str]:
+        """`[place, numbers]` of each node a light pass owns, from its numbers as capture
+        left them (its nodes are not made): the text `_numbers_text` gives of those nodes."""
+        layout = numbers.layout
+        alone = self._norm_alone(layout)
+        grads, values, value_norms, roots = numbers.grads, numbers.values, numbers.value_norms, numbers.roots
+        parts = []
+        for k, i in layout.own:
+            if i < 0:
+                text = self._numbers_text(roots[-1 - i])
+            else:
+                g = grads[i]
+                if type(g) is float and alone[i] and (values is None or values[i] is None) \
+                        and (value_norms is None or value_norms[i] is None):
+                    text = f'{{"grad_after":{{"norm":{g!r}}}}}'  # (a light pass's parameter: its .grad's norm)
+                else:
+                    text = self._numbers_text(numbers.leaf(i))
+            if text is not None:
+                parts.append(f"[{k},{text}]")
+        return parts
+
+    def _norm_alone(self, layout: RepeatLayout) -> list[bool]:
+        """Per leaf of `layout`: is a norm alone the whole record of its `.grad` (a tensor
+        of the leaf's own shape, dtype and device, which a node's record leaves out)?"""
+        kept = self._layouts.get(id(layout))
+        if kept is None or kept[0] is not layout:
+            alone = [(shape, dtype, device) == (n.shape, n.dtype, n.device or "cpu")
+                     for (shape, dtype, device), n in zip(layout.grad_kinds, layout.leaf_nodes)]
+            if len(self._layouts) > 64:
+                self._layouts.clear()
+            kept = self._layouts[id(layout)] = (layout, alone)
+        return kept[1]
 
     def _root_text(self, node: Node) -> str | None:
         """The JSON of a root's numbers when they are a number (a loss) and its seed (one
