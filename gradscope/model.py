@@ -301,7 +301,7 @@ class RepeatLayout:
     leaves: list[int]  # places of the leaves, in the order of a pass's numbers
     leaf_nodes: list[Node]  # each leaf's node without numbers (a pass's are copies, with its own)
     grad_kinds: list[tuple[list[int], str, str]]  # each leaf's .grad shape, dtype, device
-    own: list[tuple[int, int]]  # (place, leaf number or -1) of the nodes a pass owns, ascending
+    own: list[tuple[int, int]]  # (place, its leaf's number, or -1 - its root's) of each leaf and root, ascending
 
 
 @dataclass(slots=True, eq=False)

@@ -85,7 +85,7 @@ class LightPlan:
         numbered = {k: i for i, k in enumerate(template.leaves)} | {k: -1 - j for j, k in enumerate(template.roots)}
         self.layout = RepeatLayout(
             nodes=template.nodes, roots=template.roots, leaves=template.leaves,
-            valued=[k for k in template.valued if k not in set(template.roots)],
+            valued=[k for k in template.valued if k not in numbered],  # (valued ops that are no root)
             leaf_nodes=[leaf_from(d) for d in template.descriptions],
             grad_kinds=[(shape, _dtype_name(dtype), _device_name(device))
                         for shape, (_, _, dtype, device, _) in zip(self.shapes, self.keys)],

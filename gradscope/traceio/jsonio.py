@@ -23,9 +23,14 @@ FREE_FORM_KEYS = ("meta", "data", "saved")  # saved: what a node saved for its b
 def dumps(data: Any) -> str:
     """Compact standard JSON (no bare NaN/Infinity)."""
     try:
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return _ENCODE(data)
     except ValueError:  # a non-finite float somewhere: the walk below costs only then
-        return json.dumps(standard(data), separators=(",", ":"), allow_nan=False)
+        return _ENCODE(standard(data))
+
+
+# (one encoder for every call: `json.dumps` with options makes one per call, a good share
+# of a small record's time, and a stream writes a few records a pass)
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def standard(obj: Any, free: bool = False) -> Any:
