@@ -354,28 +354,31 @@ class LazyGraph(Graph):
     long run's passes are mostly written and summed up, never read node by node)."""
 
     def __init__(self, numbers: LightNumbers, edges: list[Edge], module_calls: list[ModuleCall]) -> None:
-        # (`nodes` is left unset: `__getattr__` makes it the first time it is read)
         self.numbers = numbers
+        self._nodes: list[Node] | None = None  # (made the first time `nodes` is read)
         self.edges = edges
         self.module_calls = module_calls
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "nodes":
-            nodes = self.nodes = self.numbers.nodes()
-            return nodes
-        raise AttributeError(name)
+    @property
+    def nodes(self) -> list[Node]:
+        if self._nodes is None:
+            self._nodes = self.numbers.nodes()
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, nodes: list[Node]) -> None:
+        self._nodes = nodes
 
     @property
     def made(self) -> bool:
         """Have its nodes been made (read) yet?"""
-        return "nodes" in self.__dict__
+        return self._nodes is not None
 
     def __eq__(self, other: object) -> bool:  # (as a Graph's: by fields, whatever the class)
         if not isinstance(other, Graph):
             return NotImplemented
         return (self.nodes, self.edges, self.module_calls) == (other.nodes, other.edges, other.module_calls)
 
-    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass

@@ -221,3 +221,34 @@ def test_work_meanwhile_runs_while_graphviz_lays_out_and_never_costs_a_picture(t
     drawing = draw_all([Job(("pass", 0), dot, tmp_path / "c.svg")], meanwhile=interrupted)
     assert isinstance(drawing.stopped_by, KeyboardInterrupt) and drawing.not_drawn == [("pass", 0)]
     assert not (tmp_path / "c.svg").exists()
+
+
+def test_a_ctrl_c_as_a_layout_child_starts_stops_that_child_too(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while a layout child is being started (the child runs, its
+    `Popen` has not returned: a loaded CI machine hit this) stops the drawing with that
+    child noted down: it is killed and its graph reported not drawn, never laid out again
+    by the report while a second Ctrl-C is deferred."""
+    from gradscope.render import drawing as drawing_module
+    from gradscope.render.dot import graph_to_dot
+    from gradscope.render.drawing import Job, draw_all
+
+    started: list[subprocess.Popen] = []
+
+    def start_then_ctrl_c(*args):
+        proc = real_start(*args)
+        started.append(proc)
+        os.kill(os.getpid(), signal.SIGINT)  # (the signal itself, as a terminal sends it)
+        time.sleep(0.2)  # (Python raises it at the next instruction: here, unless held)
+        return proc
+
+    real_start = drawing_module.start_layout
+    monkeypatch.setattr(drawing_module, "start_layout", start_then_ctrl_c)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # (pytest run in the background: ignored)
+    try:
+        drawing = draw_all([Job(("pass", 0), graph_to_dot(chain(40)), tmp_path / "a.svg"),
+                            Job(("pass", 1), graph_to_dot(chain(41)), tmp_path / "b.svg")], workers=1)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert isinstance(drawing.stopped_by, KeyboardInterrupt)
+    assert drawing.not_drawn == [("pass", 0), ("pass", 1)] and drawing.svgs == {}
+    assert len(started) == 1 and started[0].returncode is not None  # killed and reaped

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
+from ..signals import signals_held
 from .layout import LayoutError, check_layout, start_layout, stop_layout, timeout_error
 
 DEFAULT_BUDGET = 60.0
@@ -84,7 +85,9 @@ def draw_all(jobs: Sequence[Job], budget: float = DEFAULT_BUDGET, timeout: float
             while waiting or running:
                 now = time.monotonic()
                 while waiting and len(running) < workers and now < end:
-                    running.append(_start(waiting.pop(0), Path(tmp), now, end, timeout))
+                    with signals_held():  # (a Ctrl-C as a child starts: after it is noted down)
+                        running.append(_start(waiting[0], Path(tmp), now, end, timeout))
+                        waiting.pop(0)
                 for r in list(running):
                     if r.proc.poll() is not None:
                         running.remove(r)

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import IO, Sequence
 
+from ..signals import signals_held
+
 DEFAULT_TIMEOUT = 60.0
 FORMATS = ("svg", "png")
 _WORKER = Path(__file__).with_name("_layout_worker.py")
@@ -112,13 +114,16 @@ def layout_file(dot_path: Path, outputs: Sequence[Path], timeout: float = DEFAUL
     the DOT is copied there on failure and the message names that copy.
     """
     with tempfile.TemporaryFile() as stderr:
-        proc = start_layout(dot_path, outputs, stderr)
+        proc = None
         try:
+            with signals_held():  # (a Ctrl-C as the child starts: once `proc` is set)
+                proc = start_layout(dot_path, outputs, stderr)
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise timeout_error(timeout, dot_path, keep_as) from None
         finally:  # also on Ctrl-C: no layout child outlives us
-            stop_layout(proc)
+            if proc is not None:
+                stop_layout(proc)
         stderr.seek(0)
         check_layout(proc.returncode, stderr.read(), dot_path, keep_as)
 
