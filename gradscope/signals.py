@@ -50,19 +50,26 @@ def sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (blocked, not ignored) for a few statements that must
-    not be cut in two: one that arrives meanwhile is raised as they end. (Starting a child
-    and noting it down: a Ctrl-C in between would leave a child nobody stops. A child
-    started meanwhile starts with them blocked too: gradscope's children are stopped
-    with SIGKILL.)"""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT and SIGTERM back for a few statements that must not be cut in two (a
+    child started and noted down: a Ctrl-C in between would leave a child nobody stops):
+    one that arrives meanwhile is noted, and raised again as they end, to the handler
+    there was. (Not by blocking it: with torch's threads in the process, the kernel hands
+    a signal to a thread that does not block it, and Python acts on it all the same.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    held = [s for s, handler in saved.items() if handler not in (signal.SIG_IGN, None)]
+    for s in held:
+        signal.signal(s, lambda signum, frame: arrived.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for s in held:
+            signal.signal(s, saved[s])
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
