@@ -356,7 +356,8 @@ class LazyGraph(Graph):
     def __init__(self, numbers: LightNumbers, edges: list[Edge], module_calls: list[ModuleCall]) -> None:
         self.numbers = numbers
         self._nodes: list[Node] | None = None  # (made the first time `nodes` is read)
-        self.edges = edges
+        self._template_edges = edges  # (the template's list: a pass's own copy is made when read)
+        self._edges: list[Edge] | None = None
         self.module_calls = module_calls
 
     @property
@@ -368,6 +369,16 @@ class LazyGraph(Graph):
     @nodes.setter
     def nodes(self, nodes: list[Node]) -> None:
         self._nodes = nodes
+
+    @property
+    def edges(self) -> list[Edge]:
+        if self._edges is None:
+            self._edges = list(self._template_edges)
+        return self._edges
+
+    @edges.setter
+    def edges(self, edges: list[Edge]) -> None:
+        self._edges = edges
 
     @property
     def made(self) -> bool:

@@ -299,7 +299,7 @@ class LightPasses:
             grads = [leaf.grad for leaf in leaves]
             norms = numbers.grads = [n.result if isinstance(n, Pending) else n
                                      for n in PendingBatch(state.summary_options).norms(grads)]
-        graph = LazyGraph(numbers, list(template.edges), template.module_calls)
+        graph = LazyGraph(numbers, template.edges, template.module_calls)
         for k, grad, history in zip(plan.leaves, grads, plan.histories):
             if grad is not None:
                 history.grad = (weakref.ref(grad), version_of(grad), graph, k)
