@@ -302,6 +302,7 @@ class RepeatLayout:
     leaf_nodes: list[Node]  # each leaf's node without numbers (a pass's are copies, with its own)
     grad_kinds: list[tuple[list[int], str, str]]  # each leaf's .grad shape, dtype, device
     own: list[tuple[int, int]]  # (place, its leaf's number, or -1 - its root's) of each leaf and root, ascending
+    repeat: Repeat  # what capture tells the listeners of these passes
 
 
 @dataclass(slots=True, eq=False)
@@ -316,6 +317,10 @@ class LightNumbers:
     grads: list[float | TensorSummary | None]
     values: list[Any] | None = None  # each leaf's value (None where too big); None: no leaf is small
     value_norms: list[float | None] | None = None  # each leaf's value norm, on the passes that read them
+
+    def finite(self) -> bool:
+        """Is every leaf's `.grad` free of NaN and Inf? (A norm alone is of a finite one.)"""
+        return not any(type(g) is TensorSummary and not g.finite for g in self.grads)
 
     def grad(self, i: int) -> TensorSummary | None:
         """Leaf `i`'s `.grad` summary (as its node's `grad_after`)."""
@@ -384,6 +389,11 @@ class LazyGraph(Graph):
     def made(self) -> bool:
         """Have its nodes been made (read) yet?"""
         return self._nodes is not None
+
+    @property
+    def roots(self) -> list[Node]:
+        # (the pass's own root nodes, in place order: the graph's roots, without making it)
+        return list(self.numbers.roots) if self._nodes is None else super().roots
 
     def __eq__(self, other: object) -> bool:  # (as a Graph's: by fields, whatever the class)
         if not isinstance(other, Graph):

@@ -586,9 +586,11 @@ def test_a_light_pass_makes_its_nodes_only_when_they_are_read(tmp_path):
         assert len(light) >= 25 and len(firsts) == 2  # (pass 20 changed the graph: a template anew)
         assert [p.index for p in light if p.graph.made] == sorted(firsts.values())
         last = t.passes[-1]
-        assert isinstance(last.graph, LazyGraph) and not last.graph.made
-    assert last is light[-1] and last.index == 59
-    nodes = last.graph.nodes  # (the trace's end has read them: its diagnostics look at every pass)
+    # the trace's end (its diagnostics look at every pass) made none either
+    assert [p.index for p in light if p.graph.made] == sorted(firsts.values())
+    assert last is light[-1] and last.index == 59 and last.graph.roots[0].seed.value == 1.0
+    assert not last.graph.made  # (its roots are the pass's own nodes, read without making it)
+    nodes = last.graph.nodes
     assert last.graph.made and last.graph.nodes is nodes
     model = names["model"]
     weight, bias = last.graph.find("0.weight"), last.graph.find("2.bias")
@@ -597,4 +599,35 @@ def test_a_light_pass_makes_its_nodes_only_when_they_are_read(tmp_path):
     assert bias.grad_after.value == pytest.approx(model[2].bias.grad.tolist())  # one element: kept
     # its value as the forward used it: the step after the pass moved it by lr * grad
     assert bias.value == pytest.approx((model[2].bias + 0.05 * model[2].bias.grad).tolist())
-    assert last.graph.roots[0].name == "loss" and last.graph.roots[0].seed.value == 1.0
+    root = last.graph.roots[0]
+    assert root.name == "loss" and any(n is root for n in nodes)  # (the same node, made or not)
+
+
+def test_a_light_pass_whose_gradients_turn_nan_is_diagnosed_at_its_pass(tmp_path):
+    """The trace's diagnostics read a light pass's numbers; the one pass whose `.grad`
+    turned NaN is made (to name its leaves), the others are not, and saving the trace
+    writes them from their numbers: the file holds what their nodes say."""
+    from gradscope.model import LazyGraph
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.randn(32, 4)
+    with gradscope.trace() as t:
+        for step in range(60):
+            opt.zero_grad()
+            model(x * float("nan") if step == 40 else x).pow(2).mean().backward()  # (the same graph)
+            if step != 40:
+                opt.step()
+    assert isinstance(t.passes[40].graph, LazyGraph) and not t.passes[40].edge_gradients
+    [found] = [d for d in t.trace.diagnostics if d.code == "nonfinite-gradient"]
+    assert found.pass_index == 40 and "`2.bias`, `2.weight`" in found.title
+    made = [p.index for p in t.passes if isinstance(p.graph, LazyGraph) and p.graph.made]
+    assert 40 in made and len(made) <= 3  # (it, and the first light pass of each template)
+    saved = gradscope.load(t.trace.save(tmp_path / "trace.json"))
+    # (and the first light pass of each template, which the file holds whole)
+    firsts = {id(p.graph.numbers.layout): p.index for p in reversed(t.passes) if isinstance(p.graph, LazyGraph)}
+    assert [p.index for p in t.passes if isinstance(p.graph, LazyGraph) and p.graph.made] == \
+        sorted(set(made) | set(firsts.values()))
+    assert [_pass_json(p) for p in saved.passes] == [_pass_json(p) for p in t.passes]  # (made now)
+    assert saved.passes[40].graph.find("2.bias").grad_after.nan == 1

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 
-from ..model import Graph, LazyGraph, LightNumbers, Pass, Repeat, RepeatLayout, Source, TensorSummary
+from ..model import Graph, LazyGraph, LightNumbers, Pass, Repeat, RepeatLayout, Source
 from . import names
 from ._torch import version_of
 from .backward import due_in_full, graph_elements, ones_summary
@@ -89,7 +89,7 @@ class LightPlan:
             leaf_nodes=[leaf_from(d) for d in template.descriptions],
             grad_kinds=[(shape, _dtype_name(dtype), _device_name(device))
                         for shape, (_, _, dtype, device, _) in zip(self.shapes, self.keys)],
-            own=sorted(numbered.items()))
+            own=sorted(numbered.items()), repeat=self.repeat)
 
     @staticmethod
     def of(template: QuietTemplate, max_values: int) -> LightPlan | None:
@@ -297,13 +297,13 @@ class LightPasses:
         self.count += 1
         with torch.no_grad():
             grads = [leaf.grad for leaf in leaves]
-            norms = numbers.grads = [n.result if isinstance(n, Pending) else n
-                                     for n in PendingBatch(state.summary_options).norms(grads)]
+            numbers.grads = [n.result if isinstance(n, Pending) else n
+                             for n in PendingBatch(state.summary_options).norms(grads)]
         graph = LazyGraph(numbers, template.edges, template.module_calls)
         for k, grad, history in zip(plan.leaves, grads, plan.histories):
             if grad is not None:
                 history.grad = (weakref.ref(grad), version_of(grad), graph, k)
-        if any(type(n) is TensorSummary and not n.finite for n in norms):  # (a norm alone is finite)
+        if not numbers.finite():
             state.nonfinite_seen = True  # record the next pass in full, to find where
         if error is None:
             state.nodes.retire([])  # (a steady graph has no notes: those of the pass before go)

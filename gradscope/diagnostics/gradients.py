@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..events import Cut, MissingLeaf, NoGradient, NonleafGradRead
-from ..model import Diagnostic, Event, Graph, Node, Trace
+from ..model import Diagnostic, Event, Graph, LazyGraph, Node, Trace
 from ._common import (
     ERROR,
     WARNING,
@@ -86,7 +86,7 @@ def no_gradient(trace: Trace) -> list[Found]:
     pass in which its siblings did: detached, computed under no_grad, or unused."""
     # a leaf that some pass does reach is trained (a GAN's generator, detached in the
     # discriminator's step, gets its gradient from the generator's step)
-    reached = {(n.name, tuple(n.shape or ())) for p in trace.passes for n in p.graph.leaves if n.name}
+    reached = {(n.name, tuple(n.shape or ())) for p in trace.passes for n in _leaf_nodes(p.graph) if n.name}
     groups: dict[tuple, dict] = {}
     for _, e, data in events(trace, NoGradient):
         p = pass_at(trace, data.pass_index if data.pass_index is not None else e.pass_index)
@@ -222,8 +222,8 @@ def _nonfinite_in_leaves(trace: Trace) -> list[Found]:
     small one past its cost budget) can only tell which leaves' `.grad` turned NaN or Inf."""
     bad_passes = []
     for p in trace.passes:
-        if p.edge_gradients:
-            continue
+        if p.edge_gradients or isinstance(p.graph, LazyGraph) and not p.graph.made and p.graph.numbers.finite():
+            continue  # (a light pass's numbers say it, without making its nodes)
         turned = [n for n in p.graph.leaves
                   if n.grad_after is not None and not n.grad_after.finite and _finite(n.grad_before)]
         if turned:
@@ -253,6 +253,14 @@ def _nonfinite_in_leaves(trace: Trace) -> list[Found]:
 
 def _finite(s) -> bool:
     return s is None or s.finite
+
+
+def _leaf_nodes(graph: Graph) -> list[Node]:
+    """Its leaves, or (a light pass not read yet: its nodes are not made for this) their
+    descriptions, with the same names and shapes."""
+    if isinstance(graph, LazyGraph) and not graph.made:
+        return graph.numbers.layout.leaf_nodes
+    return graph.leaves
 
 
 def _first_nonfinite(graph: Graph, edge_gradients: bool = True):

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable
 
-from ..model import Event, LazyGraph, Pass, Repeat, TensorSummary, Trace
+from ..model import Event, LazyGraph, Pass, Repeat, Trace
 
 # events every training step has: they single no pass out
 ROUTINE_EVENTS = frozenset({"optimizer-step", "leaf-update"})
@@ -173,8 +173,8 @@ class RunningKeep:
         if p.error is not None or p.index in self._with_events:
             return True
         graph = p.graph
-        if type(graph) is LazyGraph and not graph.made:  # (a light pass: a norm alone is finite)
-            return any(type(g) is TensorSummary and not g.finite for g in graph.numbers.grads)
+        if type(graph) is LazyGraph and not graph.made:  # (a light pass: its numbers)
+            return not graph.numbers.finite()
         nodes = graph.nodes
         # (not `Graph.leaves`: a list made on each call; of a repeat, the nodes it owns)
         for n in nodes if repeat is None else map(nodes.__getitem__, repeat.own):

@@ -180,14 +180,27 @@ class Encoder:
     # passes, events, diagnostics
     def pass_record(self, p: Pass, repeat: Repeat | None = None) -> dict:
         """A pass's record; `repeat`: how it repeats an earlier pass's graph, when capture
-        says so (then only the nodes it owns are looked at)."""
+        says so (then only the nodes it owns are looked at; a light pass's graph says so
+        itself, and its numbers are read as they are, without making its nodes)."""
+        graph = p.graph
+        if repeat is None and type(graph) is LazyGraph:
+            repeat = graph.numbers.layout.repeat
         structure = self._repeats.get(repeat.template) if repeat is not None else None
         if structure is None or repeat is None:
-            structure, node_numbers, edge_numbers = self.graph(p.graph)
+            structure, node_numbers, edge_numbers = self.graph(graph)
             if repeat is not None:
                 self._repeats[repeat.template] = structure
+        elif type(graph) is LazyGraph and not graph.made:
+            node_numbers, edge_numbers = [], []
+            alone = self._norm_alone(graph.numbers.layout)
+            for k, i in graph.numbers.layout.own:
+                own = self._light_own(graph.numbers, i, alone)
+                if isinstance(own, float):
+                    node_numbers.append([k, {"grad_after": {"norm": own}}])
+                elif _has_numbers(own):
+                    node_numbers.append([k, _node_numbers(own)])
         else:
-            nodes = p.graph.nodes
+            nodes = graph.nodes
             node_numbers = [[k, _node_numbers(nodes[k])] for k in repeat.own if _has_numbers(nodes[k])]
             edge_numbers = []
         out: dict[str, Any] = {"index": p.index, "api": p.api, "graph": structure}
@@ -243,23 +256,28 @@ class Encoder:
     def _light_parts(self, numbers: LightNumbers) -> list[str]:
         """`[place, numbers]` of each node a light pass owns, from its numbers as capture
         left them (its nodes are not made): the text `_numbers_text` gives of those nodes."""
-        layout = numbers.layout
-        alone = self._norm_alone(layout)
-        grads, values, value_norms, roots = numbers.grads, numbers.values, numbers.value_norms, numbers.roots
         parts = []
-        for k, i in layout.own:
-            if i < 0:
-                text = self._numbers_text(roots[-1 - i])
-            else:
-                g = grads[i]
-                if type(g) is float and alone[i] and (values is None or values[i] is None) \
-                        and (value_norms is None or value_norms[i] is None):
-                    text = f'{{"grad_after":{{"norm":{g!r}}}}}'  # (a light pass's parameter: its .grad's norm)
-                else:
-                    text = self._numbers_text(numbers.leaf(i))
+        alone = self._norm_alone(numbers.layout)
+        for k, i in numbers.layout.own:
+            own = self._light_own(numbers, i, alone)
+            # (a light pass's parameter: its .grad's norm alone, most of a long run's record)
+            text = f'{{"grad_after":{{"norm":{own!r}}}}}' if isinstance(own, float) else self._numbers_text(own)
             if text is not None:
                 parts.append(f"[{k},{text}]")
         return parts
+
+    @staticmethod
+    def _light_own(numbers: LightNumbers, i: int, alone: list[bool]) -> Node | float:
+        """A light pass's own node `i` (a leaf's number, or -1 - a root's), or the leaf's
+        `.grad` norm when that norm alone is what its node's record would say (`alone`:
+        `_norm_alone` of its layout)."""
+        if i < 0:
+            return numbers.roots[-1 - i]
+        g, values, value_norms = numbers.grads[i], numbers.values, numbers.value_norms
+        if type(g) is float and alone[i] and (values is None or values[i] is None) \
+                and (value_norms is None or value_norms[i] is None):
+            return g
+        return numbers.leaf(i)
 
     def _norm_alone(self, layout: RepeatLayout) -> list[bool]:
         """Per leaf of `layout`: is a norm alone the whole record of its `.grad` (a tensor
