@@ -11,11 +11,12 @@ together several times the cost of a small model's step.
 
 A light pass does only what its record needs. It recognises the graph by walking the
 autograd nodes against a plan made once per template (`LightPlan`: each node's class and
-inputs, its leaves' tensors), reads the numbers, builds the `Pass` from the template's
-node and edge objects, and tells the listeners how it repeats the template
-(`model.Repeat`), so that they skip what they worked out for it before. Its record is the
-general way's, to the byte (tests/test_steady.py compares them pass by pass and line by
-line of the stream).
+inputs, its leaves' tensors) and reads the numbers into a `model.LightNumbers`. Its
+`Pass.graph` is a `model.LazyGraph`: the nodes are made from those numbers and the
+template's objects only when something reads them. It tells the listeners how it repeats
+the template (`model.Repeat`); they, `Trace.save` and the diagnostics read the numbers as
+they are. Its record is the general way's, to the byte (tests/test_steady.py compares
+them pass by pass and line by line of the stream).
 
 Anything else goes the general way: a graph that differs, a `.grad` already set when the
 pass starts (gradient accumulation), a pass due in full, a seed of the user's, tensors off
