@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 
-from ..model import Graph, LazyGraph, LightNumbers, Pass, Repeat, RepeatLayout, Source
+from ..model import Graph, LazyGraph, LightNumbers, Pass, Repeat, Source
 from . import names
 from ._torch import version_of
 from .backward import due_in_full, graph_elements, ones_summary
 from .full_passes import FullPasses, cpu_time
 from .leaf_norms import queue_value_norms, read_value_norms
 from .quiet import user_watching
-from .repeat import fresh_root, leaf_from
+from .repeat import fresh_root
 from .sampling import SMALL, norms_due
 from .source import user_source
-from .summaries import Pending, PendingBatch, _device_name, _dtype_name
+from .summaries import Pending, PendingBatch
 
 if TYPE_CHECKING:
     from .backward_call import BackwardCall
@@ -74,23 +74,14 @@ class LightPlan:
         self.node_ids = [template.nodes[k].id for k in template.leaves]
         self.histories = template.histories
         self.small = [math.prod(shape) <= max_values for _, shape, *_ in self.keys]
-        self.shapes = [d["shape"] for d in template.descriptions]  # (each leaf's `.grad` is of its shape)
         self.leaf_ids = frozenset(id(key[0]()) for key in self.keys)
         self.elements = sum(math.prod(key[1]) for key in self.keys)  # (the leaves': value norms due?)
         # the graph's structure, for `due_in_full` (which reads no numbers), and its size
         self.structure = Graph(nodes=template.nodes, edges=template.edges)
         self.graph_elements = graph_elements(self.structure)
-        self.repeat = Repeat(template.number, tuple(sorted({*template.roots, *template.leaves, *template.valued})))
         self.any_small = any(self.small)
-        # where a pass's numbers go (shared by its passes, read by the trace's listeners)
-        numbered = {k: i for i, k in enumerate(template.leaves)} | {k: -1 - j for j, k in enumerate(template.roots)}
-        self.layout = RepeatLayout(
-            nodes=template.nodes, roots=template.roots, leaves=template.leaves,
-            valued=[k for k in template.valued if k not in numbered],  # (valued ops that are no root)
-            leaf_nodes=[leaf_from(d) for d in template.descriptions],
-            grad_kinds=[(shape, _dtype_name(dtype), _device_name(device))
-                        for shape, (_, _, dtype, device, _) in zip(self.shapes, self.keys)],
-            own=sorted(numbered.items()), repeat=self.repeat)
+        self.layout = template.layout  # (where a pass's numbers go)
+        self.repeat = self.layout.repeat
 
     @staticmethod
     def of(template: QuietTemplate, max_values: int) -> LightPlan | None:

@@ -17,15 +17,17 @@ and the walk read anyway.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from ..model import Edge, Node, copy_node
+from ..model import Edge, LightNumbers, Node, Repeat, RepeatLayout, copy_node
 from . import names
 from ._torch import input_metadata
 from .opvalues import queue_op_value
 from .recorder import OpInfo
+from .summaries import _device_name, _dtype_name
 
 if TYPE_CHECKING:
     from .graph_index import GraphIndex
@@ -155,16 +157,24 @@ class QuietTemplate:
     def fresh_nodes(self) -> list[Node]:
         """A repeat's nodes: the template's op nodes, but roots, valued ops and leaves anew
         (they carry the pass's own numbers), without numbers yet."""
-        nodes = list(self.nodes)
-        for k in self.roots:
-            nodes[k] = fresh_root(nodes[k])
-        for k in self.valued:  # an op's value is this pass's own: the node is too
-            if k not in self.roots:
-                node = nodes[k] = copy_node(nodes[k])
-                node.value = None
-        for k, description in zip(self.leaves, self.descriptions):
-            nodes[k] = leaf_from(description)
-        return nodes
+        layout = self.layout
+        roots = [fresh_root(self.nodes[k]) for k in layout.roots]
+        return LightNumbers(layout, roots, [None] * len(layout.leaves)).nodes()
+
+    @functools.cached_property
+    def layout(self) -> RepeatLayout:
+        """Where a repeat's own nodes and numbers go (shared by its passes; light passes'
+        listeners read their numbers through it). Only of a template whose nodes are
+        shared (`keys` known)."""
+        own = {k: i for i, k in enumerate(self.leaves)} | {k: -1 - j for j, k in enumerate(self.roots)}
+        return RepeatLayout(
+            nodes=self.nodes, roots=self.roots, leaves=self.leaves,
+            valued=[k for k in self.valued if k not in own],  # (an op's value is the pass's own: its node is too)
+            leaf_nodes=[leaf_from(d) for d in self.descriptions],
+            grad_kinds=[(d["shape"], _dtype_name(self.keys[k][2]), _device_name(self.keys[k][3]))
+                        for k, d in zip(self.leaves, self.descriptions)],  # (a leaf's .grad is of its kind)
+            own=sorted(own.items()),
+            repeat=Repeat(self.number, tuple(sorted({*self.roots, *self.leaves, *self.valued}))))
 
 
 _NUMBERS = itertools.count()

@@ -98,19 +98,15 @@ class PendingBatch:
         self._items.append(item)
         return item
 
-    def summarize_norms(self, tensors: list[torch.Tensor | None],
-                        shapes: list[list[int]] | None = None) -> list[Pending | None]:
+    def summarize_norms(self, tensors: list[torch.Tensor | None]) -> list[Pending | None]:
         """`summarize(t, norm_only=True)` of each tensor (a pass's leaves' `.grad`), the same
         summaries: large contiguous float32/float64 CPU tensors (parameters' gradients)
-        together, their squared norms read in one go instead of one `.item()` each.
-        `shapes`: each tensor's shape as a list, when the caller holds one already (the
-        summaries then share it: a long run keeps one list per leaf, not one per pass)."""
+        together, their squared norms read in one go instead of one `.item()` each."""
         found: list[Pending | None] = []
-        for k, (t, norm) in enumerate(zip(tensors, self.norms(tensors))):
+        for t, norm in zip(tensors, self.norms(tensors)):
             if type(norm) is float:
                 assert t is not None
-                item = Pending(list(t.shape) if shapes is None else shapes[k], _dtype_name(t.dtype),
-                               _device_name(t.device), None, None)
+                item = Pending(list(t.shape), _dtype_name(t.dtype), _device_name(t.device), None, None)
                 item.result = TensorSummary(shape=item.shape, dtype=item.dtype, device=item.device, norm=norm)
                 found.append(item)
             else:
